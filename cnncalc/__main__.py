@@ -1,0 +1,4 @@
+"""`python -m cnncalc` is the `cnncalc` command."""
+from .cli import main
+
+main()

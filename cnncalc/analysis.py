@@ -1,0 +1,146 @@
+"""Walk a validated network once: per-entry rows (numbers and tuples only), totals and warnings."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .arith import PIXEL, Field
+from .errors import SpecError
+from .spec import Network, Node
+
+
+class DType(str, Enum):
+    """Element types for memory figures; the value is the name users type."""
+
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float64 = "float64"
+    int8 = "int8"
+
+    @property
+    def bytes(self) -> int:
+        return {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}[self.value]
+
+
+@dataclass
+class Row:
+    """One entry's figures, per sample. `rf` is a tuple of Fields per spatial axis, None if global."""
+
+    node: Node
+    input: tuple
+    output: tuple
+    weight: tuple | None
+    bias: tuple | None
+    params: int
+    buffers: int
+    macs: int
+    rf: tuple[Field, ...] | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.node.path
+
+    @property
+    def leaf(self) -> bool:
+        return self.node.leaf
+
+
+@dataclass
+class Totals:
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    activation_bytes: int
+    param_bytes: int
+
+
+@dataclass
+class Warning:
+    node: Node
+    text: str
+
+
+@dataclass
+class Report:
+    network: Network
+    rows: list[Row]
+    output: tuple
+    rf: tuple[Field, ...] | None
+    totals: Totals
+    warnings: list[Warning]
+    dtype: DType = DType.float32
+    batch: int = 1
+
+    def row(self, path: str) -> Row:
+        for r in self.rows:
+            if r.path == path:
+                return r
+        raise KeyError(path)
+
+
+def analyse(network: Network, dtype: DType | str = DType.float32, batch: int = 1) -> Report:
+    """Every entry's output shape, weights, params, MACs and receptive field, then the totals."""
+    dtype = DType(dtype)
+    walker = _Walker()
+    start = tuple(PIXEL for _ in network.input[1:]) or None
+    output, rf = walker.sequence(network.root.branches[""], network.input, start)
+    leaves = [r for r in walker.rows if r.leaf]
+    params = sum(r.params for r in leaves)
+    totals = Totals(params=params, trainable_params=params, buffers=sum(r.buffers for r in leaves),
+                    macs=sum(r.macs for r in leaves),
+                    activation_bytes=sum(math.prod(r.output) for r in leaves) * dtype.bytes,
+                    param_bytes=params * dtype.bytes)
+    return Report(network, walker.rows, output, rf, totals, walker.warnings, dtype, batch)
+
+
+class _Walker:
+    def __init__(self):
+        self.rows: list[Row] = []
+        self.warnings: list[Warning] = []
+
+    def sequence(self, nodes: list[Node], shape: tuple, rf):
+        for node in nodes:
+            row = self.node(node, shape, rf)
+            shape, rf = row.output, row.rf
+        return shape, rf
+
+    def node(self, node: Node, shape: tuple, rf) -> Row:
+        try:
+            return self.leaf(node, shape, rf) if node.leaf else self.composite(node, shape, rf)
+        except SpecError as e:
+            raise e.located(node.where, node.describe()) from None
+
+    def leaf(self, node: Node, shape: tuple, rf) -> Row:
+        layer = node.layer
+        layer.check_input(shape)
+        out = layer.out_shape(shape)
+        tensors = layer.tensors(shape)
+        row = Row(node, shape, out, tensors.get("weight"), tensors.get("bias"),
+                  params=sum(math.prod(t) for t in tensors.values()),
+                  buffers=sum(math.prod(t) for t in layer.buffers(shape).values()),
+                  macs=layer.macs(shape, out),
+                  rf=layer.field(shape, rf) if rf else None,
+                  notes=layer.notes(shape))
+        self.rows.append(row)
+        self.warnings.extend(Warning(node, text) for text in row.notes)
+        return row
+
+    def composite(self, node: Node, shape: tuple, rf) -> Row:
+        index = len(self.rows)
+        self.rows.append(None)  # placeholder: a composite's row comes before its children's
+        outputs, fields, children = {}, {}, []
+        for branch, nodes in node.branches.items():
+            first = len(self.rows)
+            outputs[branch], fields[branch] = self.sequence(nodes, shape, rf)
+            children += [r for r in self.rows[first:] if r.node.depth == node.depth + 1]
+        out = node.layer.combine(shape, outputs)
+        row = Row(node, shape, out, None, None,
+                  params=sum(r.params for r in children), buffers=sum(r.buffers for r in children),
+                  macs=sum(r.macs for r in children),
+                  rf=node.layer.combine_fields(fields) if rf else None)
+        self.rows[index] = row
+        return row

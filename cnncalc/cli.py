@@ -1,0 +1,117 @@
+"""The command line: each command parses options, calls the library, renders. Errors from bad input
+become exit status 2 here, in one place (`main`)."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, List, Optional
+
+import typer
+
+from . import __version__
+from .analysis import DType
+from .render import Format
+from .source import Limits
+
+app = typer.Typer(
+    help="Exact shapes, parameters, multiply-adds and receptive fields of CNNs, from a YAML spec.\n\n"
+         "Examples:\n\n  cnncalc summary                 # the built-in LeNet-5\n\n"
+         "  cnncalc summary resnet50 --format json\n\n  cnncalc summary my_net.yaml --input 3x64x64",
+    no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]})
+
+_debug = False
+
+# Options shared by several commands, defined once.
+SpecArg = Annotated[Optional[str], typer.Argument(help="A spec file, or a built-in name (`cnncalc list`); "
+                                                       "default: the built-in LeNet-5.", show_default=False)]
+InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Per-sample input shape, e.g. 1x28x28; "
+                                                 "overrides the spec's.", show_default=False)]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size (figures stay per sample).")]
+DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Element type for memory figures.")]
+MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", min=1, help="Largest spec file accepted.")]
+MaxDepthOpt = Annotated[int, typer.Option("--max-depth", min=1, help="Deepest nesting of composites/blocks.")]
+MaxLayersOpt = Annotated[int, typer.Option("--max-layers", min=1, help="Most layers after expanding repeats.")]
+
+
+def limits(max_bytes: int, max_depth: int, max_layers: int) -> Limits:
+    return Limits(max_bytes=max_bytes, max_depth=max_depth, max_layers=max_layers)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnncalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show a traceback for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.command()
+def summary(
+    spec: SpecArg = None,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DTypeOpt = DType.float32,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, show_default=False,
+                                                 help="Show rows nested at most this deep (0: one row per "
+                                                      "top-level entry).")] = None,
+    max_bytes: MaxBytesOpt = Limits.max_bytes,
+    max_depth: MaxDepthOpt = Limits.max_depth,
+    max_layers: MaxLayersOpt = Limits.max_layers,
+) -> None:
+    """Per-layer output size, weight size, params, MACs and receptive field, then the totals."""
+    from .analysis import analyse
+    from .spec import load
+
+    report = analyse(load(spec, input, limits(max_bytes, max_depth, max_layers)), dtype, batch)
+    if format is Format.table:
+        from .render.table import print_report
+        print_report(report, console(), depth)
+    else:
+        from .render import render
+        sys.stdout.write(render(report, format, depth))
+
+
+@app.command("list")
+def list_builtins() -> None:
+    """The built-in architectures with their parameters and multiply-adds."""
+    from rich.table import Table
+
+    from .analysis import analyse
+    from .render.text import count, human, shape
+    from .spec import builtin_names, load
+
+    table = Table("Name", "Network", "Input", "Params", "MACs", "", header_style="bold")
+    for name in builtin_names():
+        report = analyse(load(name))
+        t = report.totals
+        table.add_row(name, report.network.name, shape(report.network.input, "×"), count(t.params),
+                      count(t.macs), human(t.macs))
+    console().print(table)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: run the app; bad input prints one message to stderr and exits 2."""
+    from .errors import SpecError
+
+    try:
+        app(args=argv, prog_name="cnncalc")
+    except SpecError as e:
+        if _debug:
+            raise
+        sys.stderr.write(f"{e}\n")
+        sys.exit(2)

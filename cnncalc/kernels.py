@@ -1,0 +1,611 @@
+"""NumPy compute kernels for cnncalc: convolution, pooling, normalisation, resampling, activations.
+
+Every function here works on plain NumPy arrays and knows nothing of specs, YAML or layers.
+Layout is PyTorch's: batched channel-first arrays ``(N, C, *S)`` with 1, 2 or 3 spatial axes
+``S``, and every argument means exactly what it means in ``torch.nn.functional`` (a dilation of 1
+means no dilation, per-axis tuples are ordered like the spatial axes).  Output sizes that the
+caller already knows (pooling with ``ceil_mode``, adaptive pools, upsampling) are passed in and
+never recomputed here.  The dtype of the input is kept: float32 in, float32 out (float64 works
+too).
+
+Convolutions are GEMM-shaped: the zero-padded input is viewed through a strided window view
+(``_windows``), copied chunk by chunk into a bounded, reused im2col buffer and multiplied with the
+weight matrix by one ``np.matmul`` per chunk that writes straight into the NCHW output.  1x1
+stride-1 convolutions are a plain matmul, depthwise convolutions a multiply-add per kernel tap.
+Pools are separable: one strided-slice reduction per spatial axis.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = [
+    "pad", "conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool",
+    "adaptive_max_pool", "linear", "batch_norm", "group_norm", "layer_norm", "upsample",
+    "relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
+    "hardsigmoid", "softmax", "log_softmax",
+]
+
+#: Upper bound, in bytes, of one im2col / col2im chunk (the batch, then output rows, are split).
+CHUNK_BYTES = 8 << 20
+
+_tls = threading.local()  # per-thread scratch buffers, reused across calls
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _scratch(key: str, shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape`` carved from a per-thread reused buffer."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buf = getattr(_tls, key, None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 64), np.uint8)
+        setattr(_tls, key, buf)
+    return buf[:nbytes].view(dtype).reshape(shape)  # flat bytes -> typed, shaped view
+
+
+def _view(a: np.ndarray, shape) -> np.ndarray:
+    """``a.reshape(shape)`` that is guaranteed to be a view (used for ``out=`` targets)."""
+    r = a.reshape(shape)
+    if r.size and not np.may_share_memory(r, a):
+        raise AssertionError("reshape of an output target would copy")
+    return r
+
+
+def _float_dtype(*arrays) -> np.dtype:
+    """Result dtype of the arrays, at least float32 (None entries ignored)."""
+    return np.result_type(np.float32, *[a for a in arrays if a is not None])
+
+
+def _windows(xp: np.ndarray, kernel, stride, dilation, out_size) -> np.ndarray:
+    """Read-only strided view ``(N, C, *K, *O)`` of ``xp (N, C, *Sp)``.
+
+    Element ``[n, c, *k, *o]`` is ``xp[n, c, *(o * s + k * d)]``: the im2col matrix of every
+    sample, before any copy.
+    """
+    n_st, c_st, *sp_st = xp.strides
+    strides = (n_st, c_st, *(a * d for a, d in zip(sp_st, dilation)),
+               *(a * s for a, s in zip(sp_st, stride)))
+    shape = (*xp.shape[:2], *kernel, *out_size)
+    return as_strided(xp, shape, strides, writeable=False)
+
+
+def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES):
+    """Split ``n`` samples x ``rows`` output rows into chunks of at most ``limit`` bytes.
+
+    Yields ``(batch_slice, row_slice)``: whole samples while one fits, else rows of one sample.
+    """
+    per_sample = rows * bytes_per_row
+    if per_sample <= limit:
+        step = max(1, limit // max(per_sample, 1))
+        for n0 in range(0, n, step):
+            yield slice(n0, min(n, n0 + step)), slice(0, rows)
+        return
+    step = max(1, limit // max(bytes_per_row, 1))
+    for n0 in range(n):
+        for r0 in range(0, rows, step):
+            yield slice(n0, n0 + 1), slice(r0, min(rows, r0 + step))
+
+
+def _channel_shape(v: np.ndarray, ndim: int) -> np.ndarray:
+    """Reshape a per-channel vector ``(C,)`` to broadcast over ``(N, C, *S)`` of rank ``ndim``."""
+    return v.reshape((-1,) + (1,) * (ndim - 2))  # (C, 1, ..., 1)
+
+
+def _add_bias(out: np.ndarray, bias) -> None:
+    """In-place ``out += bias`` over the channel axis 1 of ``out (N, C, *S)``."""
+    if bias is not None:
+        out += _channel_shape(np.asarray(bias, out.dtype), out.ndim)
+
+
+def _out_len(n: int, k: int, s: int, d: int) -> int:
+    """Number of full windows of a (dilated) kernel over an already padded axis of length n."""
+    return (n - d * (k - 1) - 1) // s + 1
+
+
+# --------------------------------------------------------------------------- padding
+
+def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Source indices along one axis for padding modes reflect / replicate / circular."""
+    i = np.arange(-lo, n + hi)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    if mode == "circular":
+        return i % n
+    if mode == "reflect":
+        if n == 1:
+            return np.zeros_like(i)
+        i = i % (2 * n - 2)  # fold the infinite reflection into one period
+        return np.where(i >= n, 2 * n - 2 - i, i)
+    raise ValueError(f"unknown padding mode {mode!r}")
+
+
+def pad(x, pads, mode="zeros", value=0.0):
+    """Pad the trailing ``len(pads)`` axes of ``x`` (normally the spatial axes of ``(N, C, *S)``).
+
+    ``pads[i] = (lo, hi)`` for the i-th of those axes, first axis first (not F.pad's reversed
+    flat order).  Modes follow ``torch.nn.functional.pad``: ``zeros``/``constant`` (fill with
+    ``value``), ``reflect`` (mirror without repeating the edge), ``replicate`` (repeat the edge)
+    and ``circular`` (wrap around).  Negative amounts crop.  Returns ``x`` itself when nothing
+    changes.
+    """
+    x = np.asarray(x)
+    pads = [(int(lo), int(hi)) for lo, hi in pads]
+    first = x.ndim - len(pads)
+    crop = tuple(slice(max(0, -lo), n - max(0, -hi)) for (lo, hi), n in zip(pads, x.shape[first:]))
+    if any(lo < 0 or hi < 0 for lo, hi in pads):
+        x = x[(Ellipsis,) + crop]  # negative pads crop first
+        pads = [(max(0, lo), max(0, hi)) for lo, hi in pads]
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    if mode in ("zeros", "constant"):
+        return _pad_constant(x, pads, value)
+    for axis, ((lo, hi), n) in enumerate(zip(pads, x.shape[first:]), start=first):
+        if lo or hi:
+            x = np.take(x, _pad_index(n, lo, hi, mode), axis=axis)
+    return x
+
+
+def _pad_constant(x: np.ndarray, pads, value) -> np.ndarray:
+    """Constant padding: copy ``x`` into the interior, fill only the border slabs with ``value``."""
+    first = x.ndim - len(pads)
+    shape = x.shape[:first] + tuple(n + lo + hi for (lo, hi), n in zip(pads, x.shape[first:]))
+    out = np.empty(shape, x.dtype)
+    inner = tuple(slice(lo, lo + n) for (lo, hi), n in zip(pads, x.shape[first:]))
+    out[(Ellipsis,) + inner] = x
+    for i, (lo, hi) in enumerate(pads):  # border slabs, each over the full extent of other axes
+        pre = (slice(None),) * (first + i)
+        if lo:
+            out[pre + (slice(0, lo),)] = value
+        if hi:
+            out[pre + (slice(shape[first + i] - hi, None),)] = value
+    return out
+
+
+# --------------------------------------------------------------------------- convolution
+
+def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros"):
+    """N-d convolution (cross-correlation) like ``torch.nn.functional.conv{1,2,3}d``.
+
+    ``x (N, C_in, *S)``, ``weight (C_out, C_in // groups, *K)``, ``bias (C_out,)`` or None;
+    ``stride`` and ``dilation`` per-axis ints; ``padding`` per-axis ``(lo, hi)`` pairs (already
+    resolved); ``padding_mode`` zeros | reflect | replicate | circular (padding then applied
+    with that mode, as nn.Conv does).  Returns ``(N, C_out, *O)``.
+    """
+    N, C, *S = x.shape
+    Co, Cg, *K = weight.shape
+    if C != Cg * groups or Co % groups:
+        raise ValueError(f"conv: {C} input channels, weight {weight.shape}, groups={groups}")
+    dtype = _float_dtype(x, weight)
+    xp = pad(np.asarray(x, dtype), padding, "zeros" if padding_mode == "zeros" else padding_mode)
+    weight = np.asarray(weight, dtype)
+    O = tuple(_out_len(n, k, s, d) for n, k, s, d in zip(xp.shape[2:], K, stride, dilation))
+    out = np.empty((N, Co, *O), dtype)
+    if all(k == 1 for k in K) and all(s == 1 for s in stride):
+        _conv_pointwise(xp, weight, groups, out)
+    elif groups == C and Cg == 1 and groups > 1:
+        _conv_depthwise(xp, weight, stride, dilation, out)
+    else:
+        _conv_im2col(xp, weight, stride, dilation, groups, out)
+    _add_bias(out, bias)
+    return out
+
+
+def _conv_pointwise(xp, weight, groups, out) -> None:
+    """1x1 stride-1 convolution: one matmul per sample and group, no im2col."""
+    N, C, *S = xp.shape
+    Co = weight.shape[0]
+    w = weight.reshape(groups, Co // groups, C // groups)  # (G, Cout/G, Cin/G)
+    xg = np.ascontiguousarray(xp).reshape(N, groups, C // groups, -1)  # (N, G, Cin/G, P)
+    np.matmul(w, xg, out=_view(out, (N, groups, Co // groups, xg.shape[-1])))
+
+
+def _conv_im2col(xp, weight, stride, dilation, groups, out) -> None:
+    """General convolution: im2col chunks in a reused buffer, one matmul per chunk into ``out``."""
+    N, C, *Sp = xp.shape
+    Co, Cg, *K = weight.shape
+    _, _, O0, *O1 = out.shape
+    rows = Cg * math.prod(K)
+    w = weight.reshape(groups, Co // groups, rows)  # (G, Cout/G, Cin/G * prod(K))
+    win = _windows(xp, K, stride, dilation, out.shape[2:])  # (N, C, *K, *O)
+    out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
+    row_bytes = C * math.prod(K) * math.prod(O1) * xp.dtype.itemsize
+    for ns, rs in _chunks(N, O0, row_bytes):
+        src = win[ns][(Ellipsis, rs) + (slice(None),) * len(O1)]  # (nb, C, *K, r, *O1)
+        cols = _scratch("cols", src.shape, xp.dtype)
+        np.copyto(cols, src)
+        cols = cols.reshape(src.shape[0], groups, rows, -1)  # (nb, G, rows, r * prod(O1))
+        dst = out_g[ns][(Ellipsis, rs) + (slice(None),) * len(O1)]
+        np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
+
+
+def _conv_depthwise(xp, weight, stride, dilation, out) -> None:
+    """Depthwise convolution (groups == C_in): a broadcast multiply-add per kernel tap."""
+    N, C, *Sp = xp.shape
+    Co, _, *K = weight.shape
+    m = Co // C  # channel multiplier
+    O = out.shape[2:]
+    win = _windows(xp, K, stride, dilation, O)  # (N, C, *K, *O)
+    w = weight.reshape(C, m, -1, *(1,) * len(O))  # (C, mult, prod(K), 1...) for broadcasting
+    out_m = _view(out, (N, C, m, *O))  # output channel c * m + j
+    per_sample = C * m * math.prod(O) * out.dtype.itemsize
+    for ns, _ in _chunks(N, 1, per_sample, CHUNK_BYTES // 4):
+        acc, tmp = out_m[ns], _scratch("dw", out_m[ns].shape, out.dtype)
+        for t, tap in enumerate(np.ndindex(*K)):
+            xt = win[ns][(slice(None), slice(None)) + tap][:, :, None]  # (nb, C, 1, *O)
+            np.multiply(xt, w[:, :, t], out=acc if t == 0 else tmp)
+            if t:
+                acc += tmp
+
+
+def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, groups):
+    """Transposed convolution like ``torch.nn.functional.conv_transpose{1,2,3}d``.
+
+    ``x (N, C_in, *S)``, ``weight (C_in, C_out // groups, *K)``, ``bias (C_out,)`` or None;
+    ``stride``, ``padding``, ``output_padding``, ``dilation`` per-axis ints.  Output size per axis
+    is ``(n - 1) * s - 2 * p + d * (k - 1) + op + 1``.  Computed as one matmul per chunk giving
+    every tap's contribution (col2im), scattered with one strided add per kernel tap.
+    """
+    N, Ci, *S = x.shape
+    _, Cog, *K = weight.shape
+    if Ci % groups:
+        raise ValueError(f"conv_transpose: {Ci} input channels, groups={groups}")
+    G, Co, dtype = groups, Cog * groups, _float_dtype(x, weight)
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(S, stride, dilation, K)]
+    O = tuple(f - 2 * p + op for f, p, op in zip(full, padding, output_padding))
+    span = tuple(max(f, p + o) for f, p, o in zip(full, padding, O))  # col2im canvas per axis
+    crop = (slice(None), slice(None)) + tuple(slice(p, p + o) for p, o in zip(padding, O))
+    w = np.asarray(weight, dtype).reshape(G, Ci // G, -1).swapaxes(1, 2)  # (G, Cog*K, Cig)
+    xg = np.ascontiguousarray(x, dtype).reshape(N, G, Ci // G, -1)  # (N, G, Cin/G, P)
+    out = np.empty((N, Co, *O), dtype)
+    direct = span == O and not any(padding)  # the canvas is the output itself
+    per_sample = Co * math.prod(K) * math.prod(S) * np.dtype(dtype).itemsize
+    for ns, _ in _chunks(N, 1, per_sample):
+        nb = ns.stop - ns.start
+        cols = _scratch("cols", (nb, G, w.shape[1], xg.shape[-1]), dtype)
+        np.matmul(w, xg[ns], out=cols)
+        cols = cols.reshape(nb, Co, *K, *S)  # every tap's contribution per input pixel
+        canvas = out[ns] if direct else _scratch("canvas", (nb, Co, *span), dtype)
+        canvas.fill(0)
+        for tap in np.ndindex(*K):
+            dst = tuple(slice(t * d, t * d + (n - 1) * s + 1, s)
+                        for t, d, n, s in zip(tap, dilation, S, stride))
+            canvas[(slice(None), slice(None)) + dst] += cols[(slice(None), slice(None)) + tap]
+        if not direct:
+            out[ns] = canvas[crop]
+    _add_bias(out, bias)
+    return out
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _reduce_axis(y, axis, k, s, d, o, op):
+    """Separable window reduction along one axis: ``op`` over k strided slices of length o."""
+    def tap(j):
+        return y[(slice(None),) * axis + (slice(j * d, j * d + (o - 1) * s + 1, s),)]
+    if k == 1:
+        return tap(0).copy()
+    acc = op(tap(0), tap(1))
+    for j in range(2, k):
+        op(acc, tap(j), out=acc)
+    return acc
+
+
+def _pool_pads(S, kernel, stride, padding, dilation, out_size):
+    """Per-axis (lo, hi) pads: lo = padding, hi extended so the last (ceil_mode) window fits."""
+    return [(p, max(0, (o - 1) * s + d * (k - 1) + 1 - n - p))
+            for n, k, s, p, d, o in zip(S, kernel, stride, padding, dilation, out_size)]
+
+
+def max_pool(x, kernel, stride, padding, dilation, out_size):
+    """Max pooling like ``F.max_pool{1,2,3}d`` on ``x (N, C, *S)`` -> ``(N, C, *out_size)``.
+
+    ``padding`` per-axis ints (implicit -inf); ``out_size`` from the caller (encodes ceil_mode);
+    positions a last window runs past the right edge count as -inf.
+    """
+    N, C, *S = x.shape
+    x = np.asarray(x)
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    y = pad(x, _pool_pads(S, kernel, stride, padding, dilation, out_size), value=fill)
+    for axis, (k, s, d, o) in enumerate(zip(kernel, stride, dilation, out_size), start=2):
+        y = _reduce_axis(y, axis, k, s, d, o, np.maximum)
+    return y
+
+
+def avg_pool(x, kernel, stride, padding, out_size, count_include_pad=True, divisor_override=None):
+    """Average pooling like ``F.avg_pool{1,2,3}d`` on ``x (N, C, *S)`` -> ``(N, C, *out_size)``.
+
+    Divisor per window exactly as PyTorch: ``divisor_override`` if given; else with
+    ``count_include_pad`` the window clipped to ``[-p, n + p)`` (so ceil_mode windows running
+    past the padded edge count only up to it); else the number of real input elements.
+    """
+    N, C, *S = x.shape
+    x = np.asarray(x, _float_dtype(x))
+    ones = (1,) * len(S)
+    y = pad(x, _pool_pads(S, kernel, stride, padding, ones, out_size), value=0)
+    for axis, (n, k, s, p, o) in enumerate(zip(S, kernel, stride, padding, out_size), start=2):
+        y = _reduce_axis(y, axis, k, s, 1, o, np.add)
+        if divisor_override is None:
+            start = np.arange(o) * s - p
+            hi = np.minimum(start + k, n + p) if count_include_pad else np.minimum(start + k, n)
+            lo = start if count_include_pad else np.maximum(start, 0)
+            y /= (hi - lo).astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - axis - 1))
+    if divisor_override is not None:
+        y /= y.dtype.type(divisor_override)
+    return y
+
+
+def _adaptive_bounds(n: int, o: int):
+    """PyTorch's adaptive windows: start = floor(i * n / o), end = ceil((i + 1) * n / o)."""
+    i = np.arange(o)
+    return (i * n) // o, -((-(i + 1) * n) // o)
+
+
+def _adaptive_axis(y, axis, o, kind):
+    """Adaptive max/avg along one axis (uniform windows by reshape, else vectorised gathers)."""
+    n = y.shape[axis]
+    if n % o == 0:  # uniform windows of n // o: split the axis into (o, n // o) and reduce
+        y = y.reshape(y.shape[:axis] + (o, n // o) + y.shape[axis + 1:])
+        return y.max(axis=axis + 1) if kind == "max" else y.mean(axis=axis + 1)
+    start, end = _adaptive_bounds(n, o)
+    if kind == "max":  # clamped taps repeat a window's last element, harmless for max
+        acc = np.take(y, start, axis=axis)
+        for j in range(1, int((end - start).max())):
+            np.maximum(acc, np.take(y, np.minimum(start + j, end - 1), axis=axis), out=acc)
+        return acc
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)
+    cs = np.cumsum(y, axis=axis, dtype=np.float64)  # float64 prefix sums: no cancellation loss
+    cs = np.concatenate([np.zeros_like(np.take(cs, [0], axis=axis)), cs], axis=axis)
+    total = np.take(cs, end, axis=axis) - np.take(cs, start, axis=axis)
+    return (total / (end - start).reshape(shape)).astype(y.dtype)
+
+
+def adaptive_avg_pool(x, out_size):
+    """Adaptive average pooling like ``F.adaptive_avg_pool{1,2,3}d``: ``(N, C, *S) -> (N, C, *out_size)``."""
+    y = np.asarray(x, _float_dtype(x))
+    for axis, o in enumerate(out_size, start=2):
+        y = _adaptive_axis(y, axis, o, "avg")
+    return y
+
+
+def adaptive_max_pool(x, out_size):
+    """Adaptive max pooling like ``F.adaptive_max_pool{1,2,3}d``: ``(N, C, *S) -> (N, C, *out_size)``."""
+    y = np.asarray(x)
+    for axis, o in enumerate(out_size, start=2):
+        y = _adaptive_axis(y, axis, o, "max")
+    return y
+
+
+# --------------------------------------------------------------------------- dense / norms
+
+def linear(x, weight, bias):
+    """``x (..., in) @ weight (out, in).T + bias (out,)`` -> ``(..., out)`` as one GEMM."""
+    *lead, n_in = x.shape
+    dtype = _float_dtype(x, weight)
+    x2 = np.asarray(x, dtype).reshape(-1, n_in)  # (batch, in): all leading axes in one GEMM
+    y = x2 @ np.asarray(weight, dtype).T
+    if bias is not None:
+        y += np.asarray(bias, dtype)
+    return y.reshape(*lead, weight.shape[0])  # back to (..., out)
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, eps):
+    """Inference batch norm on ``x (N, C, *S)``: ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    Folded into one per-channel scale and shift (computed in float64); weight/bias may be None.
+    """
+    N, C, *S = x.shape
+    x = np.asarray(x, _float_dtype(x))
+    scale = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -np.asarray(running_mean, np.float64) * scale
+    if bias is not None:
+        shift = shift + bias
+    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim))
+    y += _channel_shape(shift.astype(x.dtype), x.ndim)
+    return y
+
+
+def _normalize(x, axes, eps):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` with the biased variance."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = np.mean(np.square(xc), axis=axes, keepdims=True)
+    xc /= np.sqrt(var + eps)
+    return xc
+
+
+def group_norm(x, num_groups, weight, bias, eps):
+    """Group norm on ``x (N, C, *S)``: statistics over each group's ``C/G * prod(S)`` values."""
+    N, C, *S = x.shape
+    x = np.asarray(x, _float_dtype(x))
+    y = _normalize(x.reshape(N, num_groups, -1), 2, eps).reshape(x.shape)  # (N, G, C/G*prod(S))
+    if weight is not None:
+        y *= _channel_shape(np.asarray(weight, y.dtype), y.ndim)
+    _add_bias(y, bias)
+    return y
+
+
+def layer_norm(x, normalized_ndim, weight, bias, eps):
+    """Layer norm over the last ``normalized_ndim`` axes; weight/bias of that trailing shape or None."""
+    x = np.asarray(x, _float_dtype(x))
+    y = _normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
+    if weight is not None:
+        y *= np.asarray(weight, y.dtype)
+    if bias is not None:
+        y += np.asarray(bias, y.dtype)
+    return y
+
+
+# --------------------------------------------------------------------------- upsampling
+
+def _source_coords(n, o, align_corners, scale, cubic, dtype):
+    """PyTorch's ``area_pixel_compute_source_index`` for every output index, in ``dtype``."""
+    i = np.arange(o, dtype=dtype)
+    if align_corners:
+        return i * dtype.type((n - 1) / (o - 1) if o > 1 else 0.0)
+    step = dtype.type(1.0 / scale) if scale else dtype.type(n) / dtype.type(o)
+    src = step * (i + dtype.type(0.5)) - dtype.type(0.5)
+    return src if cubic else np.maximum(src, 0)
+
+
+def _nearest_index(n, o, scale):
+    """PyTorch's ``nearest_idx`` (float32 arithmetic, as in ATen)."""
+    if o == n:
+        return np.arange(o)
+    if o == 2 * n:
+        return np.arange(o) >> 1
+    step = np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(o)
+    return np.minimum(np.floor(np.arange(o, dtype=np.float32) * step).astype(np.int64), n - 1)
+
+
+def _cubic_weights(t):
+    """Keys cubic convolution weights (A = -0.75, as PyTorch) for taps -1, 0, 1, 2 at fraction t."""
+    A = -0.75
+
+    def near(u):  # |u| <= 1
+        return ((A + 2) * u - (A + 3)) * u * u + 1
+
+    def far(u):  # 1 < |u| < 2
+        return ((A * u - 5 * A) * u + 8 * A) * u - 4 * A
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _interp_axis(y, axis, o, mode, align_corners, scale):
+    """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic)."""
+    n = y.shape[axis]
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-output weights broadcast along later axes
+    if mode == "nearest":
+        return np.take(y, _nearest_index(n, o, scale), axis=axis)
+    src = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    if mode == "cubic":
+        taps = [np.clip(i0 + j, 0, n - 1) for j in (-1, 0, 1, 2)]
+        weights = _cubic_weights(t)
+    else:
+        i0 = np.minimum(i0, n - 1)
+        lam = np.clip(src - i0, 0, 1).astype(y.dtype)
+        taps, weights = [i0, np.minimum(i0 + 1, n - 1)], [1 - lam, lam]
+    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)
+    for idx, wt in zip(taps[1:], weights[1:]):
+        acc += np.take(y, idx, axis=axis) * wt.astype(y.dtype).reshape(shape)
+    return acc
+
+
+def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None):
+    """Resample ``x (N, C, *S)`` to ``(N, C, *out_size)`` like ``torch.nn.Upsample``.
+
+    Modes: nearest, linear / bilinear / trilinear (one linear pass per axis), bicubic.  When
+    ``scale_factor`` (a number or per-axis tuple) is given, PyTorch's coordinate scale
+    ``1 / scale_factor`` is used instead of ``in / out`` (recompute_scale_factor=None).
+    """
+    N, C, *S = x.shape
+    y = np.asarray(x, _float_dtype(x))
+    if scale_factor is None or np.ndim(scale_factor) == 0:
+        scales = [scale_factor] * len(S)
+    else:
+        scales = list(scale_factor)
+    kind = {"nearest": "nearest", "linear": "linear", "bilinear": "linear",
+            "trilinear": "linear", "bicubic": "cubic"}.get(mode)
+    if kind is None:
+        raise ValueError(f"upsample: unknown mode {mode!r}")
+    for axis, (o, sc) in enumerate(zip(out_size, scales), start=2):
+        y = _interp_axis(y, axis, o, kind, bool(align_corners), sc)
+    return y if y is not x else y.copy()
+
+
+# --------------------------------------------------------------------------- activations
+
+def relu(x):
+    """``max(x, 0)`` elementwise (NaN propagates)."""
+    return np.maximum(x, 0)
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)`` elementwise."""
+    return np.clip(x, 0, 6)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """``x if x > 0 else negative_slope * x``."""
+    return np.where(x > 0, x, x * negative_slope)
+
+
+def elu(x, alpha=1.0):
+    """``x if x > 0 else alpha * (exp(x) - 1)``."""
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * alpha)
+
+
+# Numerical Recipes' Chebyshev fit of erfc: fractional error < 1.2e-7 for every argument.
+_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _erfc(z):
+    """Complementary error function (float64 in, float64 out), relative error < 1.2e-7."""
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.5 * a)
+    poly = np.zeros_like(t)
+    for c in reversed(_ERFC_COEFFS[1:]):
+        poly = (poly + c) * t
+    r = t * np.exp(poly + _ERFC_COEFFS[0] - a * a)
+    return np.where(z >= 0, r, 2.0 - r)
+
+
+def gelu(x, approximate="none"):
+    """GELU: exact ``x * Phi(x) = x/2 * erfc(-x/sqrt 2)``, or the ``tanh`` approximation."""
+    x = np.asarray(x)
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1.0 + np.tanh(inner))
+    if approximate != "none":
+        raise ValueError(f"gelu: unknown approximation {approximate!r}")
+    x64 = x.astype(np.float64)
+    return (0.5 * x64 * _erfc(-x64 / math.sqrt(2.0))).astype(_float_dtype(x))
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
+
+
+def silu(x):
+    """``x * sigmoid(x)``."""
+    return x * sigmoid(x)
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return np.tanh(x)
+
+
+def hardswish(x):
+    """``x * min(max(x + 3, 0), 6) / 6``."""
+    return x * np.clip(x + 3, 0, 6) / 6
+
+
+def hardsigmoid(x):
+    """``min(max(x + 3, 0), 6) / 6``."""
+    return np.clip(x + 3, 0, 6) / 6
+
+
+def softmax(x, axis):
+    """``exp(x) / sum(exp(x))`` along ``axis``, stabilised by subtracting the maximum."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def log_softmax(x, axis):
+    """``x - logsumexp(x)`` along ``axis``, stabilised by subtracting the maximum."""
+    z = x - np.max(x, axis=axis, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return z

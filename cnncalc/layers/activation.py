@@ -1,0 +1,81 @@
+"""Elementwise activations (torch.nn.ReLU, …) and softmax along one dimension."""
+from __future__ import annotations
+
+from ..errors import SpecError
+from .base import ArgReader, Layer, Shape, register
+
+
+class Activation(Layer):
+    """An elementwise function: same shape out, no parameters, no MACs, receptive field kept."""
+
+    def setup(self, a: ArgReader) -> None:
+        self.options = {}
+        for name, default in self.signature.items():
+            if isinstance(default, bool):
+                self.options[name] = a.bool(name)
+            elif isinstance(default, str):
+                self.options[name] = a.choice(name, ("none", "tanh"))
+            else:
+                self.options[name] = a.number(name)
+
+    def label(self, shape: Shape) -> str:
+        return self.display
+
+
+# YAML name -> (PyTorch's display name, its keyword arguments with defaults)
+_ACTIVATIONS = {
+    "relu": ("ReLU", dict(inplace=False)),
+    "relu6": ("ReLU6", dict(inplace=False)),
+    "leakyrelu": ("LeakyReLU", dict(negative_slope=0.01, inplace=False)),
+    "elu": ("ELU", dict(alpha=1.0, inplace=False)),
+    "gelu": ("GELU", dict(approximate="none")),
+    "silu": ("SiLU", dict(inplace=False)),
+    "sigmoid": ("Sigmoid", {}),
+    "tanh": ("Tanh", {}),
+    "hardswish": ("Hardswish", dict(inplace=False)),
+    "hardsigmoid": ("Hardsigmoid", dict(inplace=False)),
+}
+for _name, (_display, _signature) in _ACTIVATIONS.items():
+    register(_name)(type(_display, (Activation,), {"signature": _signature, "display": _display,
+                                                    "__doc__": f"torch.nn.{_display}, elementwise."}))
+
+
+class _Softmax(Layer):
+    """Softmax along `dim` (PyTorch counts the batch as dim 0, so channels are dim 1)."""
+
+    signature = dict(dim=None)
+
+    def setup(self, a: ArgReader) -> None:
+        self.dim = a.int("dim", minimum=None, allow_none=True)
+
+    def axis(self, shape: Shape) -> int:
+        """The per-sample axis the softmax runs along."""
+        batched = len(shape) + 1
+        dim = self.dim
+        if dim is None:
+            # PyTorch's legacy implicit choice: dim 0 for 1-D/3-D tensors, else 1.
+            dim = 0 if batched in (0, 1, 3) else 1
+            if dim == 0:
+                raise SpecError(f"{self.kind} without `dim` would run along the batch for a {len(shape)}-D input",
+                                fix="give dim explicitly, e.g. dim: 1 for channels")
+        if not -batched <= dim < batched:
+            raise SpecError(f"dim {dim} is out of range for a batched {batched}-D input",
+                            fix=f"use a dim from 1 to {batched - 1} (0 is the batch)")
+        dim %= batched
+        if dim == 0:
+            raise SpecError(f"{self.kind} along dim 0 would mix the samples of a batch",
+                            fix="use dim: 1 (channels) or a later dimension")
+        return dim - 1
+
+    def check_input(self, shape: Shape) -> None:
+        self.axis(shape)
+
+    def field(self, shape, fields):
+        return fields if self.axis(shape) == 0 else None
+
+    def label(self, shape: Shape) -> str:
+        return f"{self.display}(dim={self.dim})"
+
+
+register("softmax")(type("Softmax", (_Softmax,), {"display": "Softmax", "__doc__": "torch.nn.Softmax."}))
+register("logsoftmax")(type("LogSoftmax", (_Softmax,), {"display": "LogSoftmax", "__doc__": "torch.nn.LogSoftmax."}))

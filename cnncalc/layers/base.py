@@ -1,0 +1,197 @@
+"""The layer base class, the registry of YAML type names, and typed reading of layer arguments."""
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Callable, ClassVar, Optional
+
+from ..arith import Field
+from ..errors import SpecError
+
+Shape = tuple  # per-sample shape, e.g. (C, H, W)
+REQUIRED = object()
+REGISTRY: dict[str, type["Layer"]] = {}
+
+
+def register(*names: str, ranks: tuple[int, ...] = ()) -> Callable[[type], type]:
+    """Register a class under YAML type names; `ranks=(1, 2, 3)` adds `name1d`, `name2d`, `name3d`."""
+
+    def add(cls: type) -> type:
+        for name in names:
+            for rank in ranks or (None,):
+                key = f"{name}{rank}d" if rank else name
+                REGISTRY[key] = type(cls.__name__, (cls,), {"kind": key, "rank": rank}) if rank else cls
+                if not rank:
+                    cls.kind = key
+        return cls
+
+    return add
+
+
+def lookup(kind: str) -> type["Layer"] | None:
+    """The class for a type name, case-insensitively (`Conv2d` and `conv2d` alike)."""
+    return REGISTRY.get(kind.lower()) if isinstance(kind, str) else None
+
+
+def suggest(word: str, choices) -> str:
+    """` — did you mean 'x'?` when a close spelling exists."""
+    close = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+class Layer:
+    """One layer type: arguments validated once when built, arithmetic for a given input shape.
+
+    Subclasses set `signature` (PyTorch's argument names and defaults) and read them in `setup`.
+    Every method takes the per-sample input shape (no batch dimension).
+    """
+
+    kind: ClassVar[str] = "layer"
+    rank: ClassVar[Optional[int]] = None         # spatial axes required (conv2d: 2), None = any
+    signature: ClassVar[dict] = {}
+    leaf: ClassVar[bool] = True
+
+    def __init__(self, args: "ArgReader"):
+        self.setup(args)
+        args.finish()
+
+    def setup(self, args: "ArgReader") -> None:
+        """Read and normalise this type's arguments."""
+
+    def check_input(self, shape: Shape) -> None:
+        """Raise SpecError when this layer cannot take `shape`."""
+        if self.rank is not None and len(shape) != self.rank + 1:
+            raise SpecError(
+                f"{self.kind} needs a {_rank_name(self.rank)} input, but receives {fmt_shape(shape)}",
+                fix=f"use {self.kind[:-2]}{len(shape) - 1}d for this input, or reshape the input first"
+                if 2 <= len(shape) <= 4 else "check the layers before this one")
+
+    def out_shape(self, shape: Shape) -> Shape:
+        """Output shape; elementwise by default."""
+        return shape
+
+    def tensors(self, shape: Shape) -> dict[str, Shape]:
+        """Learnable tensors in PyTorch's storage layout ({'weight': ..., 'bias': ...})."""
+        return {}
+
+    def buffers(self, shape: Shape) -> dict[str, Shape]:
+        """Non-learnable state (BatchNorm's running statistics)."""
+        return {}
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        """Multiply-adds, bias adds excluded; 0 for everything but conv, transposed conv and linear."""
+        return 0
+
+    def field(self, shape: Shape, fields: tuple[Field, ...]) -> tuple[Field, ...] | None:
+        """Receptive field after this layer (None = global); elementwise layers keep it."""
+        return fields
+
+    def notes(self, shape: Shape) -> list[str]:
+        """Warnings worth showing (uneven division, suspicious use)."""
+        return []
+
+    def label(self, shape: Shape) -> str:
+        """Short description for tables: `Conv (C_out=20, K=5, P=2, S=1)`."""
+        return self.kind
+
+    def params(self, shape: Shape) -> int:
+        return sum(math.prod(s) for s in self.tensors(shape).values())
+
+
+def fmt_shape(shape) -> str:
+    return "×".join(str(n) for n in shape) if shape else "a scalar"
+
+
+def _rank_name(rank: int) -> str:
+    return {1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}.get(rank, f"{rank}-D")
+
+
+class ArgReader:
+    """Typed access to a layer's argument mapping; errors name the argument and its position."""
+
+    def __init__(self, values: dict, kind: str, signature: dict, where_of: Callable = lambda key: None):
+        self.values, self.kind, self.signature, self.where_of = values, kind, signature, where_of
+        self.used: set[str] = set()
+        for key in values:
+            if key not in signature:
+                raise SpecError(f"unknown argument '{key}' for {kind}{suggest(key, signature)}",
+                                where=where_of(key),
+                                fix=f"{kind} takes: {', '.join(signature) or 'no arguments'}")
+
+    def raw(self, name: str):
+        self.used.add(name)
+        value = self.values.get(name, self.signature[name])
+        if value is REQUIRED:
+            raise SpecError(f"{self.kind} needs the argument '{name}'", where=self.where_of(None),
+                            fix=f"add `{name}: ...` to its arguments")
+        return value
+
+    def given(self, name: str) -> bool:
+        return name in self.values
+
+    def fail(self, name: str, what: str, fix: str | None = None):
+        raise SpecError(f"{self.kind} argument '{name}' {what}", where=self.where_of(name), fix=fix)
+
+    def finish(self) -> None:
+        """Nothing to do for now; arguments were checked against the signature on entry."""
+
+    # --- typed readers -------------------------------------------------------------------------
+    def int(self, name: str, minimum: int | None = 1, allow_none: bool = False):
+        value = self.raw(name)
+        if value is None and allow_none:
+            return None
+        return self._int(name, value, minimum)
+
+    def _int(self, name: str, value, minimum: int | None):
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(name, f"must be a whole number, not {_show(value)}")
+        if minimum is not None and value < minimum:
+            self.fail(name, f"must be at least {minimum}, not {value}")
+        return value
+
+    def ints(self, name: str, count: int, minimum: int | None = 1, allow_none: bool = False) -> tuple:
+        """An int for every axis, or a list of `count` ints (None entries allowed if asked)."""
+        value = self.raw(name)
+        if isinstance(value, (list, tuple)):
+            if len(value) != count:
+                self.fail(name, f"has {len(value)} values but {self.kind} needs {count}",
+                          fix=f"give one number or a list of {count}")
+            return tuple(None if (v is None and allow_none) else self._int(name, v, minimum) for v in value)
+        if value is None and allow_none:
+            return (None,) * count
+        return (self._int(name, value, minimum),) * count
+
+    def number(self, name: str, minimum: float | None = None, maximum: float | None = None,
+               allow_none: bool = False):
+        value = self.raw(name)
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            self.fail(name, f"must be a number, not {_show(value)}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            self.fail(name, f"must be {bounds}, not {value}")
+        return value
+
+    def bool(self, name: str) -> bool:
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            self.fail(name, f"must be true or false, not {_show(value)}")
+        return value
+
+    def choice(self, name: str, choices: tuple):
+        value = self.raw(name)
+        if value not in choices:
+            self.fail(name, f"must be one of {', '.join(map(str, choices))}, not {_show(value)}"
+                      f"{suggest(value, [str(c) for c in choices]) if isinstance(value, str) else ''}")
+        return value
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value)

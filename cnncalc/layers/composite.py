@@ -1,0 +1,75 @@
+"""Composites: a list of layers in order, a residual sum, a channel concatenation.
+
+A composite has named branches of layers (held by the spec's Node); it only says how the
+branches' outputs and receptive fields combine.
+"""
+from __future__ import annotations
+
+from .. import arith
+from ..errors import SpecError
+from .base import Layer, Shape, fmt_shape
+
+
+class Composite(Layer):
+    """Base for layers made of other layers; the analysis walks each branch from the same input."""
+
+    leaf = False
+
+    def __init__(self, kind: str | None = None, display: str | None = None):
+        if kind:
+            self.kind = kind
+        self.display = display or kind or self.kind.capitalize()
+
+    def combine(self, shape: Shape, outputs: dict[str, Shape]) -> Shape:
+        raise NotImplementedError
+
+    def combine_fields(self, fields: dict[str, tuple | None]):
+        """Union of the branches' fields; global if any branch is."""
+        if any(f is None for f in fields.values()):
+            return None
+        return tuple(arith.field_union(list(axis)) for axis in zip(*fields.values()))
+
+    def label(self, shape: Shape) -> str:
+        return self.display
+
+
+class Sequential(Composite):
+    """Layers applied one after another (also what a block or a repeat expands to)."""
+
+    kind = "sequential"
+
+    def combine(self, shape, outputs):
+        return outputs[""]
+
+    def combine_fields(self, fields):
+        return fields[""]
+
+
+class Residual(Composite):
+    """body(x) + shortcut(x); an omitted shortcut is the identity."""
+
+    kind = "residual"
+
+    def combine(self, shape, outputs):
+        shapes = set(outputs.values())
+        if len(shapes) > 1:
+            detail = ", ".join(f"{name} gives {fmt_shape(s)}" for name, s in outputs.items())
+            raise SpecError(f"residual branches disagree: {detail}",
+                            fix="make the shortcut match the body, e.g. a 1×1 conv with the same stride and "
+                                "out_channels in `shortcut:`")
+        return shapes.pop()
+
+
+class Concat(Composite):
+    """Branches joined along the channels; every other dimension must agree."""
+
+    kind = "concat"
+
+    def combine(self, shape, outputs):
+        shapes = list(outputs.values())
+        first = shapes[0]
+        if any(len(s) != len(first) or s[1:] != first[1:] for s in shapes):
+            detail = ", ".join(f"{name or '[]'} gives {fmt_shape(s)}" for name, s in outputs.items())
+            raise SpecError(f"concat branches differ in more than channels: {detail}",
+                            fix="give every branch the same spatial size (same strides and padding)")
+        return (sum(s[0] for s in shapes), *first[1:])

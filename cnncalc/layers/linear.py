@@ -1,0 +1,48 @@
+"""Fully-connected layer (torch.nn.Linear)."""
+from __future__ import annotations
+
+import math
+
+from ..errors import SpecError
+from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+
+
+@register("linear")
+class Linear(Layer):
+    """y = x·Wᵀ + b on the last dimension; weight stored out × in as PyTorch does."""
+
+    signature = dict(in_features=None, out_features=REQUIRED, bias=True)
+
+    def setup(self, a: ArgReader) -> None:
+        self.in_features = a.int("in_features", allow_none=True)
+        self.out_features = a.int("out_features")
+        self.bias = a.bool("bias")
+
+    def check_input(self, shape: Shape) -> None:
+        if not shape:
+            raise SpecError("linear needs at least one dimension")
+        if self.in_features is not None and self.in_features != shape[-1]:
+            raise SpecError(f"in_features is {self.in_features} but the input's last dimension is {shape[-1]} "
+                            f"({fmt_shape(shape)})", fix=f"set in_features: {shape[-1]}, or leave it out to infer it")
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return (*shape[:-1], self.out_features)
+
+    def tensors(self, shape: Shape) -> dict:
+        return {"weight": (self.out_features, shape[-1]), **({"bias": (self.out_features,)} if self.bias else {})}
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return math.prod(shape) * self.out_features
+
+    def field(self, shape, fields):
+        return None
+
+    def notes(self, shape: Shape) -> list[str]:
+        if len(shape) > 1:
+            return [f"linear on a {fmt_shape(shape)} input acts on the last dimension only ({shape[-1]} → "
+                    f"{self.out_features}) at each of the {math.prod(shape[:-1]):,} other positions; "
+                    "is a `flatten` missing before it?"]
+        return []
+
+    def label(self, shape: Shape) -> str:
+        return f"Linear ({shape[-1]} → {self.out_features})"

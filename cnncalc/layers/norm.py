@@ -1,0 +1,110 @@
+"""Normalisation (torch.nn.BatchNorm1d/2d/3d, GroupNorm, LayerNorm)."""
+from __future__ import annotations
+
+from ..errors import SpecError
+from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+
+
+@register("batchnorm", ranks=(1, 2, 3))
+class BatchNorm(Layer):
+    """Per-channel normalisation with running statistics: γ, β learnable (2·C), mean/var buffers."""
+
+    signature = dict(num_features=None, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
+
+    def setup(self, a: ArgReader) -> None:
+        self.num_features = a.int("num_features", allow_none=True)
+        self.eps = a.number("eps", minimum=0)
+        a.number("momentum", minimum=0, maximum=1, allow_none=True)
+        self.affine = a.bool("affine")
+        self.track_running_stats = a.bool("track_running_stats")
+
+    def check_input(self, shape: Shape) -> None:
+        spatial = len(shape) - 1
+        allowed = (0, 1) if self.rank == 1 else (self.rank,)
+        if spatial not in allowed:
+            want = " or ".join({0: "C", 1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}[r] for r in allowed)
+            raise SpecError(f"{self.kind} needs a {want} input, but receives {fmt_shape(shape)}",
+                            fix=f"use batchnorm{max(spatial, 1)}d" if 0 <= spatial <= 3 else None)
+        if self.num_features is not None and self.num_features != shape[0]:
+            raise SpecError(f"num_features is {self.num_features} but the input has {shape[0]} channels",
+                            fix=f"set num_features: {shape[0]}, or leave it out to infer it")
+
+    def tensors(self, shape: Shape) -> dict:
+        return {"weight": (shape[0],), "bias": (shape[0],)} if self.affine else {}
+
+    def buffers(self, shape: Shape) -> dict:
+        return {"running_mean": (shape[0],), "running_var": (shape[0],)} if self.track_running_stats else {}
+
+    def label(self, shape: Shape) -> str:
+        return "BatchNorm"
+
+
+@register("groupnorm")
+class GroupNorm(Layer):
+    """Normalise each group of C/G channels over its channels and positions; γ, β per channel."""
+
+    signature = dict(num_groups=REQUIRED, num_channels=None, eps=1e-5, affine=True)
+
+    def setup(self, a: ArgReader) -> None:
+        self.num_groups = a.int("num_groups")
+        self.num_channels = a.int("num_channels", allow_none=True)
+        self.eps = a.number("eps", minimum=0)
+        self.affine = a.bool("affine")
+
+    def check_input(self, shape: Shape) -> None:
+        if len(shape) < 1:
+            raise SpecError("groupnorm needs a channel dimension")
+        if self.num_channels is not None and self.num_channels != shape[0]:
+            raise SpecError(f"num_channels is {self.num_channels} but the input has {shape[0]} channels",
+                            fix=f"set num_channels: {shape[0]}, or leave it out to infer it")
+        if shape[0] % self.num_groups:
+            raise SpecError(f"num_groups ({self.num_groups}) must divide the {shape[0]} channels",
+                            fix="choose num_groups that divides the channel count")
+
+    def tensors(self, shape: Shape) -> dict:
+        return {"weight": (shape[0],), "bias": (shape[0],)} if self.affine else {}
+
+    def label(self, shape: Shape) -> str:
+        return f"GroupNorm (G={self.num_groups})"
+
+
+@register("layernorm")
+class LayerNorm(Layer):
+    """Normalise over the trailing `normalized_shape` (default: the whole per-sample shape)."""
+
+    signature = dict(normalized_shape=None, eps=1e-5, elementwise_affine=True, bias=True)
+
+    def setup(self, a: ArgReader) -> None:
+        given = a.raw("normalized_shape")
+        if given is None:
+            self.normalized_shape = None
+        elif isinstance(given, (list, tuple)):
+            self.normalized_shape = a.ints("normalized_shape", len(given))
+        else:
+            self.normalized_shape = (a.int("normalized_shape"),)
+        self.eps = a.number("eps", minimum=0)
+        self.affine = a.bool("elementwise_affine")
+        self.bias = a.bool("bias")
+
+    def normalized(self, shape: Shape) -> Shape:
+        return tuple(shape) if self.normalized_shape is None else self.normalized_shape
+
+    def check_input(self, shape: Shape) -> None:
+        want = self.normalized(shape)
+        if tuple(shape[len(shape) - len(want):]) != want or len(want) > len(shape):
+            raise SpecError(f"normalized_shape {fmt_shape(want)} is not the end of the input shape {fmt_shape(shape)}",
+                            fix=f"use the input's trailing dimensions, e.g. normalized_shape: {shape[-1]}")
+
+    def tensors(self, shape: Shape) -> dict:
+        if not self.affine:
+            return {}
+        ns = self.normalized(shape)
+        return {"weight": ns, **({"bias": ns} if self.bias else {})}
+
+    def field(self, shape, fields):
+        # The normalised axes always include the last, a spatial one when there is any: every
+        # output then depends on its whole row, so the field is global.
+        return fields if len(shape) == 1 else None
+
+    def label(self, shape: Shape) -> str:
+        return "LayerNorm"

@@ -1,0 +1,133 @@
+"""Pooling (torch.nn.MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool in 1, 2 and 3 dimensions)."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .. import arith
+from .base import REQUIRED, ArgReader, Layer, Shape, register
+from .conv import _axes
+from .window import check_fits, field_per_axis, uneven_notes
+
+
+class _Pool(Layer):
+    """A window that slides with a stride; no parameters."""
+
+    def setup(self, a: ArgReader) -> None:
+        n = self.rank
+        self.kernel_size = a.ints("kernel_size", n)
+        self.stride = self.kernel_size if a.raw("stride") is None else a.ints("stride", n)
+        self.padding = a.ints("padding", n, minimum=0)
+        self.ceil_mode = a.bool("ceil_mode")
+        for p, k in zip(self.padding, self.kernel_size):
+            if p > k // 2:
+                a.fail("padding", f"({p}) must be at most half the kernel size ({k})",
+                       fix=f"PyTorch requires padding ≤ kernel_size // 2; use padding {k // 2} or less")
+
+    def out_shape(self, shape: Shape) -> Shape:
+        sizes = tuple(arith.pool_out(n, k, s, p, d, self.ceil_mode) for n, k, s, p, d
+                      in zip(shape[1:], self.kernel_size, self.stride, self.padding, self.dilation))
+        check_fits(self, shape, sizes, "the pooling window is larger than the padded input")
+        return (shape[0], *sizes)
+
+    def field(self, shape, fields):
+        return field_per_axis(fields, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def notes(self, shape: Shape) -> list[str]:
+        return uneven_notes(shape, self.kernel_size, self.stride, [(p, p) for p in self.padding],
+                            self.dilation, self.ceil_mode)
+
+    def _label(self, name: str) -> str:
+        text = f"{name}(K={_axes(self.kernel_size)}, S={_axes(self.stride)}"
+        if any(self.padding):
+            text += f", P={_axes(self.padding)}"
+        return text + (", ceil" if self.ceil_mode else "") + ")"
+
+
+@register("maxpool", ranks=(1, 2, 3))
+class MaxPool(_Pool):
+    """Max pooling: the largest value in each window (padding counts as -∞)."""
+
+    signature = dict(kernel_size=REQUIRED, stride=None, padding=0, dilation=1, return_indices=False,
+                     ceil_mode=False)
+
+    def setup(self, a: ArgReader) -> None:
+        super().setup(a)
+        self.dilation = a.ints("dilation", self.rank)
+        if a.bool("return_indices"):
+            a.fail("return_indices", "is not supported: the layer would return a pair, not a tensor")
+
+    def label(self, shape: Shape) -> str:
+        return self._label("MaxPool")
+
+
+@register("avgpool", ranks=(1, 2, 3))
+class AvgPool(_Pool):
+    """Average pooling: the mean of each window (count_include_pad decides the divisor at edges)."""
+
+    signature = dict(kernel_size=REQUIRED, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                     divisor_override=None)
+
+    def setup(self, a: ArgReader) -> None:
+        super().setup(a)
+        self.dilation = (1,) * self.rank
+        self.count_include_pad = a.bool("count_include_pad")
+        self.divisor_override = a.int("divisor_override", allow_none=True)
+
+    def label(self, shape: Shape) -> str:
+        return self._label("AvgPool")
+
+
+class _AdaptivePool(Layer):
+    """Pooling to a fixed output size; PyTorch's window i spans [⌊i·n/out⌋, ⌈(i+1)·n/out⌉).
+
+    Receptive field rule: when out divides n this is an ordinary pool (kernel = stride = n/out).
+    Otherwise windows vary by one: we report the largest window's size, the exact mean spacing
+    n/out as the jump, and the first window's centre as the start; output size 1 is global.
+    """
+
+    signature = dict(output_size=REQUIRED)
+
+    def setup(self, a: ArgReader) -> None:
+        self.output_size = a.ints("output_size", self.rank, allow_none=True)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return (shape[0], *(n if o is None else o for n, o in zip(shape[1:], self.output_size)))
+
+    def field(self, shape, fields):
+        out = self.out_shape(shape)[1:]
+        if all(o == 1 for o in out) and any(n > 1 for n in shape[1:]):
+            return None
+        return tuple(_adaptive_field(f, n, o) for f, n, o in zip(fields, shape[1:], out))
+
+    def label(self, shape: Shape) -> str:
+        sizes = "×".join("·" if o is None else str(o) for o in self.output_size)
+        return f"{self.kind_label}({sizes})"
+
+
+def _adaptive_field(f: arith.Field, n: int, out: int) -> arith.Field:
+    if n % out == 0:
+        return arith.field_through_window(f, n // out, n // out, 0)
+    widest = arith.adaptive_widest(n, out)
+    first = arith.adaptive_window(0, n, out)
+    return arith.Field(f.size + (widest - 1) * f.jump, arith.exact(f.jump * Fraction(n, out)),
+                       arith.exact(f.start + arith.half(first[1] - 1) * f.jump))
+
+
+@register("adaptiveavgpool", ranks=(1, 2, 3))
+class AdaptiveAvgPool(_AdaptivePool):
+    """Adaptive average pooling to `output_size` (None keeps that axis)."""
+
+    kind_label = "AdaptiveAvgPool"
+
+
+@register("adaptivemaxpool", ranks=(1, 2, 3))
+class AdaptiveMaxPool(_AdaptivePool):
+    """Adaptive max pooling to `output_size` (None keeps that axis)."""
+
+    kind_label = "AdaptiveMaxPool"
+    signature = dict(output_size=REQUIRED, return_indices=False)
+
+    def setup(self, a: ArgReader) -> None:
+        super().setup(a)
+        if a.bool("return_indices"):
+            a.fail("return_indices", "is not supported: the layer would return a pair, not a tensor")

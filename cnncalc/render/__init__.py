@@ -1,0 +1,26 @@
+"""Renderers: a Report in, text out. Nothing here computes; everything here formats."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    latex = "latex"
+
+
+def render(report, fmt: "Format | str" = Format.table, depth: int | None = None) -> str:
+    """The summary of `report` in one of the five formats (the table as plain text with box lines)."""
+    fmt = Format(fmt)
+    if fmt is Format.json:
+        from .json import dumps
+        return dumps(report)
+    if fmt is Format.table:
+        from .table import table_text
+        return table_text(report, depth)
+    from . import documents
+    return {Format.csv: documents.csv_text, Format.markdown: documents.markdown_text,
+            Format.latex: documents.latex_text}[fmt](report, depth)

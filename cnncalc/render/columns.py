@@ -1,0 +1,60 @@
+"""The LeNet-5-style columns every tabular renderer shares: the seed's Layer · Output Size ·
+Weight Size, then Params, MACs and Receptive Field; then the totals and the warnings."""
+from __future__ import annotations
+
+from .json import warning_text
+from .text import count, field, human, shape, size_bytes
+
+COLUMNS = ("Layer", "Output Size", "Weight Size", "Params", "MACs", "Receptive Field")
+LINEAR_NOTE = "Linear weights are shown in × out, as in the seed's table; PyTorch stores them out × in."
+
+
+def weight_cells(row) -> str:
+    if row.weight is None:
+        return ""
+    if row.node.kind == "linear":
+        return shape(tuple(reversed(row.weight)))
+    return shape(row.weight)
+
+
+def body(report, depth: int | None = None, blank: bool = False) -> list[tuple[int, list[str]]]:
+    """(nesting depth, cells) per displayed row; `depth` hides rows nested deeper; `blank` leaves the
+    answer cells empty (a worksheet)."""
+    rows = [(0, ["Input", shape(report.network.input), "", "", "", ""])]
+    for r in report.rows:
+        node = r.node
+        if depth is not None and node.depth > depth:
+            continue
+        label = node.layer.label(r.input)
+        if node.name:
+            label = f"{node.name}: {label}"
+        answers = [shape(r.output), weight_cells(r), count(r.params), count(r.macs), field(r.rf)]
+        if blank:
+            answers = ["" for _ in answers]
+        elif not node.leaf and r.params == 0:
+            answers[2] = answers[3] = ""
+        rows.append((node.depth, [label, *answers]))
+    return rows
+
+
+def totals(report) -> list[tuple[str, str]]:
+    t = report.totals
+    dtype = report.dtype.value
+    act = f"{size_bytes(t.activation_bytes)} per sample ({dtype})"
+    if report.batch > 1:
+        act += f", {size_bytes(t.activation_bytes * report.batch)} for batch {report.batch}"
+    lines = [("Params", f"{count(t.params)} ({size_bytes(t.param_bytes)} {dtype})"),
+             ("MACs", f"{count(t.macs)} ({human(t.macs)})"),
+             ("Activations", act),
+             ("Output", shape(report.output)),
+             ("Receptive field", field(report.rf))]
+    if t.buffers:
+        lines.insert(1, ("Buffers", f"{count(t.buffers)} (BatchNorm running statistics, not parameters)"))
+    return lines
+
+
+def notes(report) -> list[str]:
+    out = [f"warning: {warning_text(w)}" for w in report.warnings]
+    if any(r.node.kind == "linear" for r in report.rows):
+        out.append(LINEAR_NOTE)
+    return out

@@ -1,0 +1,57 @@
+"""CSV, Markdown and LaTeX versions of the table, ready to paste into a sheet, a README or a paper."""
+from __future__ import annotations
+
+import csv
+import io
+
+from . import columns
+
+
+def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Path", *columns.COLUMNS])
+    paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
+    for path, (_, cells) in zip(paths, columns.body(report, depth, blank)):
+        writer.writerow([path, *cells])
+    return out.getvalue()
+
+
+def markdown_text(report, depth: int | None = None, blank: bool = False) -> str:
+    lines = [f"**{_md(report.network.name)}**", "", "| " + " | ".join(columns.COLUMNS) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * 3) + "|"]
+    for nesting, cells in columns.body(report, depth, blank):
+        cells = [_md(c) for c in cells]
+        cells[0] = "&nbsp;&nbsp;" * nesting + cells[0]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if not blank:
+        lines += [f"- **{key}:** {_md(value)}" for key, value in columns.totals(report)]
+        lines += [f"- {_md(note)}" for note in columns.notes(report)]
+    return "\n".join(lines) + "\n"
+
+
+def latex_text(report, depth: int | None = None, blank: bool = False) -> str:
+    lines = [r"\begin{tabular}{lllrrr}", r"\hline",
+             " & ".join(columns.COLUMNS) + r" \\", r"\hline"]
+    for nesting, cells in columns.body(report, depth, blank):
+        cells = [_tex(c) for c in cells]
+        cells[0] = r"\quad " * nesting + cells[0]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\hline", r"\end{tabular}"]
+    if not blank:
+        lines += [""] + [r"\par " + _tex(f"{key}: {value}") for key, value in columns.totals(report)]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", r"\|").replace("*", r"\*").replace("_", r"\_")
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "→": r"$\to$",
+        "·": r"$\cdot$", "∞": r"$\infty$"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)

@@ -1,0 +1,47 @@
+"""The stable machine interface: `summary --format json` (schema in the contract)."""
+from __future__ import annotations
+
+import json
+
+from .text import json_number
+
+
+def field_dict(rf):
+    if rf is None:
+        return None
+    return {"size": [json_number(f.size) for f in rf], "jump": [json_number(f.jump) for f in rf],
+            "start": [float(f.start) for f in rf]}
+
+
+def row_dict(row) -> dict:
+    node = row.node
+    return {"path": row.path, "name": node.name, "type": node.kind, "leaf": node.leaf, "depth": node.depth,
+            "input": list(row.input), "output": list(row.output),
+            "weight": list(row.weight) if row.weight else None, "bias": list(row.bias) if row.bias else None,
+            "params": row.params, "macs": row.macs, "rf": field_dict(row.rf)}
+
+
+def warning_text(warning) -> str:
+    return f"{warning.node.where}: {warning.node.describe()}: {warning.text}"
+
+
+def report_dict(report) -> dict:
+    t = report.totals
+    return {"name": report.network.name, "input": list(report.network.input), "batch": report.batch,
+            "output": list(report.output), "dtype": report.dtype.value,
+            "layers": [row_dict(r) for r in report.rows],
+            "totals": {"params": t.params, "trainable_params": t.trainable_params, "macs": t.macs,
+                       "activation_bytes": t.activation_bytes, "param_bytes": t.param_bytes},
+            "warnings": [warning_text(w) for w in report.warnings]}
+
+
+def dumps(report) -> str:
+    """Valid JSON laid out for people too: one line per key, one line per layer."""
+    parts = []
+    for key, value in report_dict(report).items():
+        if key == "layers" and value:
+            inner = ",\n  ".join(json.dumps(v, ensure_ascii=False) for v in value)
+            parts.append(f'"layers": [\n  {inner}]')
+        else:
+            parts.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{" + ",\n ".join(parts) + "}\n"

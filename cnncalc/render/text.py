@@ -1,0 +1,55 @@
+"""How numbers, shapes and fields are written for people (not for JSON)."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+
+def count(n: int) -> str:
+    """1256080 → '1,256,080'."""
+    return f"{n:,}"
+
+
+def human(n: float, unit: str = "") -> str:
+    """6522000 → '6.52 M': three significant figures with SI prefixes (K, M, G, T)."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {prefix}{unit}"
+    return f"{n:g} {unit}".rstrip()
+
+
+def size_bytes(n: int) -> str:
+    """243160 → '237.5 KiB'."""
+    for prefix, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {prefix}"
+    return f"{n} B"
+
+
+def shape(dims, sep: str = " × ") -> str:
+    """(20, 28, 28) → '20 × 28 × 28'."""
+    return sep.join(str(d) for d in dims) if dims else ""
+
+
+def number(x) -> str:
+    """Exact values as people write them: 3, 1.5, 1/3."""
+    if isinstance(x, Fraction):
+        if x.denominator == 1:
+            return str(x.numerator)
+        as_float = float(x)
+        return f"{as_float:g}" if Fraction(as_float).limit_denominator(10**6) == x and len(f"{as_float:g}") <= 8 \
+            else f"{x.numerator}/{x.denominator}"
+    return str(x)
+
+
+def field(rf, sep: str = " × ") -> str:
+    """The receptive field's size per axis, or 'global'."""
+    if rf is None:
+        return "global"
+    return sep.join(number(f.size) for f in rf)
+
+
+def json_number(x):
+    """Ints stay ints; fractions become floats (JSON has no fractions)."""
+    if isinstance(x, Fraction):
+        return x.numerator if x.denominator == 1 else float(x)
+    return x

@@ -1,0 +1,429 @@
+"""Spec → validated network: YAML data with positions becomes a tree of Nodes.
+
+Blocks, `$args`, `repeat` and names are expanded here, once; every later stage (analysis, forward,
+check) works on Nodes and never sees YAML. Every problem is a SpecError with file:line:col.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from . import layers as _layers  # noqa: F401  (registers every layer type)
+from .errors import SpecError, Where, describe_layer
+from .expr import ExprError, substitute
+from .layers.base import REGISTRY, ArgReader, Layer, lookup, suggest
+from .layers.composite import Concat, Residual, Sequential
+from .source import Limits, Map, Seq, parse_yaml, position, read_text
+
+ENTRY_KEYS = ("name", "repeat", "expect")
+TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description")
+EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
+COMPOSITES = ("sequential", "residual", "concat")
+
+
+@dataclass
+class Node:
+    """One entry of the network: a leaf layer or a composite with named branches of Nodes."""
+
+    layer: Layer
+    path: str
+    kind: str                       # YAML type (`conv2d`), composite, block name, or `repeat`
+    where: Where
+    name: str | None = None
+    expect: Map | None = None
+    branches: dict[str, list["Node"]] = field(default_factory=dict)
+    depth: int = 0
+
+    @property
+    def leaf(self) -> bool:
+        return self.layer.leaf
+
+    def describe(self) -> str:
+        return describe_layer(self.path, self.kind, self.name)
+
+    def walk(self):
+        """This node and every node below it, in order."""
+        yield self
+        for nodes in self.branches.values():
+            for node in nodes:
+                yield from node.walk()
+
+
+@dataclass
+class Network:
+    name: str
+    input: tuple
+    root: Node                      # a Sequential whose children are the top-level layers
+    source: str
+    expect: Map | None = None
+
+    def nodes(self):
+        """Every entry below the root, in order."""
+        for node in self.root.branches[""]:
+            yield from node.walk()
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("cnncalc.architectures").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def resolve(spec: str | None) -> tuple[str, str]:
+    """(display name, text) for a path or a built-in architecture name; None is LeNet-5."""
+    spec = spec or "lenet5"
+    path = Path(spec)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists() or "/" in spec or "\\" in spec:
+        return spec, ""
+    name = spec.lower().replace("-", "").replace("_", "")
+    for builtin in builtin_names():
+        if builtin.replace("_", "") == name:
+            return f"<built-in {builtin}>", resources.files("cnncalc.architectures").joinpath(
+                f"{builtin}.yaml").read_text(encoding="utf-8")
+    raise SpecError(f"'{spec}' is neither a file nor a built-in architecture{suggest(spec, builtin_names())}",
+                    fix=f"built-in: {', '.join(builtin_names())}; or give the path of a .yaml file")
+
+
+def load(spec: str | None = None, input_shape=None, limits: Limits = Limits()) -> Network:
+    """Read, parse and validate a spec (a path or built-in name); `input_shape` overrides its input."""
+    source, text = resolve(spec)
+    if not text:
+        text = read_text(source, limits)
+    return parse(text, source, input_shape, limits)
+
+
+def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits = Limits()) -> Network:
+    data = parse_yaml(text, source, limits)
+    return Parser(source, limits).network(data, input_shape)
+
+
+# --- shapes ------------------------------------------------------------------------------------------
+
+_SHAPE_SEP = re.compile(r"\s*[x×X*,]\s*")
+
+
+def parse_shape(value, what: str = "input", where: Where | None = None) -> tuple:
+    """`1x28x28`, `1×28×28`, `[1, 28, 28]` or 784 → a tuple of positive ints."""
+    if isinstance(value, str):
+        parts = [p for p in _SHAPE_SEP.split(value.strip().strip("[]()")) if p]
+        try:
+            dims = [int(p.replace("_", "")) for p in parts]
+        except ValueError:
+            raise SpecError(f"{what} shape '{value}' is not of the form C×H×W", where=where,
+                            fix="write it like 1x28x28, 3×224×224 or [1, 28, 28]") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        dims = [value]
+    elif isinstance(value, (list, tuple)):
+        dims = list(value)
+    else:
+        raise SpecError(f"{what} shape must be like 1x28x28 or [1, 28, 28], not {value!r}", where=where)
+    if not 1 <= len(dims) <= 4 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        raise SpecError(f"{what} shape {value!r} needs 1 to 4 positive whole numbers (C, C×L, C×H×W or C×D×H×W)",
+                        where=where, fix="give the per-sample shape without the batch, e.g. 3x32x32")
+    return tuple(dims)
+
+
+# --- the parser ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Block:
+    name: str
+    args: dict              # name -> default (REQUIRED_ARG when none)
+    layers: Seq
+    where: Where
+
+
+_REQUIRED_ARG = object()
+
+
+class Parser:
+    """Turns positioned YAML data into Nodes, expanding blocks and repeats within the limits."""
+
+    def __init__(self, source: str, limits: Limits):
+        self.source, self.limits = source, limits
+        self.blocks: dict[str, _Block] = {}
+        self.layer_count = 0
+
+    def here(self, node, key=None) -> Where:
+        return position(node, key) or Where(self.source)
+
+    def network(self, data, input_shape=None) -> Network:
+        if not isinstance(data, Map):
+            raise SpecError("a spec is a mapping with `input:` and `layers:`", where=self.here(data),
+                            fix="start the file with `input: 1x28x28` and a `layers:` list")
+        for key in data:
+            if key not in TOP_KEYS:
+                raise SpecError(f"unknown top-level key '{key}'{suggest(key, TOP_KEYS)}",
+                                where=self.here(data, key), fix=f"top-level keys are: {', '.join(TOP_KEYS)}")
+        if "layers" not in data:
+            raise SpecError("the spec has no `layers:` list", where=self.here(data),
+                            fix="add `layers:` with one entry per layer, e.g. `- conv2d: {out_channels: 6, "
+                                "kernel_size: 5}`")
+        if input_shape is None:
+            if "input" not in data:
+                raise SpecError("the spec has no `input:` shape", where=self.here(data),
+                                fix="add e.g. `input: 1x28x28` (C×H×W), or pass --input")
+            input_shape = parse_shape(data["input"], "input", self.here(data, "input"))
+        else:
+            input_shape = parse_shape(input_shape, "--input")
+        name = data.get("name", Path(self.source).stem)
+        if not isinstance(name, (str, int, float)):
+            raise SpecError("`name` must be text", where=self.here(data, "name"))
+        for block_name, block in self._mapping(data.get("blocks") or Map(), data, "blocks").items():
+            self.blocks[block_name] = self._block(block_name, block, data["blocks"])
+        root = Node(Sequential(), "", "sequential", self.here(data, "layers"), depth=-1)
+        root.branches[""] = self.entries(data["layers"], "", env={}, depth=0, stack=())
+        expect = self._expect(data.get("expect"), data, "expect")
+        return Network(str(name), input_shape, root, self.source, expect)
+
+    # --- lists and entries -------------------------------------------------------------------------
+    def entries(self, items, path: str, env: dict, depth: int, stack: tuple) -> list[Node]:
+        if items is None:
+            return []
+        if not isinstance(items, Seq):
+            raise SpecError(f"expected a list of layers{' at ' + path if path else ''}, got {_what(items)}",
+                            where=self.here(items), fix="write each layer as a list item starting with `- `")
+        if depth > self.limits.max_depth:
+            raise SpecError(f"layers are nested more than {self.limits.max_depth} levels deep",
+                            where=self.here(items), fix="flatten the spec, or raise the limit with --max-depth")
+        prefix = f"{path}." if path else ""
+        return [self.entry(item, f"{prefix}{i}", env, depth, stack, position(items, i))
+                for i, item in enumerate(items)]
+
+    def entry(self, item, path: str, env: dict, depth: int, stack: tuple, where: Where | None) -> Node:
+        where = where or self.here(item)
+        kind, args, extras = self._split_entry(item, path, where)
+        name = extras.get("name")
+        if name is not None and not isinstance(name, (str, int)):
+            raise SpecError("`name` must be text", where=position(item, "name"))
+        try:
+            repeat = extras.get("repeat", 1)
+            if isinstance(repeat, str) and "$" in repeat:
+                repeat = substitute(repeat, env)
+        except ExprError as e:
+            raise SpecError(str(e), where=position(item, "repeat"), layer=describe_layer(path, kind, name)) from None
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise SpecError(f"repeat must be a whole number of at least 1, not {repeat!r}",
+                            where=position(item, "repeat"), layer=describe_layer(path, kind, name))
+        expect = self._expect(extras.get("expect"), item, "expect")
+        name = None if name is None else str(name)
+        if repeat == 1:
+            return self._build(kind, args, item, path, env, depth, stack, where, name, expect)
+        first = self._build(kind, args, item, f"{path}.0", env, depth + 1, stack, where, None, None)
+        copies = sum(1 for n in first.walk() if n.leaf)
+        if self.layer_count + copies * (repeat - 1) > self.limits.max_layers:
+            raise SpecError(f"repeat: {repeat:,} would expand to {copies * repeat:,} layers, over the limit of "
+                            f"{self.limits.max_layers:,}", where=position(item, "repeat"),
+                            layer=describe_layer(path, kind, name), fix="use a smaller repeat, or raise --max-layers")
+        self.layer_count += copies * (repeat - 1)
+        children = [first] + [_moved(first, f"{path}.{i}") for i in range(1, repeat)]
+        return Node(Sequential("repeat", f"{first.kind} × {repeat}"), path, "repeat", where, name, expect,
+                    {"": children}, depth)
+
+    def _split_entry(self, item, path, where):
+        """(type name, its argument value, entry-level keys) of one list item."""
+        if isinstance(item, str):
+            return item, None, {}
+        if not isinstance(item, Map) or not item:
+            raise SpecError(f"layer {path}: expected a type name (`- relu`) or a mapping "
+                            f"(`- conv2d: {{...}}`), got {_what(item)}", where=where)
+        types = [k for k in item if k not in ENTRY_KEYS]
+        if len(types) != 1:
+            if not types:
+                raise SpecError(f"layer {path} has {', '.join(map(str, item))} but no layer type",
+                                where=where, fix="add the type as a key, e.g. `- conv2d: {out_channels: 8, "
+                                                 "kernel_size: 3}`")
+            raise SpecError(f"layer {path} has {len(types)} type keys ({', '.join(map(str, types))}); "
+                            "an entry holds exactly one", where=position(item, types[1]),
+                            fix="put each layer in its own list item (`- `); entry-level keys are "
+                                + ", ".join(ENTRY_KEYS))
+        kind = types[0]
+        return kind, item[kind], {k: item[k] for k in ENTRY_KEYS if k in item}
+
+    def _build(self, kind, args, item, path, env, depth, stack, where, name, expect) -> Node:
+        if not isinstance(kind, str):
+            raise SpecError(f"layer type must be a name, not {kind!r}", where=where)
+        label = describe_layer(path, kind, name)
+        try:
+            if kind.startswith("$"):
+                kind = substitute(kind, env)
+                if not isinstance(kind, str):
+                    raise ExprError(f"a layer type must be a name, but the argument gives {kind!r}")
+                label = describe_layer(path, kind, name)
+            if kind.lower() not in COMPOSITES:
+                args = _substitute(args, env)
+        except ExprError as e:
+            raise SpecError(str(e), where=where, layer=label,
+                            fix="use only $args the block defines, whole numbers and + - * // % ( )") from None
+        lowered = kind.lower()
+        try:
+            if lowered in COMPOSITES:
+                node = self._composite(lowered, args, item, path, env, depth, stack, where)
+            elif kind in self.blocks:
+                node = self._use_block(self.blocks[kind], args, item, path, depth, stack, where)
+            else:
+                node = Node(self._leaf(kind, args, item, where), path, lowered, where, depth=depth)
+                self.layer_count += 1
+                if self.layer_count > self.limits.max_layers:
+                    raise SpecError(f"the spec expands to more than {self.limits.max_layers:,} layers",
+                                    fix="raise the limit with --max-layers if this is intended")
+        except SpecError as e:
+            raise e.located(where, label) from None
+        node.name, node.expect = name, expect
+        return node
+
+    def _leaf(self, kind: str, args, item, where) -> Layer:
+        cls = lookup(kind)
+        if cls is None:
+            known = list(REGISTRY) + list(COMPOSITES) + list(self.blocks)
+            raise SpecError(f"unknown layer type '{kind}'{suggest(kind, known)}", where=where,
+                            fix="see the README for the layer types; a block must be defined under `blocks:`")
+        if args is None:
+            args = Map()
+        if not isinstance(args, dict):
+            raise SpecError(f"the arguments of {cls.kind} must be a mapping like {{kernel_size: 3}}, "
+                            f"not {_what(args)}", where=where)
+        arg_pos = position(item, kind) if isinstance(item, Map) else None
+
+        def where_of(key):
+            return position(args, key) or arg_pos or where
+
+        _misplaced(args, where_of)
+        return cls(ArgReader(args, cls.kind, cls.signature, where_of))
+
+    def _composite(self, kind, args, item, path, env, depth, stack, where) -> Node:
+        node = Node({"sequential": Sequential, "residual": Residual, "concat": Concat}[kind](), path, kind,
+                    where, depth=depth)
+        deeper = dict(env=env, depth=depth + 1, stack=stack)
+        if kind == "sequential":
+            node.branches[""] = self.entries(args, path, **deeper)
+            return node
+        args = self._mapping(args, item, kind)
+        if kind == "residual":
+            for key in args:
+                if key not in ("body", "shortcut"):
+                    raise SpecError(f"residual takes `body` and `shortcut`, not '{key}'{suggest(key, ['body', 'shortcut'])}",
+                                    where=position(args, key))
+            if "body" not in args:
+                raise SpecError("residual needs a `body:` list", where=where,
+                                fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
+            node.branches = {"body": self.entries(args["body"], f"{path}.body", **deeper),
+                             "shortcut": self.entries(args.get("shortcut"), f"{path}.shortcut", **deeper)}
+        else:
+            if not args:
+                raise SpecError("concat needs at least one named branch", where=where,
+                                fix="write `concat: {b1: [...], b2: [...]}`; `[]` is an identity branch")
+            for key in args:
+                if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                    raise SpecError(f"concat branch name '{key}' must be an identifier (letters, digits, _)",
+                                    where=position(args, key))
+            node.branches = {key: self.entries(value, f"{path}.{key}", **deeper) for key, value in args.items()}
+        return node
+
+    # --- blocks ------------------------------------------------------------------------------------------
+    def _block(self, name, data, blocks) -> _Block:
+        where = position(blocks, name) or Where(self.source)
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SpecError(f"block name '{name}' must be an identifier", where=where)
+        if lookup(name) or name.lower() in COMPOSITES:
+            raise SpecError(f"block name '{name}' is already a layer type", where=where,
+                            fix="choose another name for the block")
+        if isinstance(data, Seq):
+            data = Map(layers=data)
+            data.where, data.key_where = where, {"layers": where}
+        data = self._mapping(data, blocks, name)
+        for key in data:
+            if key not in ("args", "layers"):
+                raise SpecError(f"block '{name}' has unknown key '{key}'{suggest(key, ['args', 'layers'])}",
+                                where=position(data, key), fix="a block has `args:` (defaults) and `layers:`")
+        raw_args = data.get("args") or Map()
+        if isinstance(raw_args, Seq):
+            args = {str(a): _REQUIRED_ARG for a in raw_args}
+        else:
+            args = {k: _REQUIRED_ARG if v is None else v for k, v in self._mapping(raw_args, data, "args").items()}
+        if "layers" not in data:
+            raise SpecError(f"block '{name}' has no `layers:`", where=where)
+        return _Block(name, args, data["layers"], where)
+
+    def _use_block(self, block: _Block, args, item, path, depth, stack, where) -> Node:
+        if block.name in stack:
+            chain = " → ".join((*stack, block.name))
+            raise SpecError(f"block '{block.name}' uses itself ({chain})", where=where,
+                            fix="a block cannot contain itself, directly or through another block")
+        given = self._mapping(args if args is not None else Map(), item, block.name)
+        env = dict(block.args)
+        for key, value in given.items():
+            if key not in block.args:
+                raise SpecError(f"block '{block.name}' has no argument '{key}'{suggest(key, block.args)}",
+                                where=position(given, key), fix=f"its arguments: {', '.join(block.args) or 'none'}")
+            env[key] = value
+        missing = [k for k, v in env.items() if v is _REQUIRED_ARG]
+        if missing:
+            raise SpecError(f"block '{block.name}' needs {', '.join(missing)}", where=where,
+                            fix=f"pass them, e.g. `- {block.name}: {{{missing[0]}: ...}}`")
+        node = Node(Sequential(block.name), path, block.name, where, depth=depth)
+        node.branches[""] = self.entries(block.layers, path, env, depth + 1, (*stack, block.name))
+        return node
+
+    # --- small helpers -----------------------------------------------------------------------------------
+    def _mapping(self, value, parent, key) -> Map:
+        if value is None:
+            return Map()
+        if not isinstance(value, Map):
+            raise SpecError(f"`{key}` must be a mapping, not {_what(value)}", where=position(parent, key))
+        return value
+
+    def _expect(self, value, parent, key) -> Map | None:
+        if value is None:
+            return None
+        expect = self._mapping(value, parent, key)
+        allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes")
+        for field_name in expect:
+            if field_name not in allowed:
+                raise SpecError(f"expect has unknown field '{field_name}'{suggest(field_name, allowed)}",
+                                where=position(expect, field_name), fix=f"fields: {', '.join(EXPECT_FIELDS)}")
+        return expect
+
+
+def _moved(node: Node, path: str) -> Node:
+    """A copy of a subtree at another path; layers are immutable, so copies share them."""
+    offset = len(node.path)
+    def move(n: Node) -> Node:
+        return replace(n, path=path + n.path[offset:],
+                       branches={k: [move(c) for c in v] for k, v in n.branches.items()})
+    return move(node)
+
+
+def _misplaced(args: dict, where_of) -> None:
+    for key in args:
+        if key in ENTRY_KEYS:
+            raise SpecError(f"`{key}` is inside the layer's arguments", where=where_of(key),
+                            fix=f"move `{key}:` out one level, beside the layer type (aligned with it)")
+
+
+def _substitute(value, env: dict):
+    """A copy of raw YAML data with every `$arg` string replaced (positions kept)."""
+    if isinstance(value, str):
+        return substitute(value, env) if "$" in value else value
+    if isinstance(value, Map):
+        out = Map((k, _substitute(v, env)) for k, v in value.items())
+        out.where, out.key_where = value.where, value.key_where
+        return out
+    if isinstance(value, Seq):
+        out = Seq(_substitute(v, env) for v in value)
+        out.where, out.item_where = value.where, value.item_where
+        return out
+    return value
+
+
+def _what(value) -> str:
+    if isinstance(value, Map):
+        return "a mapping"
+    if isinstance(value, Seq):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
