@@ -78,30 +78,25 @@ def summary(
     from .spec import load
 
     report = analyse(load(spec, input, limits(max_bytes, max_depth, max_layers)), dtype, batch)
-    if format is Format.table:
-        from .render.table import print_report
-        print_report(report, console(), depth)
-    else:
-        from .render import render
-        sys.stdout.write(render(report, format, depth))
+    from .render import render
+    sys.stdout.write(render(report, format, depth))
 
 
 @app.command("list")
 def list_builtins() -> None:
     """The built-in architectures with their parameters and multiply-adds."""
-    from rich.table import Table
-
     from .analysis import analyse
+    from .render.grid import grid
     from .render.text import count, human, shape
     from .spec import builtin_names, load
 
-    table = Table("Name", "Network", "Input", "Params", "MACs", "", header_style="bold")
+    rows = []
     for name in builtin_names():
         report = analyse(load(name))
         t = report.totals
-        table.add_row(name, report.network.name, shape(report.network.input, "×"), count(t.params),
-                      count(t.macs), human(t.macs))
-    console().print(table)
+        rows.append([name, report.network.name, shape(report.network.input, "×"), count(t.params),
+                     count(t.macs), human(t.macs)])
+    typer.echo("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

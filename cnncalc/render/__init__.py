@@ -19,8 +19,9 @@ def render(report, fmt: "Format | str" = Format.table, depth: int | None = None)
         from .json import dumps
         return dumps(report)
     if fmt is Format.table:
+        from .grid import color_enabled
         from .table import table_text
-        return table_text(report, depth)
+        return table_text(report, depth, color=color_enabled())
     from . import documents
     return {Format.csv: documents.csv_text, Format.markdown: documents.markdown_text,
             Format.latex: documents.latex_text}[fmt](report, depth)
