@@ -1,18 +1,35 @@
 """The command line: each command parses options, calls the library, renders. Errors from bad input
-become exit status 2 here, in one place (`main`)."""
+become exit status 2 here, in one place (`_Commands.invoke`)."""
 from __future__ import annotations
 
 import sys
 from typing import Annotated, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .analysis import DType
+from .errors import SpecError
 from .render import Format
 from .source import Limits
 
+
+class _Commands(TyperGroup):
+    """Turns bad input (SpecError) into one message on stderr and exit status 2, for every command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SpecError as e:
+            if _debug:
+                raise
+            typer.echo(str(e), err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Exact shapes, parameters, multiply-adds and receptive fields of CNNs, from a YAML spec.\n\n"
          "Examples:\n\n  cnncalc summary                 # the built-in LeNet-5\n\n"
          "  cnncalc summary resnet50 --format json\n\n  cnncalc summary my_net.yaml --input 3x64x64",
@@ -100,13 +117,5 @@ def list_builtins() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Entry point: run the app; bad input prints one message to stderr and exits 2."""
-    from .errors import SpecError
-
-    try:
-        app(args=argv, prog_name="cnncalc")
-    except SpecError as e:
-        if _debug:
-            raise
-        sys.stderr.write(f"{e}\n")
-        sys.exit(2)
+    """Entry point of the `cnncalc` command and `python -m cnncalc`."""
+    app(args=argv, prog_name="cnncalc")

@@ -37,6 +37,11 @@ def body(report, depth: int | None = None, blank: bool = False) -> list[tuple[in
     return rows
 
 
+def total_cells(report) -> list[str]:
+    """The answer columns of a Total row: final output, (no weight), params, MACs, final field."""
+    return [shape(report.output), "", count(report.totals.params), count(report.totals.macs), field(report.rf)]
+
+
 def totals(report) -> list[tuple[str, str]]:
     t = report.totals
     dtype = report.dtype.value

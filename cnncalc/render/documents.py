@@ -14,6 +14,8 @@ def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
     for path, (_, cells) in zip(paths, columns.body(report, depth, blank)):
         writer.writerow([path, *cells])
+    if not blank:
+        writer.writerow(["", "Total", *columns.total_cells(report)])
     return out.getvalue()
 
 
@@ -32,7 +34,7 @@ def markdown_text(report, depth: int | None = None, blank: bool = False) -> str:
 
 
 def latex_text(report, depth: int | None = None, blank: bool = False) -> str:
-    lines = [r"\begin{tabular}{lllrrr}", r"\hline",
+    lines = [r"\noindent\textbf{" + _tex(report.network.name) + r"}\par", r"\begin{tabular}{lllrrr}", r"\hline",
              " & ".join(columns.COLUMNS) + r" \\", r"\hline"]
     for nesting, cells in columns.body(report, depth, blank):
         cells = [_tex(c) for c in cells]
