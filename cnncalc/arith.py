@@ -40,6 +40,20 @@ def conv_out(n: int, k: int, s: int = 1, p: int = 0, d: int = 1, p_hi: int | Non
     return (n + p + p_hi - effective_kernel(k, d)) // s + 1
 
 
+def unused_input(n: int, k: int, s: int = 1, p: int = 0, d: int = 1, p_hi: int | None = None) -> int:
+    """Input positions past the last window when the output size is floored: the leftover
+    (n + p_lo + p_hi - span) mod s, less the right padding, which is dropped first.
+
+    >>> unused_input(28, 5, s=2)        # windows start at 0, 2, …, 22 and end at 26: position 27 is unused
+    1
+    >>> unused_input(224, 7, s=2, p=3)  # ResNet's stem: the one leftover position is padding
+    0
+    """
+    p_hi = p if p_hi is None else p_hi
+    leftover = (n + p + p_hi - effective_kernel(k, d)) % s
+    return max(0, leftover - p_hi)
+
+
 def pool_out(n: int, k: int, s: int, p: int = 0, d: int = 1, ceil_mode: bool = False) -> int:
     """Output length of max/avg pooling, PyTorch's rule: with ceil_mode the last window must start
     inside the input or the left padding.

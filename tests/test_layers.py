@@ -9,7 +9,9 @@ def test_conv1d_stride_2_floors_and_warns():
     assert row.output == (8, 49)            # (100 - 5 + 2·1)/2 + 1 = 49.5 → 49
     assert row.params == 8 * (4 * 5) + 8 == 168
     assert row.macs == 8 * 49 * 4 * 5 == 7_840
-    assert row.notes == ["(100 - 5 + 2·1)/2 + 1 = 49.5 → 49 (floored; the last rows/columns are never used)"]
+    # padded length 102, windows start at 0, 2, …, 96 and end at 100: only the right padding (101) is left
+    assert row.notes == ["(100 - 5 + 2·1)/2 + 1 = 49.5 → 49 (floored; only padding is left over, "
+                         "every input row/column is used)"]
 
 
 def test_conv3d():

@@ -34,11 +34,18 @@ def uneven_notes(shape, kernel, stride, pads, dilation, ceil_mode: bool = False)
         exact = arith.conv_out_exact(n, k, s, lo, d, p_hi=hi)
         if exact.denominator != 1:
             got = arith.pool_out(n, k, s, lo, d, ceil_mode) if ceil_mode else arith.conv_out(n, k, s, lo, d, hi)
-            rule = "rounded up (ceil_mode)" if ceil_mode else "floored; the last rows/columns are never used"
+            rule = "rounded up (ceil_mode)" if ceil_mode else _floored(arith.unused_input(n, k, s, lo, d, hi))
             lines.setdefault(f"{working(n, k, s, lo, hi, d)} = {_decimal(exact)} → {got} ({rule})", []).append(axis + 1)
     every = len(shape) - 1
     return [text if len(axes) == every else f"axis {', '.join(map(str, axes))}: {text}"
             for text, axes in lines.items()]
+
+
+def _floored(unused: int) -> str:
+    """What flooring drops: real input positions, or only padding (as in every ResNet downsampling)."""
+    if not unused:
+        return "floored; only padding is left over, every input row/column is used"
+    return f"floored; the input's last {unused} {'row/column is' if unused == 1 else 'rows/columns are'} never used"
 
 
 def _decimal(x) -> str:
