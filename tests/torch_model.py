@@ -6,15 +6,26 @@
 with the arguments the layer validated; input sizes (in_channels, in_features, num_features) come
 from the shapes our analysis computed, so a wrong inference shows up as a torch error or mismatch.
 
+`read(text)` is a second, fully independent route: it reads the YAML itself and hands every
+layer's arguments to the torch.nn class of that name as they are (PyTorch applies its own defaults),
+inferring input sizes by running a sample through the layers built so far. It shares nothing with
+cnncalc but the path convention, so it is the oracle the comparisons use.
+
 `run(model, network)` pushes a batch through the model with forward hooks and returns, for every
-entry of the network, the per-sample input and output shapes torch saw.
+entry of the network, the per-sample input and output shapes torch saw; `disagreements(text)`
+compares every row of cnncalc's analysis with that.
 
 Not a test file: imported by the oracle, property, receptive-field and forward-equivalence tests.
 """
 from __future__ import annotations
 
+import ast
 import math
+import operator
+import re
 from dataclasses import dataclass
+
+import yaml
 
 import torch
 from torch import nn
@@ -125,7 +136,7 @@ def leaf(layer, shape: tuple) -> nn.Module:
         return getattr(nn, f"ZeroPad{rank}d")(sides)
     if isinstance(layer, reshape.Upsample):
         return nn.Upsample(size=_arg(layer.size), scale_factor=_arg(layer.scale_factor), mode=layer.mode,
-                           align_corners=layer.align_corners)
+                           align_corners=layer.align_corners, recompute_scale_factor=layer.recompute_scale_factor)
     raise NotImplementedError(f"no torch module for {type(layer).__name__} ({layer.kind})")
 
 
@@ -185,3 +196,166 @@ def torch_macs(module: nn.Module, seen: Seen) -> int:
     if isinstance(module, nn.Linear):
         return math.prod(seen.input[:-1]) * module.in_features * module.out_features
     return 0
+
+
+# --- the independent reader: YAML text → torch.nn, with PyTorch's own argument handling ------------
+
+TORCH_CLASSES = {name.lower(): cls for name, cls in vars(nn).items()
+                 if isinstance(cls, type) and issubclass(cls, nn.Module)}
+ENTRY_KEYS = ("name", "repeat", "expect")
+# cnncalc infers these from the incoming shape; PyTorch needs them given.
+INFERRED = {"in_channels": lambda x: x.shape[1], "num_features": lambda x: x.shape[1],
+            "num_channels": lambda x: x.shape[1], "in_features": lambda x: x.shape[-1]}
+SHAPE_SEP = re.compile(r"\s*[x×X*,]\s*")
+
+
+def read(text: str, input_shape: tuple | None = None) -> tuple[nn.Module, tuple]:
+    """(model, per-sample input shape) for a spec, built without cnncalc. Raises whatever torch raises
+    for arguments or shapes it refuses (construction or the sample forward)."""
+    data = yaml.safe_load(text)
+    shape = input_shape or _shape(data["input"])
+    reader = _Reader(data.get("blocks") or {})
+    with torch.no_grad():
+        model, _ = reader.sequence(data["layers"], torch.zeros(2, *shape), {})
+    return model.eval(), shape
+
+
+def _shape(value) -> tuple:
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, str):
+        return tuple(int(p) for p in SHAPE_SEP.split(value.strip()) if p)
+    return tuple(value)
+
+
+class _Reader:
+    def __init__(self, blocks: dict):
+        self.blocks = blocks
+
+    def sequence(self, items, x, env) -> tuple[nn.Sequential, torch.Tensor]:
+        modules = []
+        for item in items or []:
+            module, x = self.entry(item, x, env)
+            modules.append(module)
+        return nn.Sequential(*modules), x
+
+    def entry(self, item, x, env):
+        if isinstance(item, str):
+            kind, args, repeat = item, None, 1
+        else:
+            (kind,) = [k for k in item if k not in ENTRY_KEYS]
+            args, repeat = item[kind], _substitute(item.get("repeat", 1), env)
+        if repeat == 1:
+            return self.build(kind, args, x, env)
+        copies = []
+        for _ in range(repeat):
+            module, x = self.build(kind, args, x, env)
+            copies.append(module)
+        return nn.Sequential(*copies), x
+
+    def build(self, kind, args, x, env):
+        kind = _substitute(kind, env)
+        lowered = kind.lower()
+        if lowered == "sequential":
+            return self.sequence(args, x, env)
+        if lowered == "residual":
+            body, y = self.sequence(args["body"], x, env)
+            shortcut, z = self.sequence(args.get("shortcut"), x, env)
+            module = ResidualModule(body, shortcut)
+            return module, module.eval()(x)
+        if lowered == "concat":
+            module = ConcatModule({name: self.sequence(branch, x, env)[0] for name, branch in args.items()})
+            return module, module.eval()(x)
+        if kind in self.blocks:
+            block = self.blocks[kind]
+            block = block if isinstance(block, dict) else {"layers": block}
+            given = {key: _substitute(value, env) for key, value in (args or {}).items()}
+            inner = {**(block.get("args") or {}), **given}
+            return self.sequence(block["layers"], x, inner)
+        kwargs = {key: _tuples(_substitute(value, env)) for key, value in (args or {}).items()}
+        cls = TORCH_CLASSES[lowered]
+        for name, infer in INFERRED.items():
+            if name not in kwargs and name in _parameters(cls):
+                kwargs[name] = infer(x)
+        if cls is nn.LayerNorm and "normalized_shape" not in kwargs:
+            kwargs["normalized_shape"] = tuple(x.shape[1:])
+        module = cls(**kwargs).eval()
+        return module, module(x)
+
+
+def _parameters(cls) -> tuple:
+    return cls.__init__.__code__.co_varnames[:cls.__init__.__code__.co_argcount]
+
+
+def _tuples(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+        ast.Mod: operator.mod}
+
+
+def _substitute(value, env: dict):
+    """`$name` and integer arithmetic over $names, evaluated on the syntax tree (no eval)."""
+    if isinstance(value, list):
+        return [_substitute(v, env) for v in value]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    tree = ast.parse(re.sub(r"\$(\w+)", r"\1", value.strip()), mode="eval").body
+
+    def evaluate(node):
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.BinOp):
+            return _OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -evaluate(node.operand)
+        raise ValueError(f"unsupported expression {value!r}")
+
+    return evaluate(tree)
+
+
+# --- the comparison --------------------------------------------------------------------------------
+
+def disagreements(text: str, batch: int = 2) -> list[str]:
+    """Every way cnncalc's analysis of `text` differs from PyTorch, one line each ([] = agreement):
+    per entry the input/output shape, params, weight/bias shapes and MACs; then the totals."""
+    network = cnncalc.parse(text)
+    report = cnncalc.analyse(network)
+    model, _ = read(text, network.input)
+    out, seen = run(model, network, batch)
+    nodes = {node.path: node for node in network.nodes()}
+    problems = []
+
+    def differ(path, what, ours, theirs):
+        if ours != theirs:
+            problems.append(f"{path or 'total'} {what}: cnncalc {ours}, torch {theirs}")
+
+    for row in report.rows:
+        if row.path not in seen:
+            problems.append(f"{row.path}: torch has no module at this path")
+            continue
+        s = seen[row.path]
+        differ(row.path, "input", row.input, s.input)
+        differ(row.path, "output", row.output, s.output)
+        differ(row.path, "params", row.params, s.params)
+        leaves = [seen[n.path] for n in nodes[row.path].walk() if n.leaf]
+        differ(row.path, "macs", row.macs, sum(torch_macs(t.module, t) for t in leaves))
+        if row.leaf:
+            differ(row.path, "weight", row.weight, _tensor_shape(s.module, "weight"))
+            differ(row.path, "bias", row.bias, _tensor_shape(s.module, "bias"))
+            differ(row.path, "buffers", row.buffers, sum(b.numel() for name, b in s.module.named_buffers()
+                                                         if name != "num_batches_tracked"))
+    leaves = [seen[n.path] for n in network.nodes() if n.leaf and n.path in seen]
+    differ("", "params", report.totals.params, sum(p.numel() for p in model.parameters()))
+    differ("", "macs", report.totals.macs, sum(torch_macs(t.module, t) for t in leaves))
+    differ("", "output", report.output, tuple(out.shape[1:]))
+    differ("", "activation_bytes", report.totals.activation_bytes, sum(4 * math.prod(t.output) for t in leaves))
+    return problems
+
+
+def _tensor_shape(module: nn.Module, name: str):
+    tensor = getattr(module, name, None)
+    return tuple(tensor.shape) if isinstance(tensor, nn.Parameter) else None

@@ -71,6 +71,18 @@ class Conv(_Convolution):
             self.pads = tuple((p, p) for p in a.ints("padding", self.rank, minimum=0))
         self.padding = padding
 
+    def check_input(self, shape: Shape) -> None:
+        super().check_input(shape)
+        # PyTorch pads reflect/circular by mirroring or wrapping the input once: reflect needs each
+        # side's padding below the axis length, circular at most the axis length.
+        limit = {"reflect": 1, "circular": 0}.get(self.padding_mode)
+        for n, (lo, hi) in zip(shape[1:], self.pads if limit is not None else ()):
+            if max(lo, hi) > n - limit:
+                rule = "smaller than" if limit else "at most"
+                raise SpecError(f"padding_mode '{self.padding_mode}' needs padding {rule} the input size, but pads "
+                                f"{max(lo, hi)} on an axis of {n} ({fmt_shape(shape)})",
+                                fix="use less padding, padding_mode: zeros or replicate, or a larger input")
+
     def out_shape(self, shape: Shape) -> Shape:
         sizes = tuple(arith.conv_out(n, k, s, lo, d, p_hi=hi) for n, k, s, d, (lo, hi)
                       in zip(shape[1:], self.kernel_size, self.stride, self.dilation, self.pads))

@@ -72,6 +72,9 @@ class AvgPool(_Pool):
         self.dilation = (1,) * self.rank
         self.count_include_pad = a.bool("count_include_pad")
         self.divisor_override = a.int("divisor_override", allow_none=True)
+        if self.rank == 1 and self.divisor_override is not None:
+            a.fail("divisor_override", "does not exist for avgpool1d (torch.nn.AvgPool1d has no such argument)",
+                   fix="remove it, or use avgpool2d/avgpool3d")
 
     def label(self, shape: Shape) -> str:
         return self._label("AvgPool")

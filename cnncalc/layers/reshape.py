@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from .. import arith
 from ..errors import SpecError
-from .base import ArgReader, Layer, Shape, fmt_shape, register
+from .base import ArgReader, Layer, Shape, _rank_name, fmt_shape, register
 from .window import check_fits
 
 
@@ -71,8 +71,15 @@ class _Dropout(Layer):
         a.bool("inplace")
 
     def check_input(self, shape: Shape) -> None:
-        if self.rank is not None and len(shape) != self.rank + 1:
+        # PyTorch's dropout1d refuses anything but 2-D/3-D batches; dropout2d/3d take any rank.
+        if self.rank == 1 and len(shape) not in (1, 2):
             super().check_input(shape)
+
+    def notes(self, shape: Shape) -> list[str]:
+        if self.rank is None or len(shape) == self.rank + 1:
+            return []
+        return [f"{self.kind} is meant for {_rank_name(self.rank)} inputs, not {fmt_shape(shape)}: PyTorch runs it "
+                "(it may warn) but reads the batched tensor differently; at inference it is the identity anyway"]
 
     def label(self, shape: Shape) -> str:
         return f"Dropout(p={self.p})"
@@ -129,7 +136,7 @@ class Upsample(Layer):
             if self.mode in ("nearest", "nearest-exact"):
                 a.fail("align_corners", "only applies to the linear and bicubic modes",
                        fix="remove align_corners, or choose mode: bilinear")
-        a.raw("recompute_scale_factor")
+        self.recompute_scale_factor = a.raw("recompute_scale_factor")
         self.reader = a
 
     def _per_axis(self, shape: Shape, name: str):
