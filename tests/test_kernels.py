@@ -1,0 +1,714 @@
+"""Tests of cnncalc.kernels.
+
+Every kernel is checked twice: against a naive loop definition written here (float64, small
+sizes) and, where torch is importable, against ``torch.nn.functional`` -- including hypothesis
+property tests over random shapes, strides, paddings, dilations and groups.  Tolerance: relative
+error (max abs difference over max abs reference) <= 1e-4 in float32.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from cnncalc import kernels as K
+
+RTOL = 1e-4
+PROPERTY = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """torch with autograd off; tests that use it are skipped when it is not installed."""
+    t = pytest.importorskip("torch")
+    t.set_grad_enabled(False)
+    return t
+
+
+def rand(*shape, seed=0, dtype=np.float32):
+    """Standard normal array of ``shape``."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def assert_close(got, want, rtol=RTOL, dtype=np.float32):
+    """Same shape, expected dtype, same infinities, and max |got - want| <= rtol * max |want|."""
+    want = want.numpy() if hasattr(want, "numpy") else np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == dtype, got.dtype
+    inf = np.isinf(want)  # e.g. a max-pool window lying wholly in the padding
+    assert np.array_equal(got[inf], want[inf])
+    got, want = np.where(inf, 0, got), np.where(inf, 0, want)
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+    err = float(np.abs(got.astype(np.float64) - want).max(initial=0.0))
+    assert err <= rtol * scale, f"relative error {err / scale:.3g}"
+
+
+def flat_pads(pads):
+    """Per-axis (lo, hi) pairs -> torch.nn.functional.pad's flat, last-axis-first list."""
+    return [p for lo_hi in reversed(pads) for p in lo_hi]
+
+
+# =========================================================================== naive definitions
+
+def naive_conv(x, w, b, stride, pads, dilation, groups):
+    """Direct loop over outputs, input channels and taps of the zero-padded input."""
+    x = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(pads))
+    N, C, *S = x.shape
+    Co, Cg, *Kk = w.shape
+    O = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(S, Kk, stride, dilation)]
+    out = np.zeros((N, Co, *O))
+    for n, co in itertools.product(range(N), range(Co)):
+        g = co // (Co // groups)
+        for o in itertools.product(*map(range, O)):
+            acc = 0.0 if b is None else float(b[co])
+            for ci, k in itertools.product(range(Cg), itertools.product(*map(range, Kk))):
+                idx = tuple(oi * s + ki * d for oi, ki, s, d in zip(o, k, stride, dilation))
+                acc += x[(n, g * Cg + ci) + idx] * w[(co, ci) + k]
+            out[(n, co) + o] = acc
+    return out
+
+
+def naive_conv_transpose(x, w, b, stride, padding, output_padding, dilation, groups):
+    """Scatter every input pixel times every tap, then crop ``padding`` / extend ``output_padding``."""
+    N, Ci, *S = x.shape
+    _, Cog, *Kk = w.shape
+    Cig = Ci // groups
+    full = [(n - 1) * s + d * (k - 1) + 1 + op for n, s, d, k, op
+            in zip(S, stride, dilation, Kk, output_padding)]
+    canvas = np.zeros((N, Cog * groups, *full))
+    for n, ci in itertools.product(range(N), range(Ci)):
+        g = ci // Cig
+        for i in itertools.product(*map(range, S)):
+            for co, k in itertools.product(range(Cog), itertools.product(*map(range, Kk))):
+                idx = tuple(ii * s + ki * d for ii, ki, s, d in zip(i, k, stride, dilation))
+                canvas[(n, g * Cog + co) + idx] += x[(n, ci) + i] * w[(ci, co) + k]
+    O = [f - 2 * p for f, p in zip(full, padding)]
+    out = canvas[(Ellipsis,) + tuple(slice(p, p + o) for p, o in zip(padding, O))]
+    if b is not None:
+        out = out + b.reshape((-1,) + (1,) * len(S))
+    return out
+
+
+def pool_out(n, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length (what the caller computes and passes in)."""
+    num = n + 2 * p - d * (k - 1) - 1
+    o = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    return o
+
+
+def naive_max_pool(x, kernel, stride, padding, dilation, out_size):
+    """Max over the in-range taps of every window."""
+    N, C, *S = x.shape
+    out = np.empty((N, C, *out_size))
+    for o in itertools.product(*map(range, out_size)):
+        taps = [[oi * s - p + j * d for j in range(k) if 0 <= oi * s - p + j * d < n]
+                for oi, s, p, d, k, n in zip(o, stride, padding, dilation, kernel, S)]
+        window = x[np.ix_(range(N), range(C), *taps)]
+        out[(slice(None), slice(None)) + o] = window.reshape(N, C, -1).max(axis=2)
+    return out
+
+
+def naive_avg_pool(x, kernel, stride, padding, out_size, count_include_pad, divisor_override):
+    """PyTorch's avg_pool definition: pool_size from the window clipped to [-p, n + p)."""
+    N, C, *S = x.shape
+    out = np.empty((N, C, *out_size))
+    for o in itertools.product(*map(range, out_size)):
+        starts = [oi * s - p for oi, s, p in zip(o, stride, padding)]
+        ends = [min(a + k, n + p) for a, k, n, p in zip(starts, kernel, S, padding)]
+        pool_size = math.prod(e - a for a, e in zip(starts, ends))
+        real = [range(max(a, 0), min(e, n)) for a, e, n in zip(starts, ends, S)]
+        total = x[np.ix_(range(N), range(C), *real)].reshape(N, C, -1).sum(axis=2)
+        if divisor_override:
+            div = divisor_override
+        elif count_include_pad:
+            div = pool_size
+        else:
+            div = math.prod(len(r) for r in real)
+        out[(slice(None), slice(None)) + o] = total / div
+    return out
+
+
+def naive_adaptive(x, out_size, reduce):
+    """Windows [floor(i * n / o), ceil((i + 1) * n / o)) per axis."""
+    N, C, *S = x.shape
+    out = np.empty((N, C, *out_size))
+    for o in itertools.product(*map(range, out_size)):
+        rng = [range(math.floor(i * n / m), math.ceil((i + 1) * n / m))
+               for i, n, m in zip(o, S, out_size)]
+        out[(slice(None), slice(None)) + o] = reduce(
+            x[np.ix_(range(N), range(C), *rng)].reshape(N, C, -1), axis=2)
+    return out
+
+
+def naive_linear_1d(v, o, align_corners, scale_factor=None):
+    """1-d linear resampling of the last axis by PyTorch's documented coordinate rule."""
+    n = v.shape[-1]
+    out = np.empty(v.shape[:-1] + (o,))
+    for i in range(o):
+        if align_corners:
+            src = i * (n - 1) / (o - 1) if o > 1 else 0.0
+        else:
+            step = 1 / scale_factor if scale_factor else n / o
+            src = max((i + 0.5) * step - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), n - 1)
+        i1 = min(i0 + 1, n - 1)
+        lam = src - i0
+        out[..., i] = v[..., i0] * (1 - lam) + v[..., i1] * lam
+    return out
+
+
+# =========================================================================== pad
+
+@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                           ("circular", "wrap")])
+def test_pad_modes_match_numpy_pad(mode, np_mode):
+    x = rand(2, 3, 5, 6)
+    pads = ((2, 1), (0, 3))
+    assert_close(K.pad(x, pads, mode), np.pad(x, [(0, 0), (0, 0), *pads], mode=np_mode))
+
+
+def test_pad_constant_value_and_crop():
+    x = rand(1, 2, 4, 4)
+    got = K.pad(x, ((1, 2), (3, 0)), "zeros", value=-7.0)
+    assert_close(got, np.pad(x, [(0, 0), (0, 0), (1, 2), (3, 0)], constant_values=-7.0))
+    assert_close(K.pad(x, ((-1, 2), (0, -2))), np.pad(x[:, :, 1:, :2], [(0, 0)] * 2 + [(0, 2), (0, 0)]))
+    assert K.pad(x, ((0, 0), (0, 0))) is x
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_pad_vs_torch(torch, mode):
+    for x, pads in [(rand(2, 3, 7), ((3, 2),)), (rand(1, 2, 5, 6), ((1, 4), (2, 0))),
+                    (rand(1, 2, 4, 5, 6), ((1, 2), (3, 0), (2, 2)))]:
+        want = torch.nn.functional.pad(torch.from_numpy(x), flat_pads(pads), mode=mode)
+        assert_close(K.pad(x, pads, mode), want)
+
+
+# =========================================================================== conv
+
+CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
+    ((2, 4, 7), (6, 2, 3), (2,), ((1, 2),), (2,), 2),
+    ((1, 3, 6, 7), (4, 3, 3, 2), (1, 2), ((1, 1), (0, 2)), (1, 1), 1),
+    ((2, 6, 7, 6), (6, 1, 3, 3), (2, 1), ((1, 1), (1, 1)), (1, 2), 6),  # depthwise
+    ((1, 4, 6, 6), (8, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 4),  # depthwise, multiplier 2
+    ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise
+    ((1, 4, 5, 6), (6, 2, 1, 1), (2, 1), ((0, 0), (1, 0)), (1, 1), 2),  # strided grouped 1x1
+    ((1, 2, 6, 6), (3, 2, 2, 4), (1, 1), ((0, 1), (1, 2)), (1, 1), 1),  # 'same', even kernel
+    ((1, 4, 4, 5, 5), (4, 2, 2, 3, 2), (1, 2, 1), ((1, 0), (1, 1), (0, 1)), (2, 1, 2), 2),
+]
+
+
+@pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
+def test_conv_vs_naive(xs, ws, stride, pads, dil, groups):
+    x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
+    assert_close(K.conv(x, w, b, stride, pads, dil, groups),
+                 naive_conv(x, w, b, stride, pads, dil, groups))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv_padding_mode_pads_then_convolves(mode):
+    x, w = rand(1, 2, 6, 5), rand(3, 2, 3, 3, seed=1)
+    pads = ((1, 1), (2, 1))
+    want = naive_conv(K.pad(x, pads, mode), w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    assert_close(K.conv(x, w, None, (1, 1), pads, (1, 1), 1, padding_mode=mode), want)
+
+
+def test_conv_chunking_matches_unchunked(monkeypatch):
+    """Batch chunks and output-row chunks (tiny chunk limit) give the same result."""
+    x, w, b = rand(3, 4, 9, 8), rand(5, 4, 3, 3, seed=1), rand(5, seed=2)
+    args = (w, b, (1, 2), ((1, 1), (2, 0)), (2, 1), 1)
+    whole = K.conv(x, *args)
+    monkeypatch.setattr(K, "CHUNK_BYTES", 4 * 4 * 9 * 4 * 3)  # a few output rows of one sample
+    assert_close(K.conv(x, *args), whole, rtol=1e-6)
+    monkeypatch.setattr(K, "CHUNK_BYTES", 1)  # one row at a time
+    assert_close(K.conv(x, *args), whole, rtol=1e-6)
+
+
+def test_conv_dtypes():
+    x, w = rand(1, 2, 5, 5), rand(3, 2, 3, 3, seed=1)
+    pads = ((1, 1), (1, 1))
+    assert K.conv(x, w, None, (1, 1), pads, (1, 1), 1).dtype == np.float32
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    got = K.conv(x64, w64, None, (1, 1), pads, (1, 1), 1)
+    assert_close(got, naive_conv(x64, w64, None, (1, 1), pads, (1, 1), 1), rtol=1e-12,
+                 dtype=np.float64)
+
+
+def test_conv_rejects_channel_mismatch():
+    with pytest.raises(ValueError):
+        K.conv(rand(1, 3, 4, 4), rand(2, 2, 3, 3), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+
+
+TRANSPOSE_CASES = [  # x shape, weight shape, stride, padding, output_padding, dilation, groups
+    ((2, 3, 5), (3, 2, 3), (2,), (1,), (1,), (1,), 1),
+    ((1, 4, 4, 5), (4, 3, 3, 2), (2, 3), (1, 0), (1, 2), (1, 2), 2),
+    ((1, 2, 3, 3), (2, 2, 2, 2), (4, 3), (0, 1), (3, 0), (1, 1), 1),  # stride > kernel
+    ((2, 2, 3, 4), (2, 3, 1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1),
+    ((1, 2, 3, 2, 3), (2, 1, 2, 2, 3), (1, 2, 2), (0, 1, 1), (0, 1, 0), (2, 1, 1), 2),
+]
+
+
+@pytest.mark.parametrize("xs, ws, stride, padding, op, dil, groups", TRANSPOSE_CASES)
+def test_conv_transpose_vs_naive(xs, ws, stride, padding, op, dil, groups):
+    x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[1] * groups, seed=2)
+    assert_close(K.conv_transpose(x, w, b, stride, padding, op, dil, groups),
+                 naive_conv_transpose(x, w, b, stride, padding, op, dil, groups))
+
+
+def test_conv_transpose_is_adjoint_of_conv():
+    """<conv(x), y> == <x, conv_transpose(y)> for the same weight (no bias)."""
+    x, w = rand(2, 4, 9, 8).astype(np.float64), rand(6, 2, 3, 2, seed=1).astype(np.float64)
+    y = K.conv(x, w, None, (2, 2), ((1, 1), (1, 1)), (1, 2), 2)
+    r = rand(*y.shape, seed=3).astype(np.float64)
+    xt = K.conv_transpose(r, w, None, (2, 2), (1, 1), (0, 1), (1, 2), 2)
+    assert xt.shape == x.shape
+    assert np.isclose((y * r).sum(), (x * xt).sum(), rtol=1e-10)
+
+
+def test_conv_transpose_chunked(monkeypatch):
+    x, w = rand(3, 2, 4, 4), rand(2, 3, 3, 3, seed=1)
+    args = (w, None, (2, 2), (1, 1), (1, 1), (1, 1), 1)
+    whole = K.conv_transpose(x, *args)
+    monkeypatch.setattr(K, "CHUNK_BYTES", 1)
+    assert_close(K.conv_transpose(x, *args), whole, rtol=1e-6)
+
+
+# =========================================================================== pooling
+
+POOL_CASES = [  # x shape, kernel, stride, padding, dilation, ceil_mode
+    ((2, 3, 9), (3,), (2,), (1,), (1,), True),
+    ((1, 2, 7, 8), (3, 2), (2, 2), (1, 1), (1, 2), True),
+    ((1, 2, 7, 7), (2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((1, 2, 6, 7), (3, 3), (3, 2), (1, 0), (1, 1), True),
+    ((1, 1, 5, 6, 7), (2, 3, 2), (2, 1, 3), (1, 1, 0), (2, 1, 1), True),
+]
+
+
+def _outs(xs, kernel, stride, padding, dilation, ceil_mode):
+    return tuple(pool_out(n, k, s, p, d, ceil_mode)
+                 for n, k, s, p, d in zip(xs[2:], kernel, stride, padding, dilation))
+
+
+@pytest.mark.parametrize("xs, kernel, stride, padding, dilation, ceil_mode", POOL_CASES)
+def test_max_pool_vs_naive(xs, kernel, stride, padding, dilation, ceil_mode):
+    x = rand(*xs)
+    out = _outs(xs, kernel, stride, padding, dilation, ceil_mode)
+    assert_close(K.max_pool(x, kernel, stride, padding, dilation, out),
+                 naive_max_pool(x, kernel, stride, padding, dilation, out))
+
+
+@pytest.mark.parametrize("xs, kernel, stride, padding, dilation, ceil_mode", POOL_CASES)
+@pytest.mark.parametrize("count_include_pad, divisor_override",
+                         [(True, None), (False, None), (True, 5)])
+def test_avg_pool_vs_naive(xs, kernel, stride, padding, dilation, ceil_mode,
+                           count_include_pad, divisor_override):
+    x = rand(*xs)
+    out = _outs(xs, kernel, stride, padding, (1,) * len(kernel), ceil_mode)
+    assert_close(K.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor_override),
+                 naive_avg_pool(x, kernel, stride, padding, out, count_include_pad,
+                                divisor_override))
+
+
+@pytest.mark.parametrize("xs, out", [((2, 3, 7, 10), (3, 4)), ((1, 2, 7, 7), (7, 1)),
+                                     ((1, 2, 5, 9), (8, 4)), ((1, 2, 10), (4,)),
+                                     ((1, 1, 4, 6, 5), (3, 4, 2)), ((1, 2, 3, 2), (5, 5))])
+def test_adaptive_pools_vs_naive(xs, out):
+    x = rand(*xs)
+    assert_close(K.adaptive_avg_pool(x, out), naive_adaptive(x, out, np.mean))
+    assert_close(K.adaptive_max_pool(x, out), naive_adaptive(x, out, np.max))
+
+
+# =========================================================================== dense and norms
+
+def test_linear_vs_naive():
+    x, w, b = rand(2, 3, 5), rand(4, 5, seed=1), rand(4, seed=2)
+    want = np.einsum("abi,oi->abo", x.astype(np.float64), w) + b
+    assert_close(K.linear(x, w, b), want)
+    assert_close(K.linear(x[0, 0], w, None), w.astype(np.float64) @ x[0, 0])
+
+
+def test_batch_norm_vs_naive():
+    x = rand(2, 3, 4, 5)
+    mean, var = rand(3, seed=1), np.abs(rand(3, seed=2)) + 0.1
+    w, b = rand(3, seed=3), rand(3, seed=4)
+    c = (slice(None), None, None)
+    want = (x - mean[c]) / np.sqrt(var[c].astype(np.float64) + 1e-3) * w[c] + b[c]
+    assert_close(K.batch_norm(x, mean, var, w, b, 1e-3), want)
+    want = (x - mean[c]) / np.sqrt(var[c].astype(np.float64) + 1e-5)
+    assert_close(K.batch_norm(x, mean, var, None, None, 1e-5), want)
+    assert_close(K.batch_norm(x[:, :, 0, 0], mean, var, w, b, 1e-3),  # BatchNorm1d on (N, C)
+                 (x[:, :, 0, 0] - mean) / np.sqrt(var.astype(np.float64) + 1e-3) * w + b)
+
+
+def test_group_norm_vs_naive():
+    x, w, b = rand(2, 6, 3, 4), rand(6, seed=1), rand(6, seed=2)
+    g = x.astype(np.float64).reshape(2, 3, -1)
+    normed = (g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + 1e-5)
+    want = normed.reshape(x.shape) * w[:, None, None] + b[:, None, None]
+    assert_close(K.group_norm(x, 3, w, b, 1e-5), want)
+    assert_close(K.group_norm(x, 3, None, None, 1e-5), normed.reshape(x.shape))
+
+
+def test_layer_norm_vs_naive():
+    x, w, b = rand(2, 3, 4, 5), rand(4, 5, seed=1), rand(4, 5, seed=2)
+    v = x.astype(np.float64)
+    mean = v.mean(axis=(2, 3), keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=(2, 3), keepdims=True)  # biased
+    assert_close(K.layer_norm(x, 2, w, b, 1e-5), (v - mean) / np.sqrt(var + 1e-5) * w + b)
+    last = (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-6)
+    assert_close(K.layer_norm(x, 1, None, None, 1e-6), last)
+
+
+# =========================================================================== upsample
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("n, o", [(5, 8), (6, 4), (4, 4), (3, 10), (1, 3)])
+def test_linear_upsample_vs_naive(n, o, align_corners):
+    x = rand(2, 3, n)
+    assert_close(K.upsample(x, (o,), "linear", align_corners),
+                 naive_linear_1d(x.astype(np.float64), o, align_corners))
+
+
+def test_bilinear_is_separable_linear():
+    x = rand(1, 2, 4, 5)
+    want = naive_linear_1d(naive_linear_1d(x.astype(np.float64), 9, False).swapaxes(2, 3), 7,
+                           False).swapaxes(2, 3)
+    assert_close(K.upsample(x, (7, 9), "bilinear", False), want)
+
+
+def test_upsample_scale_factor_sets_coordinate_scale():
+    """With scale_factor, the step is 1 / scale_factor, not in / out (here 5/12 != 1/2.5)."""
+    x = rand(1, 1, 5)
+    got = K.upsample(x, (12,), "linear", False, scale_factor=2.5)
+    assert_close(got, naive_linear_1d(x.astype(np.float64), 12, False, scale_factor=2.5))
+    idx = [min(int(math.floor(i / 2.5)), 4) for i in range(12)]
+    assert_close(K.upsample(x, (12,), "nearest", scale_factor=2.5), x[..., idx])
+
+
+def test_nearest_upsample_vs_naive():
+    x = rand(1, 2, 3, 4)
+    rows = [min(int(i * 3 / 7), 2) for i in range(7)]
+    cols = [min(int(j * 4 / 10), 3) for j in range(10)]
+    assert_close(K.upsample(x, (7, 10), "nearest"), x[:, :, rows][:, :, :, cols])
+
+
+# =========================================================================== activations
+
+def _erf(v):
+    return np.vectorize(math.erf)(v)
+
+
+ACTIVATIONS = {  # name -> (kernel call, float64 definition, torch call)
+    "relu": (K.relu, lambda v: np.maximum(v, 0), lambda F, t: F.relu(t)),
+    "relu6": (K.relu6, lambda v: np.minimum(np.maximum(v, 0), 6), lambda F, t: F.relu6(t)),
+    "leaky_relu": (lambda v: K.leaky_relu(v, 0.1), lambda v: np.where(v > 0, v, 0.1 * v),
+                   lambda F, t: F.leaky_relu(t, 0.1)),
+    "elu": (lambda v: K.elu(v, 1.5), lambda v: np.where(v > 0, v, 1.5 * (np.exp(v) - 1)),
+            lambda F, t: F.elu(t, 1.5)),
+    "gelu": (K.gelu, lambda v: 0.5 * v * (1 + _erf(v / math.sqrt(2))), lambda F, t: F.gelu(t)),
+    "gelu_tanh": (lambda v: K.gelu(v, "tanh"),
+                  lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
+                  lambda F, t: F.gelu(t, approximate="tanh")),
+    "silu": (K.silu, lambda v: v / (1 + np.exp(-v)), lambda F, t: F.silu(t)),
+    "sigmoid": (K.sigmoid, lambda v: 1 / (1 + np.exp(-v)), lambda F, t: F.sigmoid(t)),
+    "tanh": (K.tanh, np.tanh, lambda F, t: F.tanh(t)),
+    "hardswish": (K.hardswish, lambda v: v * np.clip(v + 3, 0, 6) / 6,
+                  lambda F, t: F.hardswish(t)),
+    "hardsigmoid": (K.hardsigmoid, lambda v: np.clip(v + 3, 0, 6) / 6,
+                    lambda F, t: F.hardsigmoid(t)),
+}
+
+
+def _activation_input():
+    """Normal values, a wide range, tiny magnitudes and exact kinks."""
+    x = np.concatenate([rand(200) * 3, np.linspace(-30, 30, 121), np.geomspace(1e-8, 1e-2, 20),
+                        -np.geomspace(1e-8, 1e-2, 20), [0.0, -3.0, 3.0, 6.0]])
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_vs_definition(name):
+    fn, ref, _ = ACTIVATIONS[name]
+    x = _activation_input()
+    got, want = fn(x), ref(x.astype(np.float64))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_vs_torch(torch, name):
+    fn, _, ref = ACTIVATIONS[name]
+    x = _activation_input()
+    np.testing.assert_allclose(fn(x), ref(torch.nn.functional, torch.from_numpy(x)).numpy(),
+                               rtol=RTOL, atol=1e-6)
+
+
+def test_erf_accuracy_near_zero():
+    """GELU's erf must hold 1e-4 relative accuracy even for tiny arguments."""
+    x = np.geomspace(1e-30, 10, 400)
+    got = K.gelu(x)
+    want = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.dtype == np.float64
+
+
+def test_softmax_stable_and_normalised():
+    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 0.0, 5.0]], np.float32)
+    v = x.astype(np.float64)
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    want = e / e.sum(axis=1, keepdims=True)
+    assert_close(K.softmax(x, 1), want)
+    assert_close(K.log_softmax(x, 1), np.log(want))
+    assert_close(K.softmax(x, 0), np.exp(v - v.max(0)) / np.exp(v - v.max(0)).sum(0))
+
+
+def test_softmax_vs_torch(torch):
+    x = rand(2, 5, 3, 4) * 20
+    for axis in range(4):
+        t = torch.from_numpy(x)
+        assert_close(K.softmax(x, axis), torch.softmax(t, axis))
+        assert_close(K.log_softmax(x, axis), torch.log_softmax(t, axis))
+
+
+# =========================================================================== torch: fixed cases
+
+def _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode="zeros"):
+    """F.conv{1,2,3}d with explicit (possibly asymmetric or non-zero) padding by F.pad first."""
+    F = torch.nn.functional
+    t = torch.from_numpy(x)
+    if any(lo or hi for lo, hi in pads):
+        t = F.pad(t, flat_pads(pads), mode="constant" if mode == "zeros" else mode)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[x.ndim - 3]
+    return conv(t, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
+                stride, 0, dil, groups)
+
+
+@pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
+def test_conv_vs_torch(torch, xs, ws, stride, pads, dil, groups):
+    x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
+    assert_close(K.conv(x, w, b, stride, pads, dil, groups),
+                 _torch_conv(torch, x, w, b, stride, pads, dil, groups))
+
+
+def test_conv_padding_modes_vs_torch_module(torch):
+    x = rand(2, 4, 7, 6)
+    for mode in ["zeros", "reflect", "replicate", "circular"]:
+        m = torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2),
+                            groups=2, padding_mode=mode)
+        got = K.conv(x, m.weight.numpy(), m.bias.numpy(), (2, 1), ((2, 2), (1, 1)), (1, 2), 2,
+                     padding_mode=mode)
+        assert_close(got, m(torch.from_numpy(x)))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_conv_same_padding_even_kernel_vs_torch(torch):
+    x, w = rand(1, 3, 8, 9), rand(4, 3, 4, 2, seed=1)
+    dil = (2, 1)
+    pads = tuple(((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2) for d, k in zip(dil, (4, 2)))
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, 1,
+                                      "same", dil)
+    assert_close(K.conv(x, w, None, (1, 1), pads, dil, 1), want)
+
+
+def test_real_layer_shapes_vs_torch(torch):
+    """A resnet stem, a resnet 3x3 and 1x1, a strided 1x1 and a mobilenet depthwise layer."""
+    F = torch.nn.functional
+    for xs, ws, s, p, g in [((2, 3, 64, 64), (16, 3, 7, 7), 2, 3, 1),
+                            ((2, 16, 20, 20), (16, 16, 3, 3), 1, 1, 1),
+                            ((2, 32, 14, 14), (64, 32, 1, 1), 1, 0, 1),
+                            ((2, 32, 14, 14), (64, 32, 1, 1), 2, 0, 1),
+                            ((2, 32, 15, 15), (32, 1, 3, 3), 2, 1, 32)]:
+        x, w, b = rand(*xs), rand(*ws, seed=1) * 0.1, rand(ws[0], seed=2)
+        want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), s, p, 1, g)
+        assert_close(K.conv(x, w, b, (s, s), ((p, p), (p, p)), (1, 1), g), want)
+
+
+# =========================================================================== torch: properties
+
+@st.composite
+def conv_problems(draw):
+    """Random conv: 1-3 spatial axes, groups, strides, dilations, asymmetric pads, bias or not."""
+    nd = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 3))
+    cg, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if draw(st.booleans()):  # depthwise, possibly with a channel multiplier
+        cg = 1
+    kernel = draw(st.tuples(*[st.integers(1, 4 if nd < 3 else 3)] * nd))
+    stride = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    dil = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    pads = draw(st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3))] * nd))
+    mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    size = []
+    for k, d, (lo, hi) in zip(kernel, dil, pads):
+        low = max(1, d * (k - 1) + 1 - lo - hi, lo + 1, hi + 1) if mode != "zeros" else \
+            max(1, d * (k - 1) + 1 - lo - hi)
+        size.append(draw(st.integers(low, low + (8 if nd < 3 else 3))))
+    n = draw(st.integers(1, 2))
+    bias = draw(st.booleans())
+    return (n, groups * cg, *size), (groups * cog, cg, *kernel), stride, pads, dil, groups, mode, bias
+
+
+@PROPERTY
+@given(conv_problems(), st.integers(0, 2 ** 16))
+def test_conv_property_vs_torch(torch, problem, seed):
+    xs, ws, stride, pads, dil, groups, mode, bias = problem
+    x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
+    b = rand(ws[0], seed=seed + 2) if bias else None
+    assert_close(K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode),
+                 _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
+
+
+@st.composite
+def transpose_problems(draw):
+    """Random conv_transpose: output_padding < max(stride, dilation), as torch requires."""
+    nd = draw(st.integers(1, 3))
+    groups, cig, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = draw(st.tuples(*[st.integers(1, 4 if nd < 3 else 3)] * nd))
+    stride = draw(st.tuples(*[st.integers(1, 4)] * nd))
+    dil = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    size = draw(st.tuples(*[st.integers(1, 6 if nd < 3 else 3)] * nd))
+    padding, out_pad = [], []
+    for k, s, d, n in zip(kernel, stride, dil, size):
+        op = draw(st.integers(0, max(s, d) - 1))
+        full = (n - 1) * s + d * (k - 1) + 1 + op
+        padding.append(draw(st.integers(0, (full - 1) // 2)))
+        out_pad.append(op)
+    return ((draw(st.integers(1, 2)), groups * cig, *size), (groups * cig, cog, *kernel),
+            stride, tuple(padding), tuple(out_pad), dil, groups, draw(st.booleans()))
+
+
+@PROPERTY
+@given(transpose_problems(), st.integers(0, 2 ** 16))
+def test_conv_transpose_property_vs_torch(torch, problem, seed):
+    xs, ws, stride, padding, op, dil, groups, bias = problem
+    x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
+    b = rand(ws[1] * groups, seed=seed + 2) if bias else None
+    F = torch.nn.functional
+    fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(xs) - 3]
+    want = fn(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b),
+              stride, padding, op, groups, dil)
+    assert_close(K.conv_transpose(x, w, b, stride, padding, op, dil, groups), want)
+
+
+@st.composite
+def pool_problems(draw, dilated=True):
+    """Random pooling: padding <= kernel // 2 (torch's rule), ceil_mode on or off."""
+    nd = draw(st.integers(1, 3))
+    kernel = draw(st.tuples(*[st.integers(1, 4)] * nd))
+    stride = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    dil = draw(st.tuples(*[st.integers(1, 3)] * nd)) if dilated else (1,) * nd
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    low = [max(1, d * (k - 1) + 1 - 2 * p) if dilated else k  # avg_pool3d wants n >= k
+           for k, d, p in zip(kernel, dil, padding)]
+    size = tuple(draw(st.integers(lo, lo + (7 if nd < 3 else 3))) for lo in low)
+    return ((draw(st.integers(1, 2)), draw(st.integers(1, 3)), *size), kernel, stride, padding,
+            dil, draw(st.booleans()))
+
+
+@PROPERTY
+@given(pool_problems(), st.integers(0, 2 ** 16))
+def test_max_pool_property_vs_torch(torch, problem, seed):
+    xs, kernel, stride, padding, dil, ceil_mode = problem
+    x = rand(*xs, seed=seed)
+    out = _outs(xs, kernel, stride, padding, dil, ceil_mode)
+    F = torch.nn.functional
+    fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[len(xs) - 3]
+    want = fn(torch.from_numpy(x), kernel, stride, padding, dil, ceil_mode=ceil_mode)
+    assert_close(K.max_pool(x, kernel, stride, padding, dil, out), want)
+
+
+@PROPERTY
+@given(pool_problems(dilated=False), st.booleans(), st.sampled_from([None, 1, 3, 7]),
+       st.integers(0, 2 ** 16))
+def test_avg_pool_property_vs_torch(torch, problem, count_include_pad, divisor, seed):
+    xs, kernel, stride, padding, dil, ceil_mode = problem
+    x = rand(*xs, seed=seed)
+    out = _outs(xs, kernel, stride, padding, dil, ceil_mode)
+    F = torch.nn.functional
+    t = torch.from_numpy(x)
+    if len(xs) == 3:  # avg_pool1d has no divisor_override: pool 2-d over a unit axis
+        want = F.avg_pool2d(t[:, :, None], (1, *kernel), (1, *stride), (0, *padding), ceil_mode,
+                            count_include_pad, divisor)[:, :, 0]
+    else:
+        fn = (F.avg_pool2d, F.avg_pool3d)[len(xs) - 4]
+        want = fn(t, kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+    assert_close(K.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor), want)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(st.integers(1, 12), st.integers(1, 9)), min_size=1, max_size=3),
+       st.integers(0, 2 ** 16))
+def test_adaptive_pools_property_vs_torch(torch, axes, seed):
+    x = rand(2, 3, *[n for n, _ in axes], seed=seed)
+    out = tuple(o for _, o in axes)
+    F = torch.nn.functional
+    avg = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[len(out) - 1]
+    mx = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[len(out) - 1]
+    assert_close(K.adaptive_avg_pool(x, out), avg(torch.from_numpy(x), out))
+    assert_close(K.adaptive_max_pool(x, out), mx(torch.from_numpy(x), out))
+
+
+# =========================================================================== torch: norms, resampling
+
+def test_norms_vs_torch(torch):
+    F = torch.nn.functional
+    x = rand(3, 6, 5, 4) * 3 + 1
+    mean, var = rand(6, seed=1), np.abs(rand(6, seed=2)) + 0.5
+    w, b = rand(6, seed=3), rand(6, seed=4)
+    t = torch.from_numpy
+    assert_close(K.batch_norm(x, mean, var, w, b, 1e-5),
+                 F.batch_norm(t(x), t(mean), t(var), t(w), t(b), False, 0.1, 1e-5))
+    assert_close(K.group_norm(x, 2, w, b, 1e-5), F.group_norm(t(x), 2, t(w), t(b), 1e-5))
+    lw, lb = rand(5, 4, seed=5), rand(5, 4, seed=6)
+    assert_close(K.layer_norm(x, 2, lw, lb, 1e-5), F.layer_norm(t(x), (5, 4), t(lw), t(lb), 1e-5))
+    assert_close(K.linear(x, rand(7, 4, seed=7), rand(7, seed=8)),
+                 F.linear(t(x), t(rand(7, 4, seed=7)), t(rand(7, seed=8))))
+
+
+UPSAMPLE_CASES = [  # input spatial size, mode, align_corners, scale_factor or out size
+    ((7,), "nearest", None, 2), ((5, 6), "nearest", None, (13, 7)), ((5, 6), "nearest", None, 1.7),
+    ((3, 4, 5), "nearest", None, (2, 9, 5)), ((7,), "linear", False, 2.5),
+    ((7,), "linear", True, (12,)), ((5, 6), "bilinear", False, (9, 4)),
+    ((5, 6), "bilinear", False, 2.3), ((5, 6), "bilinear", True, 3),
+    ((3, 4, 2), "trilinear", False, (5, 3, 6)), ((3, 4, 2), "trilinear", True, 1.5),
+    ((5, 6), "bicubic", False, (11, 4)), ((5, 6), "bicubic", True, 2.5),
+    ((5, 6), "bicubic", False, 1.6),
+]
+
+
+@pytest.mark.parametrize("size, mode, align_corners, scale", UPSAMPLE_CASES)
+def test_upsample_vs_torch(torch, size, mode, align_corners, scale):
+    x = rand(2, 3, *size)
+    if isinstance(scale, tuple):
+        out, sf = scale, None
+        m = torch.nn.Upsample(size=out, mode=mode, align_corners=align_corners)
+    else:
+        sf = scale
+        out = tuple(int(math.floor(n * float(scale))) for n in size)
+        m = torch.nn.Upsample(scale_factor=scale, mode=mode, align_corners=align_corners)
+    assert_close(K.upsample(x, out, mode, align_corners, sf), m(torch.from_numpy(x)))
+
+
+# =========================================================================== dtype preservation
+
+def test_every_kernel_keeps_float32():
+    x = rand(2, 4, 6, 6)
+    v = rand(4, seed=1)
+    outs = [
+        K.pad(x, ((1, 1), (1, 1)), "reflect"),
+        K.conv_transpose(x, rand(4, 2, 2, 2), None, (2, 2), (0, 0), (0, 0), (1, 1), 1),
+        K.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), (3, 3)),
+        K.avg_pool(x, (3, 3), (2, 2), (1, 1), (3, 3)),
+        K.adaptive_avg_pool(x, (4, 5)), K.adaptive_max_pool(x, (4, 5)),
+        K.batch_norm(x, v, np.abs(v), v, v, 1e-5), K.group_norm(x, 2, v, v, 1e-5),
+        K.layer_norm(x, 2, None, None, 1e-5), K.upsample(x, (9, 9), "bilinear", False),
+        K.upsample(x, (12, 12), "bicubic", True), K.linear(x, rand(3, 6), v[:3]),
+        K.softmax(x, 1), K.log_softmax(x, 1),
+    ] + [fn(x) for fn, _, _ in ACTIVATIONS.values()]
+    for out in outs:
+        assert out.dtype == np.float32
