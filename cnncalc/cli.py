@@ -12,6 +12,7 @@ from . import __version__
 from .analysis import DType
 from .errors import SpecError
 from .render import Format
+from .render.forward import ForwardDType, ForwardFormat
 from .source import Limits
 
 
@@ -97,6 +98,42 @@ def summary(
     report = analyse(load(spec, input, limits(max_bytes, max_depth, max_layers)), dtype, batch)
     from .render import render
     sys.stdout.write(render(report, format, depth))
+
+
+@app.command()
+def forward(
+    spec: SpecArg = None,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed for the weights and the random input.")] = 0,
+    dtype: Annotated[ForwardDType, typer.Option("--dtype", help="Element type of the pass.")] = ForwardDType.float32,
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz", show_default=False,
+                                                   help="State-dict arrays saved with np.savez.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", metavar="X.npy", show_default=False,
+                                                help="Input: one sample C×H×W or a batch N×C×H×W.")] = None,
+    save_output: Annotated[Optional[str], typer.Option("--save-output", "-o", metavar="Y.npy", show_default=False,
+                                                       help="Write the final array here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let --save-output overwrite a file.")] = False,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", show_default=False,
+                                                      help="Refuse above this estimate, e.g. 4G "
+                                                           "(default 80% of available RAM; 0: no limit).")] = None,
+    format: Annotated[ForwardFormat, typer.Option("--format", "-f", help="Output format.")] = ForwardFormat.table,
+) -> None:
+    """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""
+    from . import forward as fw
+    from .render import forward as view
+    from .spec import load
+
+    network = load(spec, input)
+    if save_output:
+        fw.check_writable(save_output, force)
+    with view.LayerProgress(console(stderr=True), enabled=format is ForwardFormat.table) as progress:
+        result = fw.run(network, batch=batch, seed=seed, dtype=dtype.value, weights=weights, data=data,
+                        max_memory=max_memory, on_layer=progress)
+    if save_output and result.output is not None:
+        fw.save_output(result.output, save_output, force)
+    view.show(result, format, console())
+    raise typer.Exit(0 if result.ok else 1)
 
 
 @app.command("list")

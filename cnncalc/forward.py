@@ -1,0 +1,682 @@
+"""The NumPy forward pass: weights, one run over the Node tree, predicted vs actual shape per entry.
+
+Weights are PyTorch's default initialisation drawn from a seed, or a state dict saved with
+`np.savez` (keys `<path>.weight`, `.bias`, `.running_mean`, `.running_var`). The pass feeds a
+batched array `(N, *per-sample shape)` through each leaf's kernel from `cnncalc.kernels` and
+records the shape it produced beside the analysis's prediction. Before running, the peak memory
+is estimated from the analysis, and a pass that would not fit is refused.
+
+Arrays the pass itself allocated ("owned") are updated in place by ReLU, ReLU6, BatchNorm and
+the residual sum; the caller's data and an input that a residual's shortcut still needs never are.
+
+>>> import cnncalc
+>>> result = run(cnncalc.load("lenet5"))
+>>> result.ok, result.output.shape
+(True, (1, 10))
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import kernels
+from .analysis import DType, Report, Row, analyse
+from .errors import SpecError
+from .layers import activation, conv, linear, norm, pool, reshape
+from .layers.base import Layer, fmt_shape, lookup, suggest
+from .layers.composite import Concat, Residual
+from .spec import Network, Node
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+MEMORY_FRACTION = 0.8          # of the RAM available now: the default --max-memory
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+Weights = dict  # state_dict key (`3.body.0.weight`) -> np.ndarray
+OnLayer = Callable[[int, int, str], None]  # (leaves done, leaves in all, path just finished)
+
+
+@dataclass
+class Check:
+    """One entry's shape, per sample: what the analysis predicted and what NumPy produced.
+
+    `actual` is None when the pass did not reach the entry (or its kernel failed: `error`); it keeps
+    the batch axis when that axis itself came out wrong, so the disagreement shows.
+    """
+
+    node: Node
+    predicted: tuple
+    actual: Optional[tuple] = None
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        return self.node.path
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.predicted
+
+
+@dataclass
+class Memory:
+    """Estimated peak bytes of a pass: live activations (batch included), kernel scratch, weights."""
+
+    activations: int
+    workspace: int
+    weights: int
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.workspace + self.weights
+
+
+@dataclass
+class Result:
+    report: Report
+    checks: list[Check]
+    output: Optional[np.ndarray]     # (N, *output shape); None if the pass stopped early
+    seconds: float                   # the pass alone: no start-up, weights or data
+    memory: Memory
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)  # path -> copy of its output, with keep_outputs
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def batch(self) -> int:
+        return self.report.batch
+
+
+# --- the public entry point --------------------------------------------------------------------------
+
+def run(network: Network, *, batch: int = 1, seed: int = 0, dtype: str = "float32",
+        weights: str | Path | Weights | None = None, data: str | Path | np.ndarray | None = None,
+        max_memory: int | str | None = None, on_layer: OnLayer | None = None, keep_outputs: bool = False) -> Result:
+    """Run `network` on `data` (a path to .npy or an array; random normal when None) and compare
+    every entry's output shape with the analysis.
+
+    `weights`: None (PyTorch's default initialisation from `seed`), an .npz path or a dict of
+    state_dict arrays. `max_memory` (bytes, or text like `4G`): refuse (SpecError) when the estimate
+    exceeds it; None uses MEMORY_FRACTION of the available RAM, 0 disables the check.
+    `keep_outputs` keeps a copy of every entry's output in `Result.outputs` (for comparisons).
+    """
+    if isinstance(max_memory, str):
+        max_memory = parse_size(max_memory)
+    np_dtype = _dtype(dtype)
+    x, owned = _input(network, data, batch, np_dtype, seed)
+    report = analyse(network, DType(np.dtype(np_dtype).name), len(x))
+    memory = estimate_memory(report, len(x), np_dtype)
+    check_memory(memory, default_memory_limit() if max_memory is None else max_memory, len(x))
+    warnings: list[str] = []
+    if weights is None:
+        weights = initial_weights(report, seed, np_dtype)
+    elif isinstance(weights, dict):
+        weights, warnings = checked_weights(report, weights, np_dtype, "the weights")
+    else:
+        weights, warnings = load_weights(weights, report, np_dtype)
+    return _Pass(report, weights, on_layer, keep_outputs).run(x, owned, memory, warnings)
+
+
+def _dtype(dtype) -> type:
+    name = getattr(dtype, "value", dtype)
+    name = np.dtype(name).name if not isinstance(name, str) else name
+    if name not in DTYPES:
+        raise SpecError(f"the forward pass runs in float32 or float64, not {name}",
+                        fix="use --dtype float32 (the default) or --dtype float64")
+    return DTYPES[name]
+
+
+# --- weights -----------------------------------------------------------------------------------------
+
+def expected_tensors(report: Report) -> dict[str, tuple[tuple, Row]]:
+    """Every array the pass needs, keyed like PyTorch's state_dict: `<path>.weight` -> (shape, row)."""
+    wanted = {}
+    for row in _leaf_rows(report):
+        layer = row.node.layer
+        for name, shape in {**layer.tensors(row.input), **layer.buffers(row.input)}.items():
+            wanted[f"{row.path}.{name}"] = (tuple(shape), row)
+    return wanted
+
+
+# Fan-in layers: weight kaiming_uniform(a=√5), i.e. U(±1/√fan_in), bias U(±1/√fan_in), where
+# fan_in = weight.shape[1] · ∏kernel (for a transposed conv that is C_out/groups · ∏K, as in torch).
+_FAN_IN_LAYERS = (conv._Convolution, linear.Linear)
+# Everything else starts constant: norm weight 1, bias 0; running mean 0, running variance 1.
+_CONSTANT_INIT = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+
+
+def initial_weights(report: Report, seed: int = 0, dtype=np.float32) -> Weights:
+    """PyTorch's default initialisation (same distributions and fan-in rules), drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for row in _leaf_rows(report):
+        layer = row.node.layer
+        tensors = {**layer.tensors(row.input), **layer.buffers(row.input)}
+        bound = None
+        if isinstance(layer, _FAN_IN_LAYERS):
+            shape = tensors["weight"]
+            bound = 1.0 / math.sqrt(shape[1] * math.prod(shape[2:]))
+        for name, shape in tensors.items():
+            key = f"{row.path}.{name}"
+            if bound is not None and name in ("weight", "bias"):
+                weights[key] = _uniform(rng, shape, bound, dtype)
+            else:
+                weights[key] = np.full(shape, _CONSTANT_INIT[name], dtype)
+    return weights
+
+
+def _uniform(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
+    """U(-bound, bound) drawn directly in `dtype` (no float64 intermediate for float32)."""
+    a = rng.random(shape, dtype=dtype)
+    a *= 2 * bound
+    a -= bound
+    return a
+
+
+def load_weights(path: str | Path, report: Report, dtype=np.float32) -> tuple[Weights, list[str]]:
+    """Arrays from an .npz of state_dict keys, checked against the network; (weights, warnings)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise SpecError(f"weights file '{path}' does not exist", fix="give the path of an .npz file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise SpecError(f"cannot read weights file '{path}': {e}", fix=_SAVE_HINT) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise SpecError(f"weights file '{path}' holds one array, not named arrays", fix=_SAVE_HINT)
+    with archive:
+        try:
+            arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise SpecError(f"cannot read weights file '{path}': {e}", fix=_SAVE_HINT) from None
+    return checked_weights(report, arrays, dtype, f"weights file '{path}'")
+
+
+_SAVE_HINT = "save a state dict with np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})"
+
+
+def checked_weights(report: Report, arrays: dict, dtype, what: str) -> tuple[Weights, list[str]]:
+    """The arrays the network needs, converted to `dtype`; a missing or misshapen one is an error
+    naming the key and both shapes; keys nobody uses are warnings (num_batches_tracked is ignored)."""
+    weights = {}
+    for key, (shape, row) in expected_tensors(report).items():
+        if key not in arrays:
+            raise SpecError(f"{what} has no '{key}' (expected shape {fmt_shape(shape)}, found none)"
+                            f"{suggest(key, arrays)}", where=row.node.where, layer=row.node.describe(),
+                            fix="keys are state_dict keys of the equivalent torch.nn.Sequential; "
+                                "`cnncalc summary --format json` lists the paths")
+        array = np.asarray(arrays[key])
+        if array.shape != shape:
+            raise SpecError(f"'{key}' in {what} has shape {fmt_shape(array.shape)}, expected {fmt_shape(shape)}",
+                            where=row.node.where, layer=row.node.describe(),
+                            fix="the weights belong to a different network, or the spec's input or "
+                                "channels differ from the model that saved them")
+        if array.dtype.kind not in "fiub":
+            raise SpecError(f"'{key}' in {what} holds {array.dtype} values, not numbers",
+                            where=row.node.where, layer=row.node.describe())
+        weights[key] = np.ascontiguousarray(array, dtype)
+    unused = [k for k in arrays if k not in weights and not k.endswith(IGNORED_SUFFIXES)]
+    warnings = [f"{what}: {len(unused)} unused key{'s' if len(unused) > 1 else ''}: "
+                f"{', '.join(unused[:8])}{', …' if len(unused) > 8 else ''}"] if unused else []
+    return weights, warnings
+
+
+def _leaf_rows(report: Report):
+    return (row for row in report.rows if row.leaf)
+
+
+# --- input data ---------------------------------------------------------------------------------------
+
+def _input(network: Network, data, batch: int, dtype, seed: int) -> tuple[np.ndarray, bool]:
+    """(batched input, whether the pass owns it): random normal from `seed`, or the user's data."""
+    if data is None:
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])  # independent of the weights
+        return rng.standard_normal((batch, *network.input), dtype=dtype), True
+    array = load_data(data) if isinstance(data, (str, Path)) else np.asarray(data)
+    return fit_data(array, network.input, batch, dtype, str(data) if isinstance(data, (str, Path)) else "the data"), False
+
+
+def load_data(path: str | Path) -> np.ndarray:
+    """An array from a .npy file (no pickles), or SpecError."""
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError:
+        raise SpecError(f"data file '{path}' does not exist", fix="give the path of a .npy file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise SpecError(f"cannot read data file '{path}': {e}",
+                        fix="save the array with np.save('x.npy', array) (C×H×W or N×C×H×W)") from None
+    if not isinstance(array, np.ndarray):
+        raise SpecError(f"data file '{path}' holds several arrays (an .npz); give one .npy array",
+                        fix="np.save('x.npy', array)")
+    return array
+
+
+def fit_data(array: np.ndarray, shape: tuple, batch: int, dtype, what: str = "the data") -> np.ndarray:
+    """One sample `shape` or a batch `(N, *shape)` as a batched array of `dtype`.
+
+    `batch` must be 1 (the default) or agree with N."""
+    if array.dtype.kind not in "fiub":
+        raise SpecError(f"{what} holds {array.dtype} values, not numbers", fix="save a float array")
+    if tuple(array.shape) == tuple(shape):
+        array = array[None]
+    elif array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape) or len(array) == 0:
+        raise SpecError(f"{what} has shape {fmt_shape(array.shape)}, but the network takes {fmt_shape(shape)} "
+                        f"(one sample) or N×{fmt_shape(shape)} (a batch)",
+                        fix=f"pass --input {'x'.join(map(str, array.shape[-len(shape):]))} if the data is right, "
+                            "or reshape the data")
+    if batch not in (1, len(array)):
+        raise SpecError(f"--batch {batch} disagrees with the {len(array)} samples in {what}",
+                        fix="leave out --batch when giving --data")
+    return np.ascontiguousarray(array, dtype)
+
+
+# --- memory --------------------------------------------------------------------------------------------
+
+def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
+    """Peak memory of the pass, from the analysis alone (nothing is allocated).
+
+    Live activations follow the pass: a leaf holds its input and output (plus a padded copy of the
+    input for padded windows); a residual or concat keeps its input and its finished branches'
+    outputs while the next branch runs. Kernel scratch (im2col / col2im chunks) is bounded by
+    kernels.CHUNK_BYTES per chunk. Weights and buffers count once, whatever the batch.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    estimator = _MemoryWalk(report, batch, itemsize)
+    peak = estimator.sequence(report.network.root.branches[""], math.prod(report.network.input))
+    weights = sum(math.prod(shape) for shape, _ in expected_tensors(report).values()) * itemsize
+    return Memory(peak * batch * itemsize, estimator.workspace, weights)
+
+
+class _MemoryWalk:
+    """Per-sample element counts of what is alive at the worst moment, walking like the pass."""
+
+    def __init__(self, report: Report, batch: int, itemsize: int):
+        self.rows = {row.path: row for row in report.rows}
+        self.batch, self.itemsize = batch, itemsize
+        self.workspace = 0  # bytes; the kernels' scratch buffers are kept and reused
+
+    def sequence(self, nodes: list[Node], held: int) -> int:
+        return max((self.node(node, held) for node in nodes), default=held)
+
+    def node(self, node: Node, held: int) -> int:
+        row = self.rows[node.path]
+        size_in, size_out = math.prod(row.input), math.prod(row.output)
+        if node.leaf:
+            return held + size_in + size_out + self.scratch(node.layer, row)
+        if isinstance(node.layer, (Residual, Concat)):
+            peak, finished = 0, 0
+            for nodes in node.branches.values():
+                peak = max(peak, self.sequence(nodes, held + size_in + finished))
+                finished += math.prod(self.rows[nodes[-1].path].output) if nodes else 0
+            return max(peak, held + size_in + finished + size_out)
+        return self.sequence(node.branches[""], held)
+
+    def scratch(self, layer: Layer, row: Row) -> int:
+        """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace."""
+        if isinstance(layer, conv.Conv):
+            self._chunk(row.input[0] * math.prod(layer.kernel_size) * math.prod(row.output[1:]))  # im2col
+            return _padded_size(layer, row.input)
+        if isinstance(layer, pool._Pool):  # a padded copy, then one partial reduction per axis
+            return _padded_size(layer, row.input) + math.prod(row.input)
+        if isinstance(layer, conv.ConvTranspose):
+            self._chunk(layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
+            self._chunk(2 * math.prod(row.output))  # the col2im canvas
+            return 0
+        return math.prod(row.output)  # elementwise kernels' temporaries
+
+    def _chunk(self, per_sample: int) -> None:
+        bytes_per_sample = per_sample * self.itemsize
+        chunk = min(self.batch * bytes_per_sample, max(kernels.CHUNK_BYTES, bytes_per_sample))
+        self.workspace = max(self.workspace, chunk)
+
+
+def _padded_size(layer, shape: tuple) -> int:
+    """Elements of a window layer's padded input copy (0 when it pads nothing)."""
+    pads = getattr(layer, "pads", None) or [(p, p) for p in layer.padding]
+    if not any(lo or hi for lo, hi in pads):
+        return 0
+    return shape[0] * math.prod(n + lo + hi for n, (lo, hi) in zip(shape[1:], pads))
+
+
+def default_memory_limit() -> int:
+    """MEMORY_FRACTION of the RAM available now (/proc/meminfo, else sysconf); 0 = unknown, no limit."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * MEMORY_FRACTION)
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * MEMORY_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_memory(memory: Memory, limit: int, batch: int) -> None:
+    """Refuse a pass whose estimate exceeds `limit` bytes (0: no limit) before it allocates anything."""
+    if limit and memory.total > limit:
+        raise SpecError(
+            f"the forward pass would need about {_gib(memory.total)} (activations {_gib(memory.activations)} "
+            f"for batch {batch}, weights {_gib(memory.weights)}, scratch {_gib(memory.workspace)}), "
+            f"more than the limit of {_gib(limit)}",
+            fix="use a smaller --batch or --input, or raise the limit with --max-memory (e.g. --max-memory "
+                f"{math.ceil(memory.total / 2**30 * 1.2)}G) if the machine has the RAM")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes; `0` means no limit.
+
+    >>> parse_size("2GiB"), parse_size("512M")
+    (2147483648, 512000000)
+    """
+    value = str(text).strip().lower().replace("_", "").replace(" ", "")
+    number = value.rstrip("kmgtib")
+    unit = value[len(number):]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if unit not in _UNITS or not amount >= 0 or amount == float("inf"):
+        raise SpecError(f"--max-memory '{text}' is not a size", fix="write it like 4G, 512MiB or 2000000000 (bytes)")
+    return int(amount * _UNITS[unit])
+
+
+# --- the pass -----------------------------------------------------------------------------------------
+
+class _Pass:
+    """Walks the Node tree once, applying each leaf's kernel and recording every entry's shape."""
+
+    def __init__(self, report: Report, weights: Weights, on_layer: OnLayer | None, keep_outputs: bool = False):
+        self.report, self.on_layer = report, on_layer
+        self.outputs = {} if keep_outputs else None
+        self.checks = {row.path: Check(row.node, row.output) for row in report.rows}
+        self.params = _params_by_path(weights)
+        self.leaves = sum(1 for _ in _leaf_rows(report))
+        self.done = 0
+
+    def run(self, x: np.ndarray, owned: bool, memory: Memory, warnings: list[str]) -> Result:
+        batch = len(x)
+        start = time.perf_counter()
+        try:
+            y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
+        except _Stopped:
+            y = None
+        except MemoryError:
+            raise SpecError(f"the forward pass ran out of memory (estimated {_gib(memory.total)})",
+                            fix="use a smaller --batch or --input") from None
+        seconds = time.perf_counter() - start
+        checks = [self.checks[row.path] for row in self.report.rows]
+        for check in checks:
+            if check.actual is not None and batch:
+                check.actual = _per_sample(check.actual, batch)
+        return Result(self.report, checks, y, seconds, memory, warnings, self.outputs or {})
+
+    def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
+        for node in nodes:
+            x, owned = self.node(node, x, owned)
+        return x, owned
+
+    def node(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
+        check = self.checks[node.path]
+        if node.leaf:
+            started = time.perf_counter()
+            try:
+                y = _apply(node.layer, x, self.params.get(node.path, {}), owned)
+            except (ValueError, TypeError, IndexError, NotImplementedError, FloatingPointError) as e:
+                check.error = f"{type(e).__name__}: {e}"
+                raise _Stopped from None
+            owned = owned or not np.may_share_memory(y, x)
+            check.seconds = time.perf_counter() - started
+            self.done += 1
+            if self.on_layer:
+                self.on_layer(self.done, self.leaves, node.path)
+        else:
+            y, owned = self.composite(node, x, owned)
+        check.actual = y.shape
+        if self.outputs is not None:
+            self.outputs[node.path] = y.copy()  # later layers may work in place on y
+        return y, owned
+
+    def composite(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
+        layer = node.layer
+        if not isinstance(layer, (Residual, Concat)):
+            return self.sequence(node.branches[""], x, owned)
+        # Every branch reads x, so none may change it in place.
+        outputs = [self.sequence(nodes, x, False) for nodes in node.branches.values()]
+        if isinstance(layer, Concat):
+            return np.concatenate([y for y, _ in outputs], axis=1), True
+        return _sum(outputs), True
+
+
+class _Stopped(Exception):
+    """A kernel failed; the pass stops and the failing entry is reported."""
+
+
+def _per_sample(shape: tuple, batch: int) -> tuple:
+    return tuple(shape[1:]) if shape and shape[0] == batch else tuple(shape)
+
+
+def _params_by_path(weights: Weights) -> dict[str, dict[str, np.ndarray]]:
+    """`{"3.weight": w}` → `{"3": {"weight": w}}`."""
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in weights.items():
+        path, _, name = key.rpartition(".")
+        grouped.setdefault(path, {})[name] = array
+    return grouped
+
+
+def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
+    """Sum of the branches' outputs, accumulated in place into one the pass owns when there is one."""
+    outputs = sorted(outputs, key=lambda pair: not pair[1])  # an owned array first
+    (total, owned), rest = outputs[0], outputs[1:]
+    if not rest:
+        return total if owned else total.copy()
+    total = total if owned else total + rest.pop(0)[0]
+    for y, _ in rest:
+        total += y
+    return total
+
+
+# --- one function per layer type: (layer, x (N, *S), params, owned) -> y --------------------------------
+
+_KERNELS: dict[type, Callable] = {}
+
+
+def _kernel(*classes):
+    def add(fn):
+        for cls in classes:
+            _KERNELS[cls] = fn
+        return fn
+    return add
+
+
+def _apply(layer: Layer, x: np.ndarray, p: dict, owned: bool) -> np.ndarray:
+    for cls in type(layer).__mro__:
+        if cls in _KERNELS:
+            return _KERNELS[cls](layer, x, p, owned)
+    raise NotImplementedError(f"no NumPy kernel for {layer.kind}")
+
+
+def _out_size(layer: Layer, x: np.ndarray) -> tuple:
+    """Output spatial size for the array actually received (kernels that take it as an argument)."""
+    return layer.out_shape(x.shape[1:])[1:]
+
+
+@_kernel(conv.Conv)
+def _conv(layer, x, p, owned):
+    return kernels.conv(x, p["weight"], p.get("bias"), layer.stride, layer.pads, layer.dilation, layer.groups,
+                        layer.padding_mode)
+
+
+@_kernel(conv.ConvTranspose)
+def _conv_transpose(layer, x, p, owned):
+    return kernels.conv_transpose(x, p["weight"], p.get("bias"), layer.stride, layer.padding,
+                                  layer.output_padding, layer.dilation, layer.groups)
+
+
+@_kernel(pool.MaxPool)
+def _max_pool(layer, x, p, owned):
+    return kernels.max_pool(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, _out_size(layer, x))
+
+
+@_kernel(pool.AvgPool)
+def _avg_pool(layer, x, p, owned):
+    return kernels.avg_pool(x, layer.kernel_size, layer.stride, layer.padding, _out_size(layer, x),
+                            layer.count_include_pad, layer.divisor_override)
+
+
+@_kernel(pool.AdaptiveAvgPool)
+def _adaptive_avg_pool(layer, x, p, owned):
+    return kernels.adaptive_avg_pool(x, _out_size(layer, x))
+
+
+@_kernel(pool.AdaptiveMaxPool)
+def _adaptive_max_pool(layer, x, p, owned):
+    return kernels.adaptive_max_pool(x, _out_size(layer, x))
+
+
+@_kernel(linear.Linear)
+def _linear(layer, x, p, owned):
+    return kernels.linear(x, p["weight"], p.get("bias"))
+
+
+@_kernel(norm.BatchNorm)
+def _batch_norm(layer, x, p, owned):
+    if "running_mean" not in p:  # track_running_stats=False: PyTorch uses the batch's statistics
+        axes = (0, *range(2, x.ndim))
+        return kernels.batch_norm(x, x.mean(axis=axes), x.var(axis=axes), p.get("weight"), p.get("bias"), layer.eps)
+    if "scale" not in p:  # folded once per layer into y = x·scale + shift
+        p["scale"], p["shift"] = _folded_batch_norm(p, layer.eps, x.dtype, x.ndim)
+    y = np.multiply(x, p["scale"], out=x if owned else None)
+    y += p["shift"]
+    return y
+
+
+def _folded_batch_norm(p: dict, eps: float, dtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as a per-channel (scale, shift), computed in float64, shaped (C, 1, …)."""
+    scale = 1.0 / np.sqrt(p["running_var"].astype(np.float64) + eps)
+    if "weight" in p:
+        scale *= p["weight"]
+    shift = -p["running_mean"] * scale
+    if "bias" in p:
+        shift += p["bias"]
+    shape = (-1,) + (1,) * (ndim - 2)
+    return scale.astype(dtype).reshape(shape), shift.astype(dtype).reshape(shape)
+
+
+@_kernel(norm.GroupNorm)
+def _group_norm(layer, x, p, owned):
+    return kernels.group_norm(x, layer.num_groups, p.get("weight"), p.get("bias"), layer.eps)
+
+
+@_kernel(norm.LayerNorm)
+def _layer_norm(layer, x, p, owned):
+    return kernels.layer_norm(x, len(layer.normalized(x.shape[1:])), p.get("weight"), p.get("bias"), layer.eps)
+
+
+@_kernel(reshape.Flatten)
+def _flatten(layer, x, p, owned):
+    first, last = layer.span(x.shape[1:])
+    first, last = first + 1, last + 1  # the batch is axis 0
+    return x.reshape(*x.shape[:first], -1, *x.shape[last + 1:])
+
+
+@_kernel(reshape.Identity, reshape._Dropout)
+def _identity(layer, x, p, owned):
+    return x
+
+
+@_kernel(reshape.ZeroPad)
+def _zero_pad(layer, x, p, owned):
+    return kernels.pad(x, layer.pads)
+
+
+@_kernel(reshape.Upsample)
+def _upsample(layer, x, p, owned):
+    # With recompute_scale_factor PyTorch derives the coordinate scale from the sizes, as without one.
+    scale = None if getattr(layer, "recompute_scale_factor", None) else layer.scale_factor
+    return kernels.upsample(x, _out_size(layer, x), layer.mode, layer.align_corners, scale)
+
+
+@_kernel(lookup("relu"))
+def _relu(layer, x, p, owned):
+    return np.maximum(x, 0, out=x) if owned else kernels.relu(x)
+
+
+@_kernel(lookup("relu6"))
+def _relu6(layer, x, p, owned):
+    return np.clip(x, 0, 6, out=x) if owned else kernels.relu6(x)
+
+
+_ELEMENTWISE = {  # YAML name -> the kernel, called with the layer's PyTorch options
+    "leakyrelu": lambda x, o: kernels.leaky_relu(x, o["negative_slope"]),
+    "elu": lambda x, o: kernels.elu(x, o["alpha"]),
+    "gelu": lambda x, o: kernels.gelu(x, o["approximate"]),
+    "silu": lambda x, o: kernels.silu(x),
+    "sigmoid": lambda x, o: kernels.sigmoid(x),
+    "tanh": lambda x, o: kernels.tanh(x),
+    "hardswish": lambda x, o: kernels.hardswish(x),
+    "hardsigmoid": lambda x, o: kernels.hardsigmoid(x),
+}
+for _name, _fn in _ELEMENTWISE.items():
+    _kernel(lookup(_name))(lambda layer, x, p, owned, fn=_fn: fn(x, layer.options))
+
+
+@_kernel(lookup("softmax"))
+def _softmax(layer, x, p, owned):
+    return kernels.softmax(x, layer.axis(x.shape[1:]) + 1)
+
+
+@_kernel(lookup("logsoftmax"))
+def _log_softmax(layer, x, p, owned):
+    return kernels.log_softmax(x, layer.axis(x.shape[1:]) + 1)
+
+
+# --- saving ---------------------------------------------------------------------------------------------
+
+def check_writable(path: str | Path, force: bool) -> Path:
+    """Refuse (before any work) to overwrite an existing file without `force`."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise SpecError(f"'{path}' already exists", fix="choose another name, or add --force to overwrite it")
+    if path.is_dir():
+        raise SpecError(f"'{path}' is a directory", fix="give a file name such as out.npy")
+    if not path.parent.is_dir():
+        raise SpecError(f"the folder of '{path}' does not exist", fix="create it first, or choose another path")
+    return path
+
+
+def save_output(array: np.ndarray, path: str | Path, force: bool = False) -> None:
+    """Write `array` as .npy atomically: a temporary file beside it, then a rename (never a half file)."""
+    path = check_writable(path, force)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        if not force and path.exists():
+            raise SpecError(f"'{path}' appeared while the pass ran", fix="add --force to overwrite it")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,676 @@
+"""`cnncalc forward` and cnncalc.forward: the NumPy pass, its weights, data, memory guard and output.
+
+The equivalence tests build the same network in PyTorch with the independent YAML → torch.nn reader
+(tests/torch_model.py), give it non-trivial weights and running statistics, save its state dict with
+np.savez, load that into our pass, and compare every entry's output with the one torch's hook saw.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+
+import cnncalc
+from cnncalc import forward as fw
+from cnncalc.errors import SpecError
+from util import cli
+
+LENET_PATHS = [str(i) for i in range(10)]
+
+
+def spec(input_shape: str, *layers: str) -> str:
+    body = "\n".join(f"  - {layer}" for layer in layers)
+    return f"input: {input_shape}\nlayers:\n{body}\n"
+
+
+TINY = spec("3x8x8", "conv2d: {out_channels: 4, kernel_size: 3, padding: 1}", "batchnorm2d", "relu",
+            "flatten", "linear: {out_features: 5}")
+
+
+# --- the library -------------------------------------------------------------------------------------
+
+def test_lenet5_runs_and_every_shape_agrees():
+    result = fw.run(cnncalc.load("lenet5"))
+    assert result.ok and result.output.shape == (1, 10) and result.output.dtype == np.float32
+    assert [c.path for c in result.checks] == LENET_PATHS
+    assert result.checks[0].predicted == (20, 28, 28) == result.checks[0].actual
+    assert result.checks[6].actual == (2450,)
+    assert result.seconds > 0
+
+
+def test_batch_and_float64():
+    result = fw.run(cnncalc.load("lenet5"), batch=3, dtype="float64")
+    assert result.ok and result.output.shape == (3, 10) and result.output.dtype == np.float64
+    assert result.report.batch == 3 and result.report.dtype.value == "float64"
+
+
+def test_seed_makes_weights_and_data_repeatable():
+    net = cnncalc.load("lenet5")
+    a, b, c = fw.run(net, seed=1).output, fw.run(net, seed=1).output, fw.run(net, seed=2).output
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_default_initialisation_follows_pytorch():
+    report = cnncalc.analyse(cnncalc.parse(TINY))
+    w = fw.initial_weights(report, seed=0)
+    assert sorted(w) == ["0.bias", "0.weight", "1.bias", "1.running_mean", "1.running_var", "1.weight",
+                         "4.bias", "4.weight"]
+    # conv: kaiming_uniform(a=√5) → U(±1/√fan_in), fan_in = 3·3·3 = 27; bias the same bound
+    bound = 1 / math.sqrt(27)
+    assert w["0.weight"].shape == (4, 3, 3, 3) and w["0.weight"].dtype == np.float32
+    assert np.abs(w["0.weight"]).max() <= bound and np.abs(w["0.weight"]).max() > 0.8 * bound
+    assert np.abs(w["0.bias"]).max() <= bound
+    # linear: fan_in = 4·8·8 = 256 → bound 1/16
+    assert w["4.weight"].shape == (5, 256) and 0.05 < np.abs(w["4.weight"]).max() <= 1 / 16
+    # batch norm: weight 1, bias 0, running mean 0, running var 1
+    assert (w["1.weight"] == 1).all() and (w["1.bias"] == 0).all()
+    assert (w["1.running_mean"] == 0).all() and (w["1.running_var"] == 1).all()
+
+
+def test_transposed_conv_fan_in_is_its_output_channels_times_kernel():
+    report = cnncalc.analyse(cnncalc.parse(spec("8x4x4", "convtranspose2d: {out_channels: 2, kernel_size: 4}")))
+    w = fw.initial_weights(report)["0.weight"]
+    # bound 1/√(2·16) = 0.177 (with C_in = 8 it would be 1/√128 = 0.088)
+    assert w.shape == (8, 2, 4, 4) and 0.15 < np.abs(w).max() <= 1 / math.sqrt(2 * 16)
+
+
+def test_uniform_is_roughly_uniform():
+    report = cnncalc.analyse(cnncalc.parse(spec("1x1", "linear: {out_features: 40000}")))
+    w = fw.initial_weights(report)["0.weight"]  # fan_in 1: U(-1, 1)
+    assert abs(w.mean()) < 0.02 and abs(w.var() - 1 / 3) < 0.01
+
+
+def save_weights(path, weights: dict) -> str:
+    np.savez(path, **weights)
+    return str(path)
+
+
+def test_weights_round_trip_through_npz(tmp_path):
+    net = cnncalc.parse(TINY)
+    weights = fw.initial_weights(cnncalc.analyse(net), seed=5)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    direct = fw.run(net, weights=weights, data=x).output
+    loaded = fw.run(net, weights=save_weights(tmp_path / "w.npz", weights), data=x).output
+    assert np.array_equal(direct, loaded)
+
+
+def test_missing_key_names_the_key_and_the_shape(tmp_path):
+    net = cnncalc.parse(TINY)
+    weights = fw.initial_weights(cnncalc.analyse(net))
+    del weights["4.weight"]
+    with pytest.raises(SpecError) as e:
+        fw.run(net, weights=save_weights(tmp_path / "w.npz", weights))
+    assert "'4.weight'" in str(e.value) and "expected shape 5×256" in str(e.value) and "found none" in str(e.value)
+    assert "layer 4 (linear)" in str(e.value)
+
+
+def test_wrong_shape_names_both_shapes(tmp_path):
+    net = cnncalc.parse(TINY)
+    weights = fw.initial_weights(cnncalc.analyse(net))
+    weights["0.weight"] = np.zeros((4, 3, 5, 5), np.float32)
+    with pytest.raises(SpecError) as e:
+        fw.run(net, weights=save_weights(tmp_path / "w.npz", weights))
+    assert "'0.weight'" in str(e.value) and "shape 4×3×5×5, expected 4×3×3×3" in str(e.value)
+
+
+def test_unused_keys_warn_and_num_batches_tracked_is_ignored(tmp_path):
+    net = cnncalc.parse(TINY)
+    weights = fw.initial_weights(cnncalc.analyse(net))
+    weights["1.num_batches_tracked"] = np.array(7)
+    weights["9.weight"] = np.ones(3, np.float32)
+    result = fw.run(net, weights=save_weights(tmp_path / "w.npz", weights))
+    assert result.ok and len(result.warnings) == 1
+    assert "1 unused key: 9.weight" in result.warnings[0] and "num_batches_tracked" not in result.warnings[0]
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b""])
+def test_unreadable_weights_are_bad_input(tmp_path, content):
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(content)
+    with pytest.raises(SpecError, match="cannot read weights file"):
+        fw.run(cnncalc.parse(TINY), weights=str(bad))
+
+
+def test_data_one_sample_or_a_batch():
+    net = cnncalc.parse(TINY)
+    one = np.ones((3, 8, 8))
+    assert fw.run(net, data=one).output.shape == (1, 5)
+    assert fw.run(net, data=np.ones((4, 3, 8, 8), np.float64)).output.shape == (4, 5)
+    assert fw.run(net, data=np.ones((4, 3, 8, 8)), batch=4).output.shape == (4, 5)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 9), (8, 8), (2, 1, 3, 8, 8), (0, 3, 8, 8)])
+def test_data_of_the_wrong_shape_is_bad_input(shape):
+    with pytest.raises(SpecError, match="has shape"):
+        fw.run(cnncalc.parse(TINY), data=np.ones(shape))
+
+
+def test_data_batch_disagreeing_with_batch_option():
+    with pytest.raises(SpecError, match="--batch 3 disagrees with the 4 samples"):
+        fw.run(cnncalc.parse(TINY), data=np.ones((4, 3, 8, 8)), batch=3)
+
+
+def test_users_data_is_never_changed_in_place():
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    before = x.copy()
+    net = cnncalc.parse(spec("3x8x8", "relu", "batchnorm2d", "relu6",
+                             "residual: {body: [relu, batchnorm2d]}"))
+    fw.run(net, data=x)
+    assert np.array_equal(x, before)
+
+
+def test_in_place_work_does_not_corrupt_a_residual_input():
+    # body: relu in place would also change the identity shortcut's x if the pass got ownership wrong
+    net = cnncalc.parse(spec("2x4x4", "conv2d: {out_channels: 2, kernel_size: 1}",
+                             "residual: {body: [relu, batchnorm2d, relu6]}"))
+    result = fw.run(net, keep_outputs=True)
+    x = result.outputs["0"]
+    assert np.allclose(result.output, np.clip(np.maximum(x, 0) / np.sqrt(1 + 1e-5), 0, 6) + x, atol=1e-6)
+
+
+def test_memory_estimate_and_refusal():
+    net = cnncalc.load("lenet5")
+    memory = fw.estimate_memory(cnncalc.analyse(net), batch=1)
+    assert memory.weights == 1256080 * 4
+    # at least the largest leaf's input + output: 20×28×28 in and out of the first ReLU
+    assert memory.activations >= 2 * 20 * 28 * 28 * 4
+    assert fw.estimate_memory(cnncalc.analyse(net), batch=10).activations == 10 * memory.activations
+    with pytest.raises(SpecError, match="more than the limit of 1.0 MiB"):
+        fw.run(net, max_memory="1MiB")
+    assert fw.run(net, max_memory=0).ok  # 0: no limit
+
+
+def test_default_memory_limit_is_a_fraction_of_available_ram():
+    limit = fw.default_memory_limit()
+    assert limit > 0
+    with open("/proc/meminfo") as f:
+        available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    assert 0.5 * available < limit < available
+
+
+@pytest.mark.parametrize("text, expected", [("4G", 4 * 10**9), ("512MiB", 512 * 2**20), ("1.5gb", 15 * 10**8),
+                                            ("1000", 1000), ("0", 0), ("2 KiB", 2048)])
+def test_parse_size(text, expected):
+    assert fw.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "4X", "", "nanG", "infG"])
+def test_parse_size_refuses_nonsense(text):
+    with pytest.raises(SpecError, match="is not a size"):
+        fw.parse_size(text)
+
+
+def test_a_wrong_shape_is_caught(monkeypatch):
+    # a kernel that drops a column: the pass reports ✗ for it and the entries after it
+    real = fw._KERNELS[cnncalc.layers.lookup("relu")]
+    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), lambda *a: real(*a)[..., :-1])
+    result = fw.run(cnncalc.parse(spec("1x4x4", "relu", "conv2d: {out_channels: 1, kernel_size: 1}")))
+    assert not result.ok
+    assert [(c.predicted, c.actual, c.ok) for c in result.checks] == [((1, 4, 4), (1, 4, 3), False),
+                                                                      ((1, 4, 4), (1, 4, 3), False)]
+
+
+def test_a_failing_kernel_stops_the_pass_and_is_reported(monkeypatch):
+    def broken(layer, x, p, owned):
+        raise ValueError("boom")
+    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), broken)
+    result = fw.run(cnncalc.parse(spec("1x4x4", "sigmoid", "relu", "tanh")))
+    assert not result.ok and result.output is None
+    assert [c.actual for c in result.checks] == [(1, 4, 4), None, None]
+    assert result.checks[1].error == "ValueError: boom"
+
+
+def test_save_output_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
+    target = tmp_path / "y.npy"
+    fw.save_output(np.arange(3.0), target)
+    assert np.array_equal(np.load(target), np.arange(3.0))
+    with pytest.raises(SpecError, match="already exists"):
+        fw.save_output(np.zeros(3), target)
+    fw.save_output(np.zeros(3), target, force=True)
+    assert np.array_equal(np.load(target), np.zeros(3))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # a crash half-way through writing
+    monkeypatch.setattr(np, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fw.save_output(np.ones(3), target, force=True)
+    assert np.array_equal(np.load(target), np.zeros(3)) and sorted(p.name for p in tmp_path.iterdir()) == ["y.npy"]
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+def test_cli_lenet5_table():
+    result = cli("forward", "--input", "1x28x28")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Predicted" in out and "Actual" in out and out.count("✓") >= 11 and "✗" not in out
+    assert "All 10 shapes agree" in out and "Forward pass:" in out and " ms " in out
+
+
+def test_cli_json_is_the_contract_and_nothing_else():
+    result = cli("forward", "--format", "json", "--batch", "2")
+    data = json.loads(result.stdout)  # stdout is the JSON alone
+    assert result.exit_code == 0 and list(data) == ["ok", "seconds", "layers", "output"]
+    assert data["ok"] is True and isinstance(data["seconds"], float) and data["output"] == [10]
+    assert data["layers"][0] == {"path": "0", "predicted": [20, 28, 28], "actual": [20, 28, 28], "ok": True}
+    assert [layer["path"] for layer in data["layers"]] == LENET_PATHS
+
+
+def test_cli_composites_are_rows_too(tmp_path):
+    net = tmp_path / "net.yaml"
+    net.write_text(spec("4x6x6", "residual: {body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}]}",
+                        "concat: {a: [relu], b: []}"))
+    data = json.loads(cli("forward", str(net), "-f", "json").stdout)
+    assert [(layer["path"], layer["actual"]) for layer in data["layers"]] == [
+        ("0", [4, 6, 6]), ("0.body.0", [4, 6, 6]), ("1", [8, 6, 6]), ("1.a.0", [4, 6, 6])]
+
+
+def test_cli_disagreement_is_exit_1(monkeypatch):
+    real = fw._KERNELS[cnncalc.layers.lookup("relu")]
+    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), lambda *a: real(*a)[:, :-1])
+    result = cli("forward")
+    assert result.exit_code == 1 and "✗" in result.stdout and "shapes disagree" in result.stdout
+    data = json.loads(cli("forward", "-f", "json").stdout)
+    assert data["ok"] is False and data["layers"][1]["actual"] == [19, 28, 28]
+
+
+def test_cli_data_weights_and_save_output(tmp_path):
+    net = tmp_path / "net.yaml"
+    net.write_text(TINY)
+    x = np.random.default_rng(3).standard_normal((3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    weights = fw.initial_weights(cnncalc.analyse(cnncalc.parse(TINY)), seed=9)
+    save_weights(tmp_path / "w.npz", weights)
+    out = tmp_path / "y.npy"
+    args = ["forward", str(net), "--data", str(tmp_path / "x.npy"), "--weights", str(tmp_path / "w.npz"),
+            "--save-output", str(out)]
+    assert cli(*args).exit_code == 0
+    expected = fw.run(cnncalc.parse(TINY), weights=weights, data=x).output
+    assert np.array_equal(np.load(out), expected)
+    again = cli(*args)
+    assert again.exit_code == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert cli(*args, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "missing.npy"], "does not exist"),
+    (["--weights", "missing.npz"], "does not exist"),
+    (["--max-memory", "10K"], "more than the limit"),
+    (["--max-memory", "lots"], "is not a size"),
+    (["--input", "1x2x2"], "output size 0"),
+])
+def test_cli_bad_input_is_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("forward", *args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_wrong_data_shape_is_exit_2(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((3, 28, 28)))
+    result = cli("forward", "--data", str(tmp_path / "x.npy"))
+    assert result.exit_code == 2 and "has shape 3×28×28, but the network takes 1×28×28" in result.stderr
+
+
+def test_cli_float64():
+    assert cli("forward", "--dtype", "float64").exit_code == 0
+    assert cli("forward", "--dtype", "float16").exit_code == 2
+
+
+def test_summary_does_not_import_numpy():
+    code = "import sys, cnncalc.cli; sys.exit('numpy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_progress_bar_appears_only_after_the_delay():
+    import io
+
+    from rich.console import Console
+
+    from cnncalc.render.forward import LayerProgress
+
+    def shown(delay, enabled=True):
+        buffer = io.StringIO()
+        with LayerProgress(Console(file=buffer, force_terminal=True), delay=delay, enabled=enabled) as progress:
+            for i in range(3):
+                progress(i + 1, 3, str(i))
+        return buffer.getvalue()
+    assert shown(60) == "" and shown(0, enabled=False) == ""
+    assert "3/3" in shown(0)
+
+
+# --- equivalence with PyTorch ----------------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+import torch_model as tm  # noqa: E402
+
+
+def torch_model(text: str, seed: int = 0):
+    """(model, network) with random, non-trivial weights and running statistics."""
+    network = cnncalc.parse(text)
+    model, _ = tm.read(text, network.input)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+                module.running_mean.normal_(0, 0.5, generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
+            if isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm)):
+                for name, centre in (("weight", 1.0), ("bias", 0.0)):
+                    tensor = getattr(module, name, None)
+                    if tensor is not None:
+                        tensor.uniform_(centre - 0.5, centre + 0.5, generator=generator)
+    return model, network
+
+
+def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every named module's output (keyed by our paths), copied when the hook fires."""
+    outputs = {}
+
+    def keep(name):
+        return lambda module, args, out: outputs.__setitem__(name, out.detach().numpy().copy())
+    handles = [m.register_forward_hook(keep(name)) for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            outputs[""] = model(torch.from_numpy(x)).numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Largest difference relative to the largest magnitude of torch's output."""
+    scale = max(float(np.abs(theirs).max(initial=0)), 1e-6)
+    return float(np.abs(ours.astype(np.float64) - theirs).max(initial=0)) / scale
+
+
+def assert_equivalent(text: str, tmp_path, batch: int = 2, seed: int = 0, dtype: str = "float32",
+                      tolerance: float = 1e-4, via_npz: bool = True) -> cnncalc.forward.Result:
+    model, network = torch_model(text, seed)
+    model = model.to(getattr(torch, dtype))
+    x = np.random.default_rng(seed).standard_normal((batch, *network.input)).astype(dtype)
+    theirs = torch_outputs(model, x)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    weights = save_weights(tmp_path / "state.npz", state) if via_npz else state
+    result = fw.run(network, weights=weights, data=x, dtype=dtype, keep_outputs=True)
+    assert result.ok and result.warnings == []
+    for check in result.checks:
+        ours = result.outputs[check.path]
+        assert ours.shape == theirs[check.path].shape, check.path
+        error = relative_error(ours, theirs[check.path])
+        assert error <= tolerance, f"{check.path} ({check.node.kind}): relative error {error:.2e}"
+    assert relative_error(result.output, theirs[""]) <= tolerance
+    return result
+
+
+EVERY_LAYER = {
+    "conv1d": spec("4x23", "conv1d: {out_channels: 6, kernel_size: 4, stride: 3, padding: 2, dilation: 2, groups: 2}"),
+    "conv2d": spec("6x19x24", "conv2d: {out_channels: 9, kernel_size: [3, 5], stride: [2, 3], padding: [1, 0], "
+                              "dilation: [2, 1], groups: 3}"),
+    "conv2d same": spec("3x10x11", "conv2d: {out_channels: 4, kernel_size: [2, 4], padding: same, bias: false}"),
+    "conv2d depthwise": spec("8x10x10", "conv2d: {out_channels: 16, kernel_size: 3, groups: 8, padding: 1}"),
+    "conv2d 1x1 strided": spec("8x9x9", "conv2d: {out_channels: 5, kernel_size: 1, stride: 2}"),
+    "conv2d reflect": spec("3x8x8", "conv2d: {out_channels: 4, kernel_size: 3, padding: 2, padding_mode: reflect}"),
+    "conv2d replicate": spec("3x8x8", "conv2d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: replicate}"),
+    "conv2d circular same": spec("3x8x8", "conv2d: {out_channels: 4, kernel_size: 4, padding: same, "
+                                          "padding_mode: circular}"),
+    "conv3d": spec("2x7x9x11", "conv3d: {out_channels: 4, kernel_size: [3, 2, 3], stride: [1, 2, 2], "
+                               "padding: [1, 0, 2], dilation: [1, 2, 1]}"),
+    "convtranspose1d": spec("4x9", "convtranspose1d: {out_channels: 6, kernel_size: 4, stride: 3, padding: 1, "
+                                   "output_padding: 2, groups: 2, dilation: 2}"),
+    "convtranspose2d": spec("6x5x7", "convtranspose2d: {out_channels: 9, kernel_size: [3, 2], stride: [2, 3], "
+                                     "padding: [1, 0], output_padding: [1, 2], groups: 3}"),
+    "convtranspose3d": spec("4x3x4x5", "convtranspose3d: {out_channels: 2, kernel_size: 3, stride: 2, padding: 1}"),
+    "maxpool": spec("3x11x11", "maxpool2d: {kernel_size: 3, stride: 2, padding: 1, dilation: 2, ceil_mode: true}"),
+    "maxpool1d": spec("3x12", "maxpool1d: {kernel_size: 3, stride: 2, padding: 1, ceil_mode: true}"),
+    "maxpool3d": spec("2x9x8x7", "maxpool3d: {kernel_size: [2, 3, 2], stride: [2, 1, 2], ceil_mode: true}"),
+    "avgpool": spec("3x11x11", "avgpool2d: {kernel_size: 3, stride: 2, padding: 1, ceil_mode: true, "
+                               "count_include_pad: false}",
+                    "avgpool2d: {kernel_size: 2, divisor_override: 3}"),
+    "avgpool1d": spec("3x13", "avgpool1d: {kernel_size: 4, stride: 3, padding: 2, ceil_mode: true}"),
+    "adaptive pools": spec("3x10x7", "adaptiveavgpool2d: {output_size: [4, 3]}", "adaptivemaxpool2d: {output_size: 2}"),
+    "adaptive 3d": spec("3x2x7x5", "adaptivemaxpool3d: {output_size: [2, 3, 4]}",
+                           "adaptiveavgpool3d: {output_size: [1, 2, 3]}"),
+    "linear": spec("3x5", "linear: {out_features: 4}", "flatten", "linear: {out_features: 2, bias: false}"),
+    "batchnorm": spec("4x6x6", "batchnorm2d", "batchnorm2d: {affine: false}", "flatten",
+                      "batchnorm1d", "linear: {out_features: 3}"),
+    "batchnorm1d on C×L": spec("4x5", "batchnorm1d: {eps: 0.1}"),
+    "batchnorm3d": spec("3x2x3x4", "batchnorm3d"),
+    "batchnorm batch statistics": spec("4x5x5", "batchnorm2d: {track_running_stats: false}"),
+    "groupnorm": spec("6x5x5", "groupnorm: {num_groups: 3}", "groupnorm: {num_groups: 2, affine: false}"),
+    "layernorm": spec("4x5x6", "layernorm", "layernorm: {normalized_shape: 6, bias: false}",
+                      "layernorm: {normalized_shape: [5, 6], elementwise_affine: false}"),
+    "dropout": spec("4x5x6", "dropout: {p: 0.5}", "dropout2d", "identity"),
+    "dropout1d": spec("4x5", "dropout1d: {p: 0.3}"),
+    "zeropad": spec("2x5x6", "zeropad2d: {padding: [1, 2, 0, 3]}", "zeropad2d: {padding: [-1, 0, -2, 1]}"),
+    "upsample nearest": spec("2x3x4", "upsample: {scale_factor: 2}", "upsample: {size: [5, 7]}"),
+    "upsample bilinear": spec("2x3x4", "upsample: {scale_factor: 1.7, mode: bilinear}",
+                              "upsample: {size: [4, 9], mode: bilinear, align_corners: true}"),
+    "upsample linear/trilinear": spec("2x2x3x4", "upsample: {scale_factor: 2, mode: trilinear}"),
+    "upsample bicubic": spec("2x5x4", "upsample: {size: [7, 9], mode: bicubic}"),
+    "activations": spec("3x4x5", "relu", "leakyrelu: {negative_slope: 0.2}", "elu: {alpha: 0.7}", "gelu",
+                        "gelu: {approximate: tanh}", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+                        "relu6"),
+    "softmax": spec("3x4x5", "softmax: {dim: 1}", "logsoftmax: {dim: -1}", "flatten", "softmax: {dim: 1}"),
+    "residual and concat": spec("4x6x6", "residual: {body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}, "
+                                         "relu], shortcut: [batchnorm2d]}",
+                                "concat: {a: [relu], b: [], c: [conv2d: {out_channels: 2, kernel_size: 1}]}",
+                                "residual: {body: [identity]}"),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_LAYER))
+def test_every_layer_type_equals_pytorch(name, tmp_path):
+    assert_equivalent(EVERY_LAYER[name], tmp_path)
+
+
+def test_float64_equals_pytorch_closely(tmp_path):
+    assert_equivalent(EVERY_LAYER["conv2d"] + "  - batchnorm2d\n  - silu\n  - maxpool2d: {kernel_size: 2}\n",
+                      tmp_path, dtype="float64", tolerance=1e-12)
+
+
+@pytest.mark.xfail(reason="kernels.gelu's erfc is a float32-grade fit (1.2e-7) even in float64", strict=False)
+def test_float64_gelu_is_exact(tmp_path):
+    assert_equivalent(spec("3x4x5", "gelu"), tmp_path, dtype="float64", tolerance=1e-12)
+
+
+def test_blocks_and_repeats(tmp_path):
+    text = """
+input: 3x16x16
+blocks:
+  unit:
+    args: {c: 8, s: 1}
+    layers:
+      - residual:
+          body:
+            - conv2d: {out_channels: $c, kernel_size: 3, stride: $s, padding: 1, bias: false}
+            - batchnorm2d
+            - relu
+            - conv2d: {out_channels: $c, kernel_size: 3, padding: 1, bias: false}
+            - batchnorm2d
+          shortcut:
+            - conv2d: {out_channels: $c, kernel_size: 1, stride: $s, bias: false}
+            - batchnorm2d
+      - relu
+layers:
+  - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
+  - unit: {c: 8}
+    repeat: 2
+  - unit: {c: 16, s: 2}
+  - adaptiveavgpool2d: {output_size: 1}
+  - flatten
+  - linear: {out_features: 10}
+"""
+    result = assert_equivalent(text, tmp_path)
+    assert "1.1.0.body.3" in result.outputs
+
+
+@pytest.mark.xfail(reason="kernels.upsample has no nearest-exact mode yet", raises=AssertionError, strict=False)
+def test_upsample_nearest_exact(tmp_path):
+    assert_equivalent(spec("2x3x5", "upsample: {size: [7, 4], mode: nearest-exact}"), tmp_path)
+
+
+# --- random stacks ---------------------------------------------------------------------------------------
+
+def _ints(draw, low, high, rank):
+    """One int for every axis, or a list per axis."""
+    if draw(st.booleans()):
+        return draw(st.integers(low, high))
+    return [draw(st.integers(low, high)) for _ in range(rank)]
+
+
+@st.composite
+def layer_entry(draw, shape: tuple) -> dict | str:
+    """A random layer that (probably) accepts a per-sample `shape`; the analysis has the final say."""
+    channels, rank = shape[0], len(shape) - 1
+    if rank == 0:
+        kind = draw(st.sampled_from(["linear", "activation", "batchnorm1d", "layernorm", "dropout", "softmax"]))
+    else:
+        kind = draw(st.sampled_from(["conv", "conv", "convtranspose", "maxpool", "avgpool", "adaptive", "batchnorm",
+                                     "groupnorm", "layernorm", "activation", "activation", "upsample", "zeropad",
+                                     "residual", "concat", "dropout", "softmax"]))
+    divisors = [g for g in range(1, channels + 1) if channels % g == 0]
+    if kind == "conv":
+        groups = draw(st.sampled_from(divisors))
+        args = dict(out_channels=groups * draw(st.integers(1, 3)), kernel_size=_ints(draw, 1, 3, rank),
+                    dilation=_ints(draw, 1, 2, rank), groups=groups, bias=draw(st.booleans()),
+                    padding_mode=draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"])))
+        if draw(st.booleans()):
+            args["padding"] = "same"
+        else:
+            args["padding"], args["stride"] = _ints(draw, 0, 2, rank), _ints(draw, 1, 2, rank)
+        return {f"conv{rank}d": args}
+    if kind == "convtranspose":
+        groups = draw(st.sampled_from(divisors))
+        stride, dilation = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        return {f"convtranspose{rank}d": dict(
+            out_channels=groups * draw(st.integers(1, 2)), kernel_size=_ints(draw, 1, 3, rank), stride=stride,
+            dilation=dilation, padding=draw(st.integers(0, 1)), groups=groups,
+            output_padding=draw(st.integers(0, max(stride, dilation) - 1)))}
+    if kind in ("maxpool", "avgpool"):
+        k = draw(st.integers(1, 3))
+        args = dict(kernel_size=k, stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)),
+                    ceil_mode=draw(st.booleans()))
+        if kind == "maxpool":
+            args["dilation"] = draw(st.integers(1, 2))
+        else:
+            args["count_include_pad"] = draw(st.booleans())
+        return {f"{kind}{rank}d": args}
+    if kind == "adaptive":
+        return {f"adaptive{draw(st.sampled_from(['avg', 'max']))}pool{rank}d": dict(
+            output_size=[draw(st.integers(1, 5)) for _ in range(rank)])}
+    if kind in ("batchnorm", "batchnorm1d"):
+        return {f"batchnorm{max(rank, 1)}d": dict(affine=draw(st.booleans()))}
+    if kind == "groupnorm":
+        return {"groupnorm": dict(num_groups=draw(st.sampled_from(divisors)))}
+    if kind == "layernorm":
+        return {"layernorm": dict(normalized_shape=shape[-1])} if draw(st.booleans()) else "layernorm"
+    if kind == "activation":
+        return draw(st.sampled_from(["relu", "relu6", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
+                                     "hardsigmoid", {"leakyrelu": {"negative_slope": 0.1}},
+                                     {"gelu": {"approximate": "tanh"}}]))
+    if kind == "softmax":
+        return {draw(st.sampled_from(["softmax", "logsoftmax"])): {"dim": draw(st.integers(1, rank + 1))}}
+    if kind == "dropout":
+        return draw(st.sampled_from(["dropout", "identity"] + ([f"dropout{rank}d"] if rank in (1, 2) else [])))
+    if kind == "linear":
+        return {"linear": dict(out_features=draw(st.integers(1, 8)), bias=draw(st.booleans()))}
+    if kind == "upsample":
+        mode = draw(st.sampled_from(["nearest", {1: "linear", 2: "bilinear", 3: "trilinear"}[rank]]
+                                    + (["bicubic"] if rank == 2 else [])))
+        args = dict(mode=mode, scale_factor=draw(st.sampled_from([1, 2, 1.5, 0.75])))
+        if mode != "nearest":
+            args["align_corners"] = draw(st.booleans())
+        return {"upsample": args}
+    if kind == "zeropad":
+        return {f"zeropad{rank}d": dict(padding=[draw(st.integers(-1, 2)) for _ in range(2 * rank)])}
+    conv = {f"conv{rank}d": dict(out_channels=channels, kernel_size=3, padding=1)}
+    if kind == "residual":
+        return {"residual": dict(body=[conv, "relu"], shortcut=draw(st.sampled_from([[], [f"batchnorm{rank}d"]])))}
+    return {"concat": dict(a=[conv], b=[], c=["relu"])}
+
+
+def _fits(layers: list, input_shape: tuple):
+    """The per-sample output shape if cnncalc accepts the stack (and it stays small), else None."""
+    text = yaml.safe_dump({"input": list(input_shape), "layers": layers})
+    try:
+        output = cnncalc.analyse(cnncalc.parse(text)).output
+    except SpecError:
+        return None
+    return output if math.prod(output) <= 6000 and min(output) >= 1 else None
+
+
+@st.composite
+def stacks(draw):
+    rank = draw(st.integers(1, 3))
+    sizes = {1: (4, 16), 2: (3, 10), 3: (2, 6)}[rank]
+    shape = (draw(st.integers(1, 6)), *(draw(st.integers(*sizes)) for _ in range(rank)))
+    layers, current = [], shape
+    for _ in range(draw(st.integers(1, 6))):
+        entry = draw(layer_entry(current))
+        output = _fits(layers + [entry], shape)
+        if output is not None:
+            layers, current = layers + [entry], output
+    if draw(st.booleans()):
+        for entry in ("flatten", {"linear": {"out_features": 7}}, draw(layer_entry((7,)))):
+            output = _fits(layers + [entry], shape)
+            if output is not None:
+                layers, current = layers + [entry], output
+    return yaml.safe_dump({"input": list(shape), "layers": layers or ["identity"]})
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(text=stacks(), seed=st.integers(0, 2**16))
+def test_random_stacks_equal_pytorch(text, seed, tmp_path):
+    try:
+        tm.read(text)
+    except RuntimeError:
+        # PyTorch refuses a few shapes cnncalc accepts (avg_pool3d wants every input axis ≥ its kernel,
+        # padding or not): a question for the analysis's oracle tests, not for the forward pass.
+        reject()
+    assert_equivalent(text, tmp_path, seed=seed, batch=2)
+
+
+# --- the built-in architectures --------------------------------------------------------------------------
+
+def small_input(name: str):
+    """A smaller input where the architecture allows it (3x64x64 for the ImageNet networks)."""
+    network = cnncalc.load(name)
+    if network.input[0] == 3:
+        try:
+            cnncalc.analyse(cnncalc.load(name, "3x64x64"))
+            return "3x64x64"
+        except SpecError:
+            pass
+    return None
+
+
+@pytest.mark.parametrize("name", cnncalc.builtin_names())
+def test_every_builtin_confirms_every_shape(name):
+    data = json.loads(cli("forward", name, "--input", small_input(name) or "", "-f", "json").stdout
+                      if small_input(name) else cli("forward", name, "-f", "json").stdout)
+    assert data["ok"] and all(layer["ok"] for layer in data["layers"]) and data["layers"]
+
+
+@pytest.mark.parametrize("name", cnncalc.builtin_names())
+def test_every_builtin_equals_pytorch(name, tmp_path):
+    from importlib import resources
+
+    text = resources.files("cnncalc.architectures").joinpath(f"{name}.yaml").read_text()
+    small = small_input(name)
+    if small:
+        text = text.replace(f"input: {'x'.join(map(str, cnncalc.load(name).input))}", f"input: {small}", 1)
+    assert_equivalent(text, tmp_path, batch=1, via_npz=False)
+
+
+def test_resnet18_at_full_size_from_the_cli():
+    result = cli("forward", "resnet18")
+    assert result.exit_code == 0 and "✗" not in result.stdout and "shapes agree" in result.stdout
