@@ -76,6 +76,8 @@ POOLS = {
                                                                 "padding: 1, ceil_mode: true}"),
     "maxpool2d dilation": spec("3x12x13", "maxpool2d: {kernel_size: [3, 2], stride: [1, 2], padding: [1, 1], "
                                           "dilation: [2, 3]}"),
+    "maxpool3d kernel fits only with padding": spec("2x2x5x5", "maxpool3d: {kernel_size: 3, padding: 1}"),
+    "avgpool2d kernel fits only with padding": spec("2x2x5", "avgpool2d: {kernel_size: 3, padding: 1}"),
     "maxpool3d": spec("2x7x8x9", "maxpool3d: {kernel_size: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1], "
                                  "ceil_mode: true}"),
     "avgpool1d": spec("3x20", "avgpool1d: {kernel_size: 4, stride: 3, padding: 2, ceil_mode: true, "
@@ -301,6 +303,9 @@ REFUSED = {
     "softmax dim out of range": spec("3x4", "softmax: {dim: 3}"),
     "flatten dims reversed": spec("3x4x5", "flatten: {start_dim: 3, end_dim: 2}"),
     "dropout p above 1": spec("3x4", "dropout: {p: 1.5}"),
+    "avgpool3d kernel larger than the unpadded input": spec("2x2x5x5", "avgpool3d: {kernel_size: 3, padding: 1}"),
+    "adaptive pool output_size null": spec("3x4x4", "adaptiveavgpool2d: {output_size: null}"),
+    "adaptive pool 1-D output_size [null]": spec("3x4", "adaptivemaxpool1d: {output_size: [null]}"),
     "avgpool1d divisor_override": spec("3x8", "avgpool1d: {kernel_size: 2, divisor_override: 2}"),
     "reflect padding as large as the input": spec("3x3x5", "conv2d: {out_channels: 2, kernel_size: 3, padding: 3, "
                                                            "padding_mode: reflect}"),
@@ -310,17 +315,20 @@ REFUSED = {
                                                   "padding_mode: circular}"),
     "dropout1d on 2-D input": spec("3x4x5", "dropout1d"),
     "zeropad crops more than everything": spec("3x4x4", "zeropad2d: {padding: [-3, -2, 0, 0]}"),
-}
-
-# Where torch quietly returns something useless, cnncalc refuses on purpose: an empty axis, or a
-# layer that mixes the samples of a batch.
-STRICTER = {
+    # torch returns an empty tensor here, which the reader counts as a refusal
     "zeropad crops everything": spec("3x4x4", "zeropad2d: {padding: [-2, -2, 0, 0]}"),
     "adaptive pool output 0": spec("3x4x4", "adaptiveavgpool2d: {output_size: 0}"),
+    "linear with no outputs": spec("4", "linear: {out_features: 0}"),
+    # torch would broadcast 1×1 against 8×8; the reader's residual refuses unequal shapes
+    "residual broadcasting": spec("4x8x8", "residual: {body: [{adaptiveavgpool2d: {output_size: 1}}]}"),
+}
+
+# Where torch quietly does something useless, cnncalc refuses on purpose: a layer that mixes the
+# samples of a batch.
+STRICTER = {
     "flatten start_dim 0": spec("3x4x5", "flatten: {start_dim: 0}"),
     "softmax along the batch": spec("3x4x5", "softmax: {dim: 0}"),
     "softmax implicit dim on C×L (torch picks the batch)": spec("3x4", "softmax"),
-    "linear with no outputs": spec("4", "linear: {out_features: 0}"),
 }
 
 

@@ -36,14 +36,18 @@ from cnncalc.layers.composite import Concat, Residual, Sequential
 
 
 class ResidualModule(nn.Module):
-    """body(x) + shortcut(x); an empty shortcut is the identity."""
+    """body(x) + shortcut(x); an empty shortcut is the identity. Unequal shapes are refused rather
+    than broadcast: no real residual relies on broadcasting, and cnncalc refuses them too."""
 
     def __init__(self, body: nn.Sequential, shortcut: nn.Sequential):
         super().__init__()
         self.body, self.shortcut = body, shortcut
 
     def forward(self, x):
-        return self.body(x) + self.shortcut(x)
+        body, shortcut = self.body(x), self.shortcut(x)
+        if body.shape != shortcut.shape:
+            raise ValueError(f"residual shapes differ: body {tuple(body.shape)}, shortcut {tuple(shortcut.shape)}")
+        return body + shortcut
 
 
 class ConcatModule(nn.Module):
@@ -280,7 +284,11 @@ class _Reader:
         if cls is nn.LayerNorm and "normalized_shape" not in kwargs:
             kwargs["normalized_shape"] = tuple(x.shape[1:])
         module = cls(**kwargs).eval()
-        return module, module(x)
+        y = module(x)
+        if y.numel() == 0:
+            # torch returns an empty tensor where an axis shrinks to 0; cnncalc refuses that by design
+            raise ValueError(f"{kind} leaves an empty output {tuple(y.shape)}")
+        return module, y
 
 
 def _parameters(cls) -> tuple:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .. import arith
-from .base import REQUIRED, ArgReader, Layer, Shape, register
+from ..errors import SpecError
+from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
 from .conv import _axes
 from .window import check_fits, field_per_axis, uneven_notes
 
@@ -76,6 +77,14 @@ class AvgPool(_Pool):
             a.fail("divisor_override", "does not exist for avgpool1d (torch.nn.AvgPool1d has no such argument)",
                    fix="remove it, or use avgpool2d/avgpool3d")
 
+    def check_input(self, shape: Shape) -> None:
+        super().check_input(shape)
+        # PyTorch's avg_pool3d, unlike every other pool, wants the *unpadded* input to hold the kernel.
+        if self.rank == 3 and any(n < k for n, k in zip(shape[1:], self.kernel_size)):
+            raise SpecError(f"avgpool3d's kernel {fmt_shape(self.kernel_size)} is larger than its input "
+                            f"{fmt_shape(shape)}; PyTorch's avg_pool3d checks this before padding",
+                            fix="use a smaller kernel_size, or a larger input")
+
     def label(self, shape: Shape) -> str:
         return self._label("AvgPool")
 
@@ -91,7 +100,11 @@ class _AdaptivePool(Layer):
     signature = dict(output_size=REQUIRED)
 
     def setup(self, a: ArgReader) -> None:
-        self.output_size = a.ints("output_size", self.rank, allow_none=True)
+        # PyTorch keeps an axis for a None inside a 2-D/3-D list; a bare null, or None in 1-D, fails there.
+        if a.raw("output_size") is None:
+            a.fail("output_size", "must be a number or a list; null keeps an axis only as a list entry",
+                   fix="e.g. output_size: [null, 7]" if self.rank > 1 else "give the output length")
+        self.output_size = a.ints("output_size", self.rank, allow_none=self.rank > 1)
 
     def out_shape(self, shape: Shape) -> Shape:
         return (shape[0], *(n if o is None else o for n, o in zip(shape[1:], self.output_size)))
