@@ -31,6 +31,8 @@ __all__ = [
 
 #: Upper bound, in bytes, of one im2col / col2im chunk (the batch, then output rows, are split).
 CHUNK_BYTES = 8 << 20
+#: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
+MERGE_PIXELS = 256
 
 _tls = threading.local()  # per-thread scratch buffers, reused across calls
 
@@ -150,11 +152,14 @@ def pad(x, pads, mode="zeros", value=0.0):
     return x
 
 
-def _pad_constant(x: np.ndarray, pads, value) -> np.ndarray:
-    """Constant padding: copy ``x`` into the interior, fill only the border slabs with ``value``."""
+def _pad_constant(x: np.ndarray, pads, value, out=None) -> np.ndarray:
+    """Constant padding: copy ``x`` into the interior, fill only the border slabs with ``value``.
+
+    Writes into ``out`` (of the padded shape) when given, e.g. a reused scratch buffer.
+    """
     first = x.ndim - len(pads)
     shape = x.shape[:first] + tuple(n + lo + hi for (lo, hi), n in zip(pads, x.shape[first:]))
-    out = np.empty(shape, x.dtype)
+    out = np.empty(shape, x.dtype) if out is None else out
     inner = tuple(slice(lo, lo + n) for (lo, hi), n in zip(pads, x.shape[first:]))
     out[(Ellipsis,) + inner] = x
     for i, (lo, hi) in enumerate(pads):  # border slabs, each over the full extent of other axes
@@ -164,6 +169,15 @@ def _pad_constant(x: np.ndarray, pads, value) -> np.ndarray:
         if hi:
             out[pre + (slice(shape[first + i] - hi, None),)] = value
     return out
+
+
+def _padded_chunk(x: np.ndarray, ns: slice, pads) -> np.ndarray:
+    """Samples ``x[ns]`` zero-padded into a reused scratch buffer (a view when nothing to pad)."""
+    if not any(lo or hi for lo, hi in pads):
+        return x[ns]
+    part = x[ns]
+    shape = part.shape[:2] + tuple(n + lo + hi for (lo, hi), n in zip(pads, part.shape[2:]))
+    return _pad_constant(part, pads, 0, out=_scratch("pad", shape, x.dtype))
 
 
 # --------------------------------------------------------------------------- convolution
@@ -181,46 +195,75 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     if C != Cg * groups or Co % groups:
         raise ValueError(f"conv: {C} input channels, weight {weight.shape}, groups={groups}")
     dtype = _float_dtype(x, weight)
-    xp = pad(np.asarray(x, dtype), padding, "zeros" if padding_mode == "zeros" else padding_mode)
-    weight = np.asarray(weight, dtype)
-    O = tuple(_out_len(n, k, s, d) for n, k, s, d in zip(xp.shape[2:], K, stride, dilation))
+    x, weight = np.asarray(x, dtype), np.asarray(weight, dtype)
+    pads = [(int(lo), int(hi)) for lo, hi in padding]
+    if padding_mode != "zeros" or any(lo < 0 or hi < 0 for lo, hi in pads):
+        x, pads = pad(x, pads, padding_mode), [(0, 0)] * len(pads)  # pad first, as nn.Conv does
+    O = tuple(_out_len(n + lo + hi, k, s, d)
+              for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
     out = np.empty((N, Co, *O), dtype)
-    if all(k == 1 for k in K) and all(s == 1 for s in stride):
-        _conv_pointwise(xp, weight, groups, out)
-    elif groups == C and Cg == 1 and groups > 1:
-        _conv_depthwise(xp, weight, stride, dilation, out)
+    if groups == C and Cg == 1 and groups > 1:
+        _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
+    elif N > 1 and math.prod(O) < MERGE_PIXELS:
+        _conv_merged(x, pads, weight, stride, dilation, groups, out)
+    elif all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads)):
+        _conv_pointwise(x, weight, groups, out)
     else:
-        _conv_im2col(xp, weight, stride, dilation, groups, out)
+        _conv_im2col(x, pads, weight, stride, dilation, groups, out)
     _add_bias(out, bias)
     return out
 
 
-def _conv_pointwise(xp, weight, groups, out) -> None:
-    """1x1 stride-1 convolution: one matmul per sample and group, no im2col."""
-    N, C, *S = xp.shape
+def _conv_pointwise(x, weight, groups, out) -> None:
+    """1x1 stride-1 unpadded convolution: one matmul per sample and group, no im2col."""
+    N, C, *S = x.shape
     Co = weight.shape[0]
     w = weight.reshape(groups, Co // groups, C // groups)  # (G, Cout/G, Cin/G)
-    xg = np.ascontiguousarray(xp).reshape(N, groups, C // groups, -1)  # (N, G, Cin/G, P)
+    xg = np.ascontiguousarray(x).reshape(N, groups, C // groups, -1)  # (N, G, Cin/G, P)
     np.matmul(w, xg, out=_view(out, (N, groups, Co // groups, xg.shape[-1])))
 
 
-def _conv_im2col(xp, weight, stride, dilation, groups, out) -> None:
-    """General convolution: im2col chunks in a reused buffer, one matmul per chunk into ``out``."""
-    N, C, *Sp = xp.shape
+def _conv_im2col(x, pads, weight, stride, dilation, groups, out) -> None:
+    """General convolution: per chunk of samples (or of one sample's output rows), im2col into a
+    reused buffer and one matmul writing straight into ``out``."""
+    N, C, *S = x.shape
     Co, Cg, *K = weight.shape
     _, _, O0, *O1 = out.shape
-    rows = Cg * math.prod(K)
+    rows, rest = Cg * math.prod(K), (slice(None),) * len(O1)
     w = weight.reshape(groups, Co // groups, rows)  # (G, Cout/G, Cin/G * prod(K))
-    win = _windows(xp, K, stride, dilation, out.shape[2:])  # (N, C, *K, *O)
     out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
-    row_bytes = C * math.prod(K) * math.prod(O1) * xp.dtype.itemsize
+    row_bytes = C * math.prod(K) * math.prod(O1) * x.dtype.itemsize
+    xp, padded = None, None
     for ns, rs in _chunks(N, O0, row_bytes):
-        src = win[ns][(Ellipsis, rs) + (slice(None),) * len(O1)]  # (nb, C, *K, r, *O1)
-        cols = _scratch("cols", src.shape, xp.dtype)
+        if padded != ns:  # a new chunk of samples (row chunks of one sample share it)
+            xp, padded = _padded_chunk(x, ns, pads), ns
+            win = _windows(xp, K, stride, dilation, out.shape[2:])  # (nb, C, *K, *O)
+        src = win[(Ellipsis, rs) + rest]  # (nb, C, *K, r, *O1)
+        cols = _scratch("cols", src.shape, x.dtype)
         np.copyto(cols, src)
         cols = cols.reshape(src.shape[0], groups, rows, -1)  # (nb, G, rows, r * prod(O1))
-        dst = out_g[ns][(Ellipsis, rs) + (slice(None),) * len(O1)]
+        dst = out_g[ns][(Ellipsis, rs) + rest]
         np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
+
+
+def _conv_merged(x, pads, weight, stride, dilation, groups, out) -> None:
+    """Small outputs: a chunk of samples side by side in one GEMM, then one transposing copy."""
+    N, C, *S = x.shape
+    Co, Cg, *K = weight.shape
+    O = out.shape[2:]
+    P, rows = math.prod(O), Cg * math.prod(K)
+    w = weight.reshape(groups, Co // groups, rows)  # (G, Cout/G, Cin/G * prod(K))
+    per_sample = C * math.prod(K) * P * x.dtype.itemsize
+    limit = max(CHUNK_BYTES, per_sample * -(-MERGE_PIXELS // P))  # >= MERGE_PIXELS GEMM columns
+    for ns, _ in _chunks(N, 1, per_sample, limit):
+        nb = ns.stop - ns.start
+        win = _windows(_padded_chunk(x, ns, pads), K, stride, dilation, O)  # (nb, C, *K, *O)
+        src = np.moveaxis(win, 0, 1 + len(K))  # (C, *K, nb, *O): samples beside their pixels
+        cols = _scratch("cols", src.shape, x.dtype)
+        np.copyto(cols, src)
+        res = _scratch("gemm", (groups, Co // groups, nb * P), x.dtype)
+        np.matmul(w, cols.reshape(groups, rows, nb * P), out=res)  # (G, Cout/G, nb * P)
+        np.copyto(_view(out[ns], (nb, Co, P)), res.reshape(Co, nb, P).transpose(1, 0, 2))
 
 
 def _conv_depthwise(xp, weight, stride, dilation, out) -> None:
@@ -346,18 +389,21 @@ def _adaptive_bounds(n: int, o: int):
 
 
 def _adaptive_axis(y, axis, o, kind):
-    """Adaptive max/avg along one axis (uniform windows by reshape, else vectorised gathers)."""
+    """Adaptive max/avg along one axis: uniform windows as a k-tap pooling, else gathers."""
     n = y.shape[axis]
-    if n % o == 0:  # uniform windows of n // o: split the axis into (o, n // o) and reduce
-        y = y.reshape(y.shape[:axis] + (o, n // o) + y.shape[axis + 1:])
-        return y.max(axis=axis + 1) if kind == "max" else y.mean(axis=axis + 1)
+    if n % o == 0:  # uniform windows: a pooling with kernel = stride = n // o
+        k = n // o
+        r = _reduce_axis(y, axis, k, k, 1, o, np.maximum if kind == "max" else np.add)
+        if kind != "max":
+            r /= y.dtype.type(k)
+        return r
     start, end = _adaptive_bounds(n, o)
     if kind == "max":  # clamped taps repeat a window's last element, harmless for max
         acc = np.take(y, start, axis=axis)
         for j in range(1, int((end - start).max())):
             np.maximum(acc, np.take(y, np.minimum(start + j, end - 1), axis=axis), out=acc)
         return acc
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-window counts broadcast along later axes
     cs = np.cumsum(y, axis=axis, dtype=np.float64)  # float64 prefix sums: no cancellation loss
     cs = np.concatenate([np.zeros_like(np.take(cs, [0], axis=axis)), cs], axis=axis)
     total = np.take(cs, end, axis=axis) - np.take(cs, start, axis=axis)
@@ -366,7 +412,12 @@ def _adaptive_axis(y, axis, o, kind):
 
 def adaptive_avg_pool(x, out_size):
     """Adaptive average pooling like ``F.adaptive_avg_pool{1,2,3}d``: ``(N, C, *S) -> (N, C, *out_size)``."""
+    N, C, *S = x.shape
     y = np.asarray(x, _float_dtype(x))
+    if all(o == 1 for o in out_size):  # global average: one matrix-vector product
+        P = math.prod(S)
+        mean = np.ascontiguousarray(y).reshape(N * C, P) @ np.full(P, 1.0 / P, y.dtype)
+        return mean.reshape(N, C, *out_size)  # (N * C,) -> (N, C, 1, ...)
     for axis, o in enumerate(out_size, start=2):
         y = _adaptive_axis(y, axis, o, "avg")
     return y

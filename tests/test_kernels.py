@@ -203,8 +203,15 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
 ]
 
 
+@pytest.fixture(params=["per-sample GEMMs", "merged-batch GEMM"])
+def conv_path(request, monkeypatch):
+    """Run a test once with samples never, and once always, sharing a GEMM (when N > 1)."""
+    monkeypatch.setattr(K, "MERGE_PIXELS", 0 if request.param == "per-sample GEMMs" else 10 ** 9)
+    return request.param
+
+
 @pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
-def test_conv_vs_naive(xs, ws, stride, pads, dil, groups):
+def test_conv_vs_naive(conv_path, xs, ws, stride, pads, dil, groups):
     x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
     assert_close(K.conv(x, w, b, stride, pads, dil, groups),
                  naive_conv(x, w, b, stride, pads, dil, groups))
@@ -218,11 +225,13 @@ def test_conv_padding_mode_pads_then_convolves(mode):
     assert_close(K.conv(x, w, None, (1, 1), pads, (1, 1), 1, padding_mode=mode), want)
 
 
-def test_conv_chunking_matches_unchunked(monkeypatch):
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_chunking_matches_unchunked(conv_path, monkeypatch, groups):
     """Batch chunks and output-row chunks (tiny chunk limit) give the same result."""
-    x, w, b = rand(3, 4, 9, 8), rand(5, 4, 3, 3, seed=1), rand(5, seed=2)
-    args = (w, b, (1, 2), ((1, 1), (2, 0)), (2, 1), 1)
+    x, w, b = rand(3, 4, 9, 8), rand(6, 4 // groups, 3, 3, seed=1), rand(6, seed=2)
+    args = (w, b, (1, 2), ((1, 1), (2, 0)), (2, 1), groups)
     whole = K.conv(x, *args)
+    assert_close(whole, naive_conv(x, *args))
     monkeypatch.setattr(K, "CHUNK_BYTES", 4 * 4 * 9 * 4 * 3)  # a few output rows of one sample
     assert_close(K.conv(x, *args), whole, rtol=1e-6)
     monkeypatch.setattr(K, "CHUNK_BYTES", 1)  # one row at a time
