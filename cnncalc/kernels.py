@@ -267,22 +267,42 @@ def _conv_merged(x, pads, weight, stride, dilation, groups, out) -> None:
 
 
 def _conv_depthwise(xp, weight, stride, dilation, out) -> None:
-    """Depthwise convolution (groups == C_in): a broadcast multiply-add per kernel tap."""
+    """Depthwise convolution (groups == C_in): a broadcast multiply-add per kernel tap.
+
+    With unit strides each channel plane is one flat line: outputs are computed at the padded
+    row pitch (a few extra columns, dropped at the end), so every multiply-add covers whole
+    planes rather than single rows.
+    """
     N, C, *Sp = xp.shape
     Co, _, *K = weight.shape
-    m = Co // C  # channel multiplier
-    O = out.shape[2:]
-    win = _windows(xp, K, stride, dilation, O)  # (N, C, *K, *O)
-    w = weight.reshape(C, m, -1, *(1,) * len(O))  # (C, mult, prod(K), 1...) for broadcasting
+    m, O, dtype = Co // C, out.shape[2:], out.dtype
     out_m = _view(out, (N, C, m, *O))  # output channel c * m + j
-    per_sample = C * m * math.prod(O) * out.dtype.itemsize
-    for ns, _ in _chunks(N, 1, per_sample, CHUNK_BYTES // 4):
-        acc, tmp = out_m[ns], _scratch("dw", out_m[ns].shape, out.dtype)
+    flat = all(s == 1 for s in stride)
+    if flat:
+        pitch = [math.prod(Sp[i + 1:]) for i in range(len(Sp))]  # element step of each axis
+        span = sum((o - 1) * p for o, p in zip(O, pitch)) + 1  # flat run covering every output
+        lines = np.ascontiguousarray(xp).reshape(N, C, 1, -1)  # (N, C, 1, prod(Sp))
+        offsets = [sum(k * d * p for k, d, p in zip(tap, dilation, pitch)) for tap in np.ndindex(*K)]
+        shape = (C, m, span)
+    else:
+        win = _windows(xp, K, stride, dilation, O)[:, :, None]  # (N, C, 1, *K, *O)
+        shape = (C, m, *O)
+    w = weight.reshape(C, m, -1, *(1,) * (len(shape) - 2))  # (C, mult, prod(K), 1...)
+    for ns, _ in _chunks(N, 1, math.prod(shape) * dtype.itemsize, CHUNK_BYTES // 4):
+        nb = ns.stop - ns.start
+        acc = _scratch("dw_acc", (nb, *shape), dtype) if flat else out_m[ns]
+        tmp = _scratch("dw_tmp", (nb, *shape), dtype)
         for t, tap in enumerate(np.ndindex(*K)):
-            xt = win[ns][(slice(None), slice(None)) + tap][:, :, None]  # (nb, C, 1, *O)
+            if flat:
+                xt = lines[ns, :, :, offsets[t]:offsets[t] + span]  # (nb, C, 1, span)
+            else:
+                xt = win[ns][(slice(None),) * 3 + tap]  # (nb, C, 1, *O)
             np.multiply(xt, w[:, :, t], out=acc if t == 0 else tmp)
             if t:
                 acc += tmp
+        if flat:  # pick the real outputs out of the flat lines
+            steps = acc.strides[:3] + tuple(p * dtype.itemsize for p in pitch)
+            out_m[ns] = as_strided(acc, (nb, C, m, *O), steps, writeable=False)
 
 
 def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, groups):
