@@ -12,6 +12,7 @@ from . import __version__
 from .analysis import DType
 from .errors import SpecError
 from .render import Format
+from .render.check import CheckFormat, SheetFormat
 from .render.forward import ForwardDType, ForwardFormat
 from .source import Limits
 
@@ -151,6 +152,135 @@ def list_builtins() -> None:
         rows.append([name, report.network.name, shape(report.network.input, "×"), count(t.params),
                      count(t.macs), human(t.macs)])
     typer.echo("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})))
+
+
+@app.command()
+def check(
+    specs: Annotated[List[str], typer.Argument(metavar="SPEC...", show_default=False,
+                                               help="Answer sheets: specs whose layers hold `expect:` answers.")],
+    format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the score line of each sheet.")] = False,
+    dtype: DTypeOpt = DType.float32,
+) -> None:
+    """Grade the `expect:` answers: ✓/✗, the right value and its working; exit 1 if any is wrong."""
+    from . import check as grading
+    from .render.check import show
+
+    graded = grading.grade_files(specs, dtype)
+    show(graded, format, quiet)
+    raise typer.Exit(grading.exit_status(graded))
+
+
+@app.command()
+def explain(
+    spec: SpecArg = None,
+    input: InputOpt = None,
+    dtype: DTypeOpt = DType.float32,
+    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="PATH", show_default=False,
+                                                 help="Only this entry (and the layers under it), e.g. 3 or "
+                                                      "5.body.0.")] = None,
+) -> None:
+    """Every number with its formula and the values substituted, layer by layer, then the totals."""
+    from .analysis import analyse
+    from .render.explain import explain_text
+    from .spec import load
+
+    sys.stdout.write(explain_text(analyse(load(spec, input), dtype), layer))
+
+
+AxesOpt = Annotated[str, typer.Option(help="One number for every axis, or one per axis (3x5).")]
+DimsOpt = Annotated[Optional[int], typer.Option("--dims", min=1, max=3, show_default=False,
+                                                help="Spatial axes of INPUT (default: 2, or 3 for four numbers).")]
+InputArg = Annotated[str, typer.Argument(metavar="INPUT", show_default=False,
+                                         help="Per-sample input C×H×W (3x32x32), or H×W for one channel (7x7).")]
+KernelOpt = Annotated[str, typer.Option("--kernel-size", "-k", show_default=False, help="K, or one per axis (3x5).")]
+
+
+@app.command()
+def conv(
+    input: InputArg,
+    out_channels: Annotated[int, typer.Option("--out-channels", "-c", min=1, show_default=False,
+                                              help="Number of filters, C_out.")],
+    kernel_size: KernelOpt,
+    stride: AxesOpt = "1",
+    padding: Annotated[str, typer.Option(help="P, one per axis (1x2), same or valid.")] = "0",
+    dilation: AxesOpt = "1",
+    groups: Annotated[int, typer.Option(min=1, help="Groups of input channels.")] = 1,
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Whether each filter has a bias.")] = True,
+    transposed: Annotated[bool, typer.Option(help="A transposed convolution (ConvTranspose).")] = False,
+    output_padding: Annotated[Optional[str], typer.Option(show_default=False, help="Transposed only.")] = None,
+    dims: DimsOpt = None,
+) -> None:
+    """One convolution with its working: cnncalc conv 3x32x32 --out-channels 10 --kernel-size 5 --padding 2"""
+    from .analysis import analyse
+    from .calculator import conv_network
+    from .render.explain import calculator_text
+
+    network, note = conv_network(input, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                                 transposed, output_padding, dims)
+    sys.stdout.write(calculator_text(analyse(network), note))
+
+
+@app.command()
+def pool(
+    input: InputArg,
+    kernel_size: KernelOpt,
+    stride: Annotated[Optional[str], typer.Option(show_default=False, help="Default: the kernel size.")] = None,
+    padding: AxesOpt = "0",
+    dilation: Annotated[Optional[str], typer.Option(show_default=False, help="Max pooling only.")] = None,
+    ceil_mode: Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up.")] = False,
+    avg: Annotated[bool, typer.Option("--avg", help="Average instead of max pooling.")] = False,
+    dims: DimsOpt = None,
+) -> None:
+    """One pooling layer with its working: cnncalc pool 20x28x28 --kernel-size 2"""
+    from .analysis import analyse
+    from .calculator import pool_network
+    from .render.explain import calculator_text
+
+    network, note = pool_network(input, kernel_size, stride, padding, dilation, ceil_mode, avg, dims)
+    sys.stdout.write(calculator_text(analyse(network), note))
+
+
+@app.command()
+def key(
+    spec: SpecArg = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", show_default=False,
+                                                  help="Write the key here instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let -o overwrite an existing file.")] = False,
+    dtype: DTypeOpt = DType.float32,
+) -> None:
+    """The spec with every `expect:` filled in: an answer key that `check` passes with 0 failures."""
+    from .key import make_key, write_key
+
+    text, kept = make_key(spec, dtype)
+    if not kept:
+        typer.echo("note: the layout could not be edited in place; the key is the spec re-written as plain "
+                   "YAML (comments not kept)", err=True)
+    write_key(text, output, force, spec)
+
+
+@app.command()
+def worksheet(
+    spec: SpecArg = None,
+    input: InputOpt = None,
+    format: Annotated[SheetFormat, typer.Option("--format", "-f", help="Output format.")] = SheetFormat.markdown,
+) -> None:
+    """The LeNet-5-style table with the answer cells left blank, for a problem sheet."""
+    from .analysis import analyse
+    from .render.check import worksheet_text
+    from .spec import load
+
+    sys.stdout.write(worksheet_text(analyse(load(spec, input)), format))
+
+
+@app.command()
+def schema() -> None:
+    """The JSON Schema (draft-07) of spec files, for editors: cnncalc schema > cnncalc.schema.json"""
+    import json
+
+    from .schema import spec_schema
+
+    sys.stdout.write(json.dumps(spec_schema(), indent=1, ensure_ascii=False) + "\n")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,0 +1,244 @@
+"""Answer keys: the spec written back with every `expect:` filled in, comments and layout kept.
+
+The spec's text is edited in place rather than re-dumped: for each entry written in the file (not
+the copies a `repeat` makes, nor the layers inside a block definition, whose answers differ per use)
+an `expect: {...}` line is inserted under the entry at its indentation, or an existing `expect:` is
+replaced; bare entries (`- relu`) become `- relu:` so they can hold one. Positions come from PyYAML's
+composed node tree (nothing is constructed). The result is checked: it must parse to the same network
+and `check` must pass with 0 failures; if the edit cannot be made cleanly (unusual layout), the spec
+is re-dumped as plain YAML first (comments lost, said on stderr by the caller) and edited again.
+"""
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+import yaml
+
+from . import check
+from .analysis import Report, Row, analyse
+from .layers.composite import Composite
+from .spec import COMPOSITES, Network, Node, parse
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class EditFailed(Exception):
+    """The text could not be edited cleanly (falls back to re-dumping)."""
+
+
+def row_answers(row: Row, dtype_bytes: int) -> dict:
+    """The answers of one row, as `expect:` values: shapes as 20x28x28, counts and bytes as integers."""
+    answers = {"output": _shape(row.output)}
+    if row.weight is not None:
+        answers["weight"] = _shape(row.weight)
+    if row.bias is not None:
+        answers["bias"] = _shape(row.bias)
+    answers.update(params=row.params, macs=row.macs, rf=_field(row.rf),
+                   memory=math.prod(row.output) * dtype_bytes)
+    return answers
+
+
+def total_answers(report: Report) -> dict:
+    t = report.totals
+    return {"output": _shape(report.output), "params": t.params, "macs": t.macs, "rf": _field(report.rf),
+            "memory": t.activation_bytes}
+
+
+def _shape(dims: tuple):
+    return dims[0] if len(dims) == 1 else "x".join(map(str, dims))
+
+
+def _field(rf):
+    if rf is None:
+        return "global"
+    sizes = [_exact_text(f.size) for f in rf]
+    return sizes[0] if len(set(sizes)) == 1 else sizes
+
+
+def _exact_text(x):
+    """A whole number as an int; a fraction as a decimal when that is exact (2.5), else `47/3`."""
+    x = Fraction(x)
+    if x.denominator == 1:
+        return x.numerator
+    d = x.denominator
+    while d % 2 == 0:
+        d //= 2
+    while d % 5 == 0:
+        d //= 5
+    return str(Decimal(x.numerator) / Decimal(x.denominator)) if d == 1 else f"{x.numerator}/{x.denominator}"
+
+
+def flow(answers: dict) -> str:
+    """{output: 20x28x28, params: 520, rf: [5, 3]} — one line of YAML."""
+    def value(v):
+        return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+    return "{" + ", ".join(f"{k}: {value(v)}" for k, v in answers.items()) + "}"
+
+
+def make_key(spec: str | None, dtype="float32") -> tuple[str, bool]:
+    """(the answer key of a spec file or built-in, whether its layout and comments were kept)."""
+    from .source import read_text
+    from .spec import resolve
+
+    source, text = resolve(spec)
+    text = text or read_text(source)
+    network = parse(text, source)
+    return answer_key(network, analyse(network, dtype), text)
+
+
+def write_key(text: str, output: str | None, force: bool, spec: str | None) -> None:
+    """To stdout, or to a new file (an existing one only with `force`; never the spec itself)."""
+    import sys
+    from pathlib import Path
+
+    from .errors import SpecError, Where
+
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    if spec and Path(spec).exists() and target.exists() and target.resolve() == Path(spec).resolve():
+        raise SpecError("refusing to write the key over the spec it was made from", where=Where(output),
+                        fix="choose another -o FILE; the spec itself is never modified")
+    if target.exists() and not force:
+        raise SpecError("the file already exists", where=Where(output), fix="add --force to overwrite it, or "
+                        "choose another -o FILE")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot write the key: {e.strerror or e}", where=Where(output)) from None
+
+
+def answer_key(network: Network, report: Report, text: str) -> tuple[str, bool]:
+    """(the key's text, whether the layout was kept). `text` is the spec's source."""
+    try:
+        key = _filled(text, network, report)
+        _verify(key, network, report)
+        return key, True
+    except (EditFailed, yaml.YAMLError):
+        pass
+    plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader)), Dumper=_PlainDumper, sort_keys=False,
+                      allow_unicode=True, default_flow_style=False)
+    key = _filled(plain, network, report)
+    _verify(key, network, report)
+    return key, False
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _plain(data):
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    return data
+
+
+def _verify(key: str, network: Network, report: Report) -> None:
+    """The key must describe the same network and grade with no failures."""
+    try:
+        again = parse(key, network.source)
+        graded = check.grade(analyse(again, report.dtype))
+    except Exception as e:  # any failure here means the edit went wrong, never the user's input
+        raise EditFailed(str(e)) from None
+    if graded.failed or [r.output for r in analyse(again, report.dtype).rows] != [r.output for r in report.rows]:
+        raise EditFailed("the edited spec does not grade cleanly")
+
+
+# --- editing the text ------------------------------------------------------------------------------
+
+def _filled(text: str, network: Network, report: Report) -> str:
+    root = yaml.compose(text, Loader=_Loader)
+    if not isinstance(root, yaml.MappingNode):
+        raise EditFailed("the spec is not a mapping")
+    rows = {r.path: r for r in report.rows}
+    edits: list[tuple[int, int, int, str]] = []   # (start, end, order, new text); see _expect_edits
+    pairs = list(_entries(network.root.branches[""], _value(root, "layers"), 0))
+    counts: dict[int, int] = {}
+    for _, item, _, _ in pairs:
+        counts[id(item)] = counts.get(id(item), 0) + 1
+    for node, item, parent, depth in pairs:
+        if counts[id(item)] == 1:       # an aliased entry stands for several layers: leave it alone
+            edits += _expect_edits(text, item, parent, flow(row_answers(rows[node.path], report.dtype.bytes)), depth)
+    edits += _expect_edits(text, root, None, flow(total_answers(report)), -1)
+    for start, end, _, new in sorted(edits, key=lambda e: (-e[0], e[2])):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def _value(mapping: yaml.MappingNode, key: str):
+    for k, v in mapping.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return v
+    return None
+
+
+def _entries(nodes: list[Node], seq, depth: int):
+    """(Node, its YAML item, the sequence holding it, depth) for every entry written in the file."""
+    if not isinstance(seq, yaml.SequenceNode) or len(seq.value) != len(nodes):
+        raise EditFailed("the layer list does not match the network")
+    for node, item in zip(nodes, seq.value):
+        yield node, item, seq, depth
+        if isinstance(node.layer, Composite) and node.kind in COMPOSITES and isinstance(item, yaml.MappingNode):
+            args = _value(item, next(k.value for k, _ in item.value if k.value not in ("name", "repeat", "expect")))
+            if node.kind == "sequential":
+                if node.branches[""]:
+                    yield from _entries(node.branches[""], args, depth + 1)
+                continue
+            for branch, children in node.branches.items():
+                if children:
+                    yield from _entries(children, _value(args, branch), depth + 1)
+
+
+def _expect_edits(text: str, item, parent, answers: str, depth: int) -> list[tuple[int, int, int, str]]:
+    """The edits that give one entry (or the top level) `expect: answers`: (start, end, order, text).
+
+    Edits are applied from the end of the text backwards; at one position the lower order is applied
+    first and so ends up later in the text: an entry's line comes after its children's (order 2·depth)."""
+    if isinstance(item, yaml.ScalarNode):
+        end = item.end_mark.index
+        if parent is not None and parent.flow_style:
+            return [(item.start_mark.index, end, 2 * depth, f"{{{text[item.start_mark.index:end]}: null, "
+                                                         f"expect: {answers}}}")]
+        # at the same position the ":" must end up before the new line, so it is applied after it
+        return [(end, end, 2 * depth + 1, ":")] + _new_line(text, end, item.start_mark.column, answers, depth)
+    if not isinstance(item, yaml.MappingNode):
+        raise EditFailed("an entry is neither a name nor a mapping")
+    existing = next(((k, v) for k, v in item.value if isinstance(k, yaml.ScalarNode) and k.value == "expect"), None)
+    if existing:
+        key, value = existing
+        return [(key.end_mark.index, _content_end(value), 2 * depth, f": {answers}")]
+    if item.flow_style:
+        start, close = item.start_mark.index, item.end_mark.index - 1
+        if text[start] != "{":      # a one-pair mapping inside a list, `[conv2d: {...}, relu]`
+            return [(start, start, 2 * depth, "{"), (close + 1, close + 1, 2 * depth, f", expect: {answers}}}")]
+        if text[close] != "}":
+            raise EditFailed("cannot find the end of a flow mapping")
+        return [(close, close, 2 * depth, f", expect: {answers}")]
+    return _new_line(text, _content_end(item), item.start_mark.column, answers, depth)
+
+
+def _new_line(text: str, after: int, column: int, answers: str, depth: int) -> list[tuple[int, int, int, str]]:
+    """Insert `expect: …` on a line of its own after the line holding position `after`."""
+    at = text.find("\n", after)
+    if at == -1:
+        at, newline = len(text), "\n"
+    else:
+        newline = "\r\n" if at and text[at - 1] == "\r" else "\n"
+        at -= len(newline) - 1
+    return [(at, at, 2 * depth, f"{newline}{' ' * column}expect: {answers}")]
+
+
+def _content_end(node) -> int:
+    """Where a node's own text ends (a block collection's end mark lies at the next token instead)."""
+    if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
+        return node.end_mark.index
+    if isinstance(node, yaml.MappingNode):
+        key, value = node.value[-1]
+        return max(key.end_mark.index, _content_end(value))
+    return _content_end(node.value[-1])
