@@ -158,16 +158,21 @@ def field_through_window(f: Field, k: int, s: int, p: int, d: int = 1) -> Field:
 
 
 def field_through_transposed(f: Field, k: int, s: int, p: int, d: int = 1) -> Field:
-    """Transposed conv, the inverse of a window: an output unit sees at most ⌈span/s⌉ neighbouring
-    inputs; jump shrinks by s; the centre is where the forward window's centre maps back to.
+    """Transposed conv, the inverse of a window: output o receives input i when o = i·s - p + j·d
+    for a tap j < k. The taps that land on o are every s/g-th (g = gcd(d, s)), i.e. at most
+    ⌈k·g/s⌉ of them, d/g inputs apart: the widest unit's field (others see fewer; exact for every
+    unit when s divides k·g). Jump shrinks by s; the centre is where the forward window's centre maps.
 
     >>> field_through_transposed(PIXEL, k=4, s=2, p=1)
     Field(size=2, jump=Fraction(1, 2), start=Fraction(-1, 4))
+    >>> field_through_transposed(PIXEL, k=4, s=2, p=0, d=3).size   # taps 0 and 2 (or 1 and 3): i, i - 3
+    4
     """
     span = effective_kernel(k, d)
-    taps = -(-span // s)
+    g = math.gcd(d, s)
+    reach = (-(-k * g // s) - 1) * (d // g)
     jump = exact(Fraction(f.jump) / s)
-    return Field(f.size + (taps - 1) * f.jump, jump, exact(f.start + (p - half(span - 1)) * jump))
+    return Field(f.size + reach * f.jump, jump, exact(f.start + (p - half(span - 1)) * jump))
 
 
 def field_union(fields: list[Field]) -> Field:

@@ -35,6 +35,11 @@ class BatchNorm(Layer):
     def buffers(self, shape: Shape) -> dict:
         return {"running_mean": (shape[0],), "running_var": (shape[0],)} if self.track_running_stats else {}
 
+    def field(self, shape, fields):
+        # Without running statistics PyTorch normalises with the batch's mean and variance even at
+        # inference, so every output depends on every position: the field is global.
+        return fields if self.track_running_stats else None
+
     def label(self, shape: Shape) -> str:
         return "BatchNorm"
 
@@ -63,6 +68,11 @@ class GroupNorm(Layer):
 
     def tensors(self, shape: Shape) -> dict:
         return {"weight": (shape[0],), "bias": (shape[0],)} if self.affine else {}
+
+    def field(self, shape, fields):
+        # Each group's mean and variance run over all its positions: every output depends on the
+        # whole input (global), as with LayerNorm.
+        return None
 
     def label(self, shape: Shape) -> str:
         return f"GroupNorm (G={self.num_groups})"

@@ -94,7 +94,8 @@ class _AdaptivePool(Layer):
 
     Receptive field rule: when out divides n this is an ordinary pool (kernel = stride = n/out).
     Otherwise windows vary by one: we report the largest window's size, the exact mean spacing
-    n/out as the jump, and the first window's centre as the start; output size 1 is global.
+    n/out as the jump, and as the start the centre (n/out - 1)/2 of the ideal window [0, n/out),
+    so every unit's true centre is less than half an input pixel away; output size 1 is global.
     """
 
     signature = dict(output_size=REQUIRED)
@@ -124,9 +125,8 @@ def _adaptive_field(f: arith.Field, n: int, out: int) -> arith.Field:
     if n % out == 0:
         return arith.field_through_window(f, n // out, n // out, 0)
     widest = arith.adaptive_widest(n, out)
-    first = arith.adaptive_window(0, n, out)
     return arith.Field(f.size + (widest - 1) * f.jump, arith.exact(f.jump * Fraction(n, out)),
-                       arith.exact(f.start + arith.half(first[1] - 1) * f.jump))
+                       arith.exact(f.start + (Fraction(n, out) - 1) / 2 * f.jump))
 
 
 @register("adaptiveavgpool", ranks=(1, 2, 3))

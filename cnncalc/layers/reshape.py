@@ -117,8 +117,11 @@ class ZeroPad(Layer):
 class Upsample(Layer):
     """Resize to `size` or by `scale_factor` (output ⌊n·scale⌋), nearest or (bi/tri)linear.
 
-    Receptive field rule: nearest copies one input pixel (size kept, start kept); linear modes
-    blend two neighbours per axis (size + 1 jump; bicubic + 3); the jump shrinks by in/out.
+    Receptive field rule: output o reads the input around o·r, r = (n-1)/(out-1) with align_corners,
+    1/scale_factor when that is given (and not recomputed), else n/out — PyTorch's own step — so the
+    jump is r times the input's. nearest copies pixel ⌊o·r⌋ (size kept, start kept); nearest-exact,
+    linear and bicubic sample at (o + ½)·r - ½ (start moves by (r - 1)/2; align_corners: kept);
+    linear blends two neighbours per axis (size + 1 jump), bicubic four (+ 3).
     """
 
     signature = dict(size=None, scale_factor=None, mode="nearest", align_corners=None,
@@ -173,13 +176,22 @@ class Upsample(Layer):
     def field(self, shape, fields):
         taps = {"nearest": 1, "nearest-exact": 1, "bicubic": 4}.get(self.mode, 2)
         out = self.out_shape(shape)[1:]
+        scales = self._per_axis(shape, "scale_factor") if self.size is None else (None,) * len(out)
+        half_pixel = self.mode != "nearest" and not self.align_corners
         result = []
-        for f, n, o in zip(fields, shape[1:], out):
-            jump = arith.exact(Fraction(f.jump) * Fraction(n, o))
-            start = f.start if taps == 1 or self.align_corners else \
-                arith.exact(f.start + (Fraction(n, 2 * o) - Fraction(1, 2)) * f.jump)
-            result.append(arith.Field(f.size + (taps - 1) * f.jump, jump, start))
+        for f, n, o, scale in zip(fields, shape[1:], out, scales):
+            step = self._source_step(n, o, scale)
+            start = f.start + (step - 1) / 2 * f.jump if half_pixel else f.start
+            result.append(arith.Field(f.size + (taps - 1) * f.jump, arith.exact(f.jump * step), arith.exact(start)))
         return tuple(result)
+
+    def _source_step(self, n: int, o: int, scale) -> Fraction:
+        """How far apart in the input PyTorch samples neighbouring outputs."""
+        if self.align_corners and o > 1:
+            return Fraction(n - 1, o - 1)
+        if scale is not None and not self.recompute_scale_factor:
+            return 1 / Fraction(str(scale))      # str: 1.3 means 13/10, not the nearest double
+        return Fraction(n, o)
 
     def label(self, shape: Shape) -> str:
         what = f"size={self.size}" if self.size is not None else f"×{self.scale_factor}"

@@ -1,0 +1,364 @@
+"""Receptive fields measured by back-propagation in PyTorch, against cnncalc's size/jump/start.
+
+The torch model (tests/torch_model.read, float64) gets positive weights and a positive input, so no
+gradient cancels; max pooling, which sends gradient to one element only, is swapped for a window sum
+with exactly its geometry (kernel, stride, padding, dilation, ceil_mode), and adaptive max pooling for
+adaptive average pooling. The gradient of one output unit then is non-zero exactly on the input
+pixels it depends on: its span is the field's size, the span's middle is the centre, and the
+centres of neighbouring units are `jump` apart.
+"""
+import itertools
+import math
+from fractions import Fraction
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import cnncalc  # noqa: E402
+import torch_model as tm  # noqa: E402
+
+
+# --- the measurement -----------------------------------------------------------------------------------
+
+class WindowSum(nn.Module):
+    """Max pooling's windows, every element summed, so the gradient reaches all of them."""
+
+    def __init__(self, pool: nn.Module):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x):
+        rank = x.dim() - 2
+        kernel, stride, padding, dilation = (_axes(getattr(self.pool, name), rank)
+                                             for name in ("kernel_size", "stride", "padding", "dilation"))
+        sizes = self.pool(x.detach()).shape[2:]        # torch's own output size (ceil_mode included)
+        for axis, (k, s, p, d, out) in enumerate(zip(kernel, stride, padding, dilation, sizes)):
+            dim, span = 2 + axis, d * (k - 1) + 1
+            right = max((out - 1) * s + span - x.shape[dim] - p, 0)
+            x = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [p, right])
+            x = x.unfold(dim, span, s)[..., ::d].sum(-1).narrow(dim, 0, out)
+        return x
+
+
+def _axes(value, rank):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+
+
+def gradient_model(text: str) -> nn.Module:
+    """The spec's torch model in float64 with positive weights and max pooling made differentiable
+    everywhere in its window."""
+    model = tm.read(text)[0].double()
+    for name, module in list(model.named_modules()):
+        replacement = None
+        if isinstance(module, nn.modules.pooling._MaxPoolNd):
+            replacement = WindowSum(module)
+        elif isinstance(module, nn.modules.pooling._AdaptiveMaxPoolNd):
+            replacement = getattr(nn, type(module).__name__.replace("Max", "Avg"))(module.output_size)
+        if replacement is not None:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, replacement)
+    with torch.no_grad():
+        for p in model.parameters():
+            # weights ~ 1/fan-in keep every value near 1: no ReLU6/Hardsigmoid saturates
+            p.uniform_(0.5, 1.0).div_(p[0].numel() if p.dim() > 1 else 1)
+    return model
+
+
+def measure(model: nn.Module, shape: tuple, unit: tuple) -> list[tuple[int, int]] | None:
+    """Per spatial axis, the first and last input index whose gradient is non-zero for output `unit`
+    (the sum over its channels); None when no input reaches the unit (a transposed conv's gaps)."""
+    torch.manual_seed(0)
+    x = (torch.rand(1, *shape, dtype=torch.float64) + 0.5).requires_grad_()
+    with torch.enable_grad():      # another test module may have switched gradients off globally
+        model(x)[(0, slice(None), *unit)].sum().backward()
+    grad = x.grad[0].abs().sum(0)
+    if not grad.any():
+        return None
+    spans = []
+    for axis in range(grad.dim()):
+        others = [a for a in range(grad.dim()) if a != axis]
+        hit = (grad.sum(others) if others else grad).nonzero().flatten()
+        spans.append((hit.min().item(), hit.max().item()))
+    return spans
+
+
+def centre(lo_hi) -> Fraction:
+    return Fraction(lo_hi[0] + lo_hi[1], 2)
+
+
+def reported_interval(field, i):
+    """[first, last] input pixel of unit i's field as cnncalc reports it."""
+    mid = field.start + i * Fraction(field.jump)
+    half = Fraction(field.size - 1, 2)
+    return mid - half, mid + half
+
+
+def interior_units(report, margin=0):
+    """Output units (spatial indices) whose reported field lies inside the input on every axis,
+    `margin` pixels away from the borders."""
+    per_axis = []
+    for field, n_in, n_out in zip(report.rf, report.network.input[1:], report.output[1:]):
+        per_axis.append([i for i in range(n_out)
+                         if reported_interval(field, i)[0] >= margin and reported_interval(field, i)[1] <= n_in - 1 - margin])
+    return per_axis
+
+
+def pick(indices, count=3):
+    """A few indices spread over the list, always with a neighbour pair at the front."""
+    if len(indices) <= count:
+        return indices
+    return sorted({indices[0], indices[1], indices[len(indices) // 2], indices[-1]})
+
+
+# --- checks -------------------------------------------------------------------------------------------
+
+def assert_exact(text: str) -> cnncalc.Report:
+    """Size, centre and jump of interior units equal the measured span, its middle and the spacing
+    between neighbours' middles."""
+    report = cnncalc.analyse(cnncalc.parse(text))
+    model, shape = gradient_model(text), report.network.input
+    axes = interior_units(report)
+    assert all(len(a) >= 2 for a in axes), f"no two neighbouring interior units: {axes}"
+    for unit in itertools.product(*(pick(a) for a in axes)):
+        spans = measure(model, shape, unit)
+        for axis, (field, span, i) in enumerate(zip(report.rf, spans, unit)):
+            assert span[1] - span[0] + 1 == field.size, f"unit {unit} axis {axis}: measured span {span}, rf {field}"
+            assert centre(span) == field.start + i * Fraction(field.jump), f"unit {unit} axis {axis}: {span}, {field}"
+    first = tuple(a[0] for a in axes)
+    for axis in range(len(axes)):
+        neighbour = tuple(i + (a == axis) for a, i in enumerate(first))
+        step = centre(measure(model, shape, neighbour)[axis]) - centre(measure(model, shape, first)[axis])
+        assert step == report.rf[axis].jump, f"axis {axis}: neighbours' centres {step} apart, jump {report.rf[axis].jump}"
+    return report
+
+
+def assert_within(text: str, tolerance=1, exact_max=True, margin=1) -> cnncalc.Report:
+    """For rules that cannot be exact (the field varies from unit to unit): every interior unit's
+    measured span fits in the reported size and its centre is within `tolerance` input pixels of the
+    reported one. With `exact_max` the widest measured span must equal the reported size."""
+    report = cnncalc.analyse(cnncalc.parse(text))
+    model, shape = gradient_model(text), report.network.input
+    widest = [0] * len(report.rf)
+    for unit in itertools.product(*interior_units(report, margin)):
+        spans = measure(model, shape, unit)
+        for axis, (field, span, i) in enumerate(zip(report.rf, spans or (), unit)):
+            widest[axis] = max(widest[axis], span[1] - span[0] + 1)
+            assert span[1] - span[0] + 1 <= field.size, f"unit {unit} axis {axis}: measured {span}, rf {field}"
+            off = abs(centre(span) - (field.start + i * Fraction(field.jump)))
+            assert off <= tolerance, f"unit {unit} axis {axis}: centre {centre(span)} is {off} from rf {field}"
+    assert all(widest), "no interior unit was measured"
+    if exact_max:
+        assert widest == [f.size for f in report.rf]
+    return report
+
+
+def spec(input_shape: str, *layers: str) -> str:
+    body = "\n".join(f"  - {layer}" for layer in layers)
+    return f"input: {input_shape}\nlayers:\n{body}\n"
+
+
+# --- the seed's rule and plain sliding windows -----------------------------------------------------------
+
+@pytest.mark.parametrize("layers, size", [(1, 3), (2, 5), (3, 7), (4, 9), (5, 11)])
+def test_stacked_3x3_convs_give_1_plus_2L(layers, size):
+    text = spec("1x24x24", *["conv2d: {out_channels: 2, kernel_size: 3}"] * layers)
+    report = assert_exact(text)
+    assert report.rf[0].size == report.rf[1].size == size and report.rf[0].jump == 1
+
+
+EXACT = {
+    "strided, dilated and padded convs": spec(
+        "2x40x37", "conv2d: {out_channels: 3, kernel_size: 3, stride: 2, padding: 1}",
+        "conv2d: {out_channels: 3, kernel_size: [3, 2], dilation: [2, 3], padding: [2, 1]}",
+        "conv2d: {out_channels: 2, kernel_size: 5, stride: [1, 2], padding: 2}"),
+    "conv with an even kernel and 'same' padding": spec(
+        "1x20x20", "conv2d: {out_channels: 2, kernel_size: 4, padding: same}",
+        "conv2d: {out_channels: 2, kernel_size: 2, stride: 2}"),
+    "max and avg pools": spec(
+        "2x41x41", "conv2d: {out_channels: 2, kernel_size: 3, padding: 1}",
+        "maxpool2d: {kernel_size: 3, stride: 2, padding: 1}", "relu",
+        "avgpool2d: {kernel_size: 2, stride: 2}",
+        "maxpool2d: {kernel_size: 2, stride: 1, dilation: 2, ceil_mode: true}"),
+    "pools with ceil_mode and count_include_pad": spec(
+        "1x30x31", "avgpool2d: {kernel_size: 3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: false}",
+        "maxpool2d: {kernel_size: [2, 3], stride: [2, 3], ceil_mode: true}"),
+    "zero padding and cropping": spec(
+        "1x20x20", "zeropad2d: {padding: [2, 0, 1, 3]}", "conv2d: {out_channels: 1, kernel_size: 3}",
+        "zeropad2d: {padding: [-1, 0, 0, -2]}", "conv2d: {out_channels: 1, kernel_size: 3, stride: 2}"),
+    "elementwise layers keep the field": spec(
+        "2x24x24", "conv2d: {out_channels: 4, kernel_size: 3}", "batchnorm2d", "relu6", "silu", "dropout2d",
+        "conv2d: {out_channels: 2, kernel_size: 3, stride: 2}", "gelu", "sigmoid", "identity",
+        "softmax: {dim: 1}", "conv2d: {out_channels: 2, kernel_size: 3}"),
+    "adaptive pool that divides evenly": spec("1x24x24", "adaptiveavgpool2d: {output_size: [6, 8]}",
+                                              "conv2d: {out_channels: 1, kernel_size: 2}"),
+    "1-D": spec("2x64", "conv1d: {out_channels: 3, kernel_size: 5, stride: 2, padding: 2, dilation: 1}",
+                "maxpool1d: {kernel_size: 3, stride: 2, dilation: 2, padding: 1}",
+                "conv1d: {out_channels: 2, kernel_size: 3, dilation: 3}"),
+    "3-D": spec("1x24x20x22", "conv3d: {out_channels: 2, kernel_size: [1, 3, 3], padding: [0, 1, 1]}",
+                "maxpool3d: {kernel_size: 2, stride: 2}",
+                "conv3d: {out_channels: 2, kernel_size: 3, dilation: [1, 2, 1], padding: [1, 0, 2]}",
+                "avgpool3d: {kernel_size: [1, 2, 2], stride: [1, 1, 2]}"),
+    "residual with identity shortcut": spec(
+        "2x20x20", "conv2d: {out_channels: 2, kernel_size: 3}",
+        "residual: {body: [{conv2d: {out_channels: 2, kernel_size: 5, padding: 2}}, relu]}"),
+    "residual with a strided projection": spec(
+        "2x30x30", "residual: {body: [{conv2d: {out_channels: 3, kernel_size: 3, stride: 2, padding: 1}}, relu, "
+                   "{conv2d: {out_channels: 3, kernel_size: 3, padding: 1}}], "
+                   "shortcut: [{conv2d: {out_channels: 3, kernel_size: 1, stride: 2}}]}"),
+    "residual whose branches are off-centre": spec(
+        # body sees [i-2, i] (pad left 2, valid 3-wide conv), shortcut [i, i]: the union is [i-2, i]
+        "1x20", "residual: {body: [{conv1d: {out_channels: 1, kernel_size: 3, padding: 0}}, "
+                "{conv1d: {out_channels: 1, kernel_size: 1, padding: 1}}]}"),
+    "concat of unequal fields": spec(
+        "2x30x30", "concat: {a: [{conv2d: {out_channels: 1, kernel_size: 3, padding: 1}}], "
+                   "b: [{conv2d: {out_channels: 2, kernel_size: 7, padding: 3}}], c: [], "
+                   "d: [{maxpool2d: {kernel_size: 5, stride: 1, padding: 2}}]}",
+        "conv2d: {out_channels: 1, kernel_size: 3, stride: 2}"),
+    "concat of off-centre branches": spec(
+        "1x24", "concat: {left: [{zeropad1d: {padding: [4, 0]}}, {conv1d: {out_channels: 1, kernel_size: 5}}], "
+                "right: [{zeropad1d: {padding: [0, 2]}}, {conv1d: {out_channels: 1, kernel_size: 3}}]}"),
+    "nested composites 1-D": spec(
+        "1x60", "conv1d: {out_channels: 2, kernel_size: 3, stride: 2}",
+        "residual: {body: [{concat: {a: [{conv1d: {out_channels: 1, kernel_size: 5, padding: 2}}], "
+        "b: [{avgpool1d: {kernel_size: 3, stride: 1, padding: 1}}, {conv1d: {out_channels: 1, kernel_size: 1}}]}}]}",
+        "maxpool1d: {kernel_size: 2}"),
+}
+
+
+@pytest.mark.parametrize("text", [pytest.param(t, id=name) for name, t in EXACT.items()])
+def test_field_equals_the_measured_one(text):
+    assert_exact(text)
+
+
+def test_worked_numbers():
+    """conv 3/s2/p1 → field 3, jump 2, start 0; pool 3/s2/p1 → 3 + 2·2 = 7, jump 4, start 0;
+    avgpool 2/s2 → 7 + 1·4 = 11, jump 8, start 0 + ½·4 = 2."""
+    report = cnncalc.analyse(cnncalc.parse(spec(
+        "1x64", "conv1d: {out_channels: 1, kernel_size: 3, stride: 2, padding: 1}",
+        "maxpool1d: {kernel_size: 3, stride: 2, padding: 1}", "avgpool1d: {kernel_size: 2, stride: 2}")))
+    assert [tuple(r.rf[0]) for r in report.rows] == [(3, 2, 0), (7, 4, 0), (11, 8, 2)]
+
+
+# --- global fields --------------------------------------------------------------------------------------
+
+GLOBAL = {
+    "flatten + linear": spec("1x9x9", "conv2d: {out_channels: 2, kernel_size: 3}", "flatten", "linear: {out_features: 3}"),
+    "global average pool": spec("1x9x9", "conv2d: {out_channels: 2, kernel_size: 3}",
+                                "adaptiveavgpool2d: {output_size: 1}"),
+    "layernorm": spec("1x9x9", "conv2d: {out_channels: 2, kernel_size: 3}", "layernorm"),
+    "groupnorm": spec("2x9x9", "conv2d: {out_channels: 4, kernel_size: 3}", "groupnorm: {num_groups: 2}"),
+    "batchnorm on batch statistics": spec("2x9x9", "conv2d: {out_channels: 4, kernel_size: 3}",
+                                          "batchnorm2d: {track_running_stats: false}"),
+}
+
+
+@pytest.mark.parametrize("text", [pytest.param(t, id=name) for name, t in GLOBAL.items()])
+def test_global_field_reaches_every_input_pixel(text):
+    report = cnncalc.analyse(cnncalc.parse(text))
+    assert report.rf is None
+    model, shape = gradient_model(text), report.network.input
+    out = model(torch.zeros(2, *shape, dtype=torch.float64))
+    unit = (0,) * (out.dim() - 2)
+    assert measure(model, shape, unit) == [(0, n - 1) for n in shape[1:]]
+
+
+def test_softmax_over_a_spatial_axis_is_reported_global():
+    """Global along the softmax's axis only; cnncalc has no per-axis 'global' and says global (null)."""
+    text = spec("1x9x9", "conv2d: {out_channels: 1, kernel_size: 3}", "softmax: {dim: 3}")
+    assert cnncalc.analyse(cnncalc.parse(text)).rf is None
+    assert measure(gradient_model(text), (1, 9, 9), (3, 3)) == [(3, 5), (0, 8)]
+
+
+# --- rules that bound a field varying from unit to unit ---------------------------------------------------
+
+@pytest.mark.parametrize("k, s, p, d", [(4, 2, 1, 1), (3, 2, 1, 1), (5, 3, 2, 1), (2, 2, 0, 1), (4, 3, 1, 1),
+                                        (3, 1, 1, 2), (3, 2, 0, 2), (2, 2, 0, 3), (4, 2, 0, 3), (3, 3, 1, 2),
+                                        (5, 2, 2, 5), (3, 4, 0, 6), (2, 2, 0, 5)])
+def test_transposed_conv_field_is_the_widest_unit(k, s, p, d):
+    """Output o of a transposed conv sees the inputs i with i·s - p + j·d = o for some tap j < k; how
+    many, and which, depends on o. The reported size is the widest unit's, exactly. The centre is the
+    full window's: less than ½ off for d = 1; with dilation the taps that land on o are every
+    (s/g)-th, and their middle can be off by up to d·(s/g - 1)/(2s), g = gcd(d, s)."""
+    text = spec("1x24", f"convtranspose1d: {{out_channels: 1, kernel_size: {k}, stride: {s}, padding: {p}, "
+                        f"dilation: {d}}}")
+    g = math.gcd(d, s)
+    assert_within(text, tolerance=max(Fraction(1, 2), Fraction(d * (s // g - 1), 2 * s)))
+
+
+def test_transposed_conv_worked_numbers():
+    """k=4, s=2, d=3: taps 0 and 2 (or 1 and 3) land on the same output, inputs 3 apart → size 4,
+    not ⌈(3·3 + 1)/2⌉ = 5; jump ½; start (0 - 9/2)/2 = -9/4."""
+    report = cnncalc.analyse(cnncalc.parse(spec("1x20", "convtranspose1d: {out_channels: 1, kernel_size: 4, "
+                                                        "stride: 2, dilation: 3}")))
+    assert tuple(report.rf[0]) == (4, Fraction(1, 2), Fraction(-9, 4))
+
+
+def test_transposed_conv_after_convs():
+    text = spec("1x40", "conv1d: {out_channels: 1, kernel_size: 3, stride: 2, padding: 1}",
+                "conv1d: {out_channels: 1, kernel_size: 3, padding: 1}",
+                "convtranspose1d: {out_channels: 1, kernel_size: 4, stride: 2, padding: 1}",
+                "conv1d: {out_channels: 1, kernel_size: 3, padding: 1}")
+    assert_within(text, tolerance=1)
+
+
+@pytest.mark.parametrize("n, out", [(10, 4), (7, 3), (11, 4), (13, 5), (9, 2), (3, 5), (5, 8), (17, 6)])
+def test_adaptive_pool_uneven_windows(n, out):
+    """Windows [⌊i·n/out⌋, ⌈(i+1)·n/out⌉) vary by one pixel: the widest is reported, jump n/out, and
+    centres are those of the ideal windows [i·n/out, (i+1)·n/out), less than ½ from the true ones."""
+    # every window lies inside the input, so no unit's measurement is clipped: margin -1 takes them all
+    assert_within(spec(f"1x{n}", f"adaptiveavgpool1d: {{output_size: {out}}}"), Fraction(1, 2), margin=-1)
+    assert_within(spec(f"1x{n}x{n + 1}", f"adaptivemaxpool2d: {{output_size: [{out}, {out + 1}]}}"),
+                  Fraction(1, 2), margin=-1)
+
+
+def test_adaptive_pool_worked_numbers():
+    """10 → 4: windows [0,3) [2,5) [5,8) [7,10): widest 3, jump 5/2, start (5/2 - 1)/2 = 3/4."""
+    report = cnncalc.analyse(cnncalc.parse(spec("1x10", "adaptiveavgpool1d: {output_size: 4}")))
+    assert tuple(report.rf[0]) == (3, Fraction(5, 2), Fraction(3, 4))
+
+
+# the tolerance: nearest reads pixel ⌊o·r⌋, up to one input pixel before o·r; the half-pixel modes
+# sample at (o + ½)·r - ½ and their taps' middle is less than ½ from it
+UPSAMPLES = {
+    "nearest ×2": (spec("1x10", "upsample: {scale_factor: 2}"), 1),
+    "nearest ×1.5": (spec("1x7", "upsample: {scale_factor: 1.5}"), 1),
+    "nearest to a size": (spec("1x7", "upsample: {size: 17}"), 1),
+    "nearest ×0.3 (step 1/0.3, not n/out)": (spec("1x19", "upsample: {scale_factor: 0.3}"), 1),
+    "nearest ×0.3 recomputed (step n/out)": (spec("1x19", "upsample: {scale_factor: 0.3, "
+                                                          "recompute_scale_factor: true}"), 1),
+    "nearest-exact ×0.25": (spec("1x40", "upsample: {scale_factor: 0.25, mode: nearest-exact}"), Fraction(1, 2)),
+    "nearest-exact ×3": (spec("1x10", "upsample: {scale_factor: 3, mode: nearest-exact}"), Fraction(1, 2)),
+    "nearest-exact ×1.3": (spec("1x7", "upsample: {scale_factor: 1.3, mode: nearest-exact}"), Fraction(1, 2)),
+    "linear ×2": (spec("1x10", "upsample: {scale_factor: 2, mode: linear}"), Fraction(1, 2)),
+    "linear ×1.3": (spec("1x7", "upsample: {scale_factor: 1.3, mode: linear}"), Fraction(1, 2)),
+    "linear ×0.3": (spec("1x19", "upsample: {scale_factor: 0.3, mode: linear}"), Fraction(1, 2)),
+    "linear align_corners up": (spec("1x6", "upsample: {size: 16, mode: linear, align_corners: true}"),
+                                Fraction(1, 2)),
+    "linear align_corners down": (spec("1x20", "upsample: {size: 6, mode: linear, align_corners: true}"),
+                                  Fraction(1, 2)),
+    "linear align_corners with scale_factor": (spec("1x7", "upsample: {scale_factor: 2.5, mode: linear, "
+                                                           "align_corners: true}"), Fraction(1, 2)),
+    "bilinear": (spec("1x8x9", "upsample: {scale_factor: [2, 3], mode: bilinear}"), Fraction(1, 2)),
+    "bicubic": (spec("1x8x8", "upsample: {size: [20, 13], mode: bicubic}"), Fraction(1, 2)),
+    "trilinear": (spec("1x6x7x8", "upsample: {scale_factor: 2, mode: trilinear}"), Fraction(1, 2)),
+    "conv, upsample, conv": (spec("1x30", "conv1d: {out_channels: 1, kernel_size: 3, stride: 2}",
+                                  "upsample: {scale_factor: 2, mode: linear}",
+                                  "conv1d: {out_channels: 1, kernel_size: 3}"), 1),   # input jump 2: ½ of it
+}
+
+
+@pytest.mark.parametrize("text, tolerance", [pytest.param(*case, id=name) for name, case in UPSAMPLES.items()])
+def test_upsample_field_bounds_the_measured_one(text, tolerance):
+    # only linear modes can weigh a tap 0 (a sample exactly on a pixel), so only they may measure narrower
+    assert_within(text, tolerance, exact_max="near" in text or "mode" not in text or "bicubic" in text)
+
+
+def test_upsample_worked_numbers():
+    """19 → ⌊19·0.3⌋ = 5 outputs, but PyTorch steps 1/0.3 = 10/3 input pixels per output, not 19/5;
+    linear: start (10/3 - 1)/2 = 7/6, size 2."""
+    report = cnncalc.analyse(cnncalc.parse(spec("1x19", "upsample: {scale_factor: 0.3, mode: linear}")))
+    assert tuple(report.rf[0]) == (2, Fraction(10, 3), Fraction(7, 6))
