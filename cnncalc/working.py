@@ -199,17 +199,18 @@ def _generic_rf(step: Step) -> str:
     same = all(a.size == b.size for a, b in zip(f_in, f_out))
     parts = [f"rf = unchanged = {_sizes(f_out)}" if same else f"rf {_sizes(f_in)} → {_sizes(f_out)}"]
     if any(a.jump != b.jump for a, b in zip(f_in, f_out)):
-        parts.append(f"jump {_values(f.jump for f in f_in)} → {_values(f.jump for f in f_out)}")
+        parts.append(f"jump {axis_values(f.jump for f in f_in)} → {axis_values(f.jump for f in f_out)}")
     if any(a.start != b.start for a, b in zip(f_in, f_out)):
-        parts.append(f"start {_values(f.start for f in f_in)} → {_values(f.start for f in f_out)}")
+        parts.append(f"start {axis_values(f.start for f in f_in)} → {axis_values(f.start for f in f_out)}")
     return ", ".join(parts)
 
 
 def _sizes(fields) -> str:
-    return _values(f.size for f in fields)
+    return axis_values(f.size for f in fields)
 
 
-def _values(values) -> str:
+def axis_values(values) -> str:
+    """One value when every axis agrees (5), else all of them (5 × 3)."""
     values = [number(v) for v in values]
     return values[0] if len(set(values)) == 1 else " × ".join(values)
 

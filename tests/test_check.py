@@ -10,7 +10,7 @@ import pytest
 
 import cnncalc
 from cnncalc import check
-from cnncalc.check import parse_bytes, parse_count, parse_field_answer, parse_shape_answer
+from cnncalc.answers import AnswerError, parse_bytes, parse_count, parse_field_answer, parse_shape_answer
 from util import analyse, cli
 
 SHEETS = Path(__file__).parent / "sheets"
@@ -74,7 +74,7 @@ def test_counts_wrong_at_the_precision_written(answer, exact):
 
 @pytest.mark.parametrize("answer", ["many", "1,2", "12.5.3", "6.52 Mbytes", True, [1, 2], "2*(3"])
 def test_unreadable_counts_raise(answer):
-    with pytest.raises(check.AnswerError):
+    with pytest.raises(AnswerError):
         parse_count(answer)
 
 
@@ -100,7 +100,7 @@ def test_receptive_field_answers():
     assert parse_field_answer("global").matches(None, (28, 28))
     assert parse_field_answer(28).matches(None, (28, 28))          # the whole 28×28 input is global too
     assert not parse_field_answer(16).matches(None, (28, 28))
-    with pytest.raises(check.AnswerError):
+    with pytest.raises(AnswerError):
         parse_field_answer({"size": 5, "width": 3})
 
 
