@@ -7,6 +7,7 @@ error (max abs difference over max abs reference) <= 1e-4 in float32.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -203,11 +204,33 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
 ]
 
 
-@pytest.fixture(params=["per-sample GEMMs", "merged-batch GEMM"])
-def conv_path(request, monkeypatch):
-    """Run a test once with samples never, and once always, sharing a GEMM (when N > 1)."""
-    monkeypatch.setattr(K, "MERGE_PIXELS", 0 if request.param == "per-sample GEMMs" else 10 ** 9)
-    return request.param
+CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
+    "im2col": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9),
+    "merged": dict(MERGE_PIXELS=10 ** 9, STACK_MIN_ROWS=10 ** 9),
+    "stacked": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=1, STACK_MIN_DEPTH=1, STACK_MAX_DEPTH=10 ** 9),
+    "default": {},
+}
+
+
+@contextlib.contextmanager
+def conv_path_forced(name):
+    """Temporarily set the kernel thresholds of CONV_PATHS[name]."""
+    saved = {key: getattr(K, key) for key in CONV_PATHS[name]}
+    try:
+        for key, value in CONV_PATHS[name].items():
+            setattr(K, key, value)
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(K, key, value)
+
+
+@pytest.fixture(params=["im2col", "merged", "stacked"])
+def conv_path(request):
+    """Run a test once per GEMM layout of conv (merged only matters for N > 1, stacked for
+    kernels with more than one tap along the first axis and unit stride there)."""
+    with conv_path_forced(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
@@ -563,13 +586,14 @@ def conv_problems(draw):
 
 
 @PROPERTY
-@given(conv_problems(), st.integers(0, 2 ** 16))
-def test_conv_property_vs_torch(torch, problem, seed):
+@given(conv_problems(), st.sampled_from(sorted(CONV_PATHS)), st.integers(0, 2 ** 16))
+def test_conv_property_vs_torch(torch, problem, path, seed):
     xs, ws, stride, pads, dil, groups, mode, bias = problem
     x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
     b = rand(ws[0], seed=seed + 2) if bias else None
-    assert_close(K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode),
-                 _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
+    with conv_path_forced(path):
+        got = K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
+    assert_close(got, _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
 
 
 @st.composite
