@@ -288,9 +288,11 @@ def _conv_transpose(layer: ConvTranspose, step: Step) -> dict:
         rf_texts = []
         for f, f_out, kk, s, p, d in zip(step.field_in, row.rf, layer.kernel_size, layer.stride, layer.padding,
                                          layer.dilation):
-            span = arith.effective_kernel(kk, d)
+            span, g = arith.effective_kernel(kk, d), math.gcd(d, s)
             j = number(f.jump)
-            rf_texts.append(f"{number(f.size)} + (⌈{span}/{s}⌉ - 1)·{j} = {number(f_out.size)}, "
+            taps = f"⌈{kk}/{s}⌉" if g == 1 else f"⌈{kk}·{g}/{s}⌉"      # the taps landing on one output
+            apart = f"·{d // g}" if d // g != 1 else ""                  # … d/g inputs apart
+            rf_texts.append(f"{number(f.size)} + ({taps} - 1){apart}·{j} = {number(f_out.size)}, "
                             f"jump = {j}/{s} = {number(f_out.jump)}, "
                             f"start = {number(f.start)} + ({p} - ({span} - 1)/2)·{number(f_out.jump)} = "
                             f"{number(f_out.start)}")

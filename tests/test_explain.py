@@ -81,6 +81,10 @@ def test_groups_transposed_norms_and_composites():
     assert tc["output"] == "output = C_out × H' × W' = 4 × 14 × 14: H' = W' = (7 - 1)·2 - 2·1 + (4 - 1) + 1 = 14"
     assert tc["weight"] == "weight = C_in × C_out/groups × K_H × K_W = 16 × 4 × 4 × 4"
     assert tc["macs"].startswith("MACs = 16·7·7 · 4·4·4 = 50,176")
+    assert tc["rf"].startswith("rf = 3 + (⌈4/2⌉ - 1)·1 = 4, jump = 1/2 = 0.5, ")
+    dilated = texts(analyse("input: 1x8\nlayers:\n  - convtranspose1d: {out_channels: 1, kernel_size: 4, "
+                            "stride: 2, dilation: 3}\n"), "0")
+    assert dilated["rf"].startswith("rf = 1 + (⌈4/2⌉ - 1)·3·1 = 4, jump = 1/2 = 0.5, ")
     assert texts(report, "3")["output"] == ("output = body 4 × 14 × 14 + shortcut 4 × 14 × 14 = 4 × 14 × 14 "
                                             "(summed elementwise)")
     assert texts(report, "3")["params"] == "params = sum over its layers = 148"
@@ -98,6 +102,8 @@ def test_the_working_ends_at_the_analysis_figure(name):
         assert " × ".join(map(str, row.output)) in t["output"], (path, t["output"])
         if row.rf is None:
             assert "global" in t["rf"]
+        else:
+            assert all(f" {working.number(f.size)}" in t["rf"] for f in row.rf), (path, t["rf"])
 
 
 def test_the_command_and_its_layer_option():
