@@ -61,8 +61,25 @@ def blas_info() -> str:
         return "; ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} "
                          f"threads={i['num_threads']}" for i in threadpool_info())
     except ImportError:
-        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{cfg['name']} {cfg['version']} (install threadpoolctl for the kernel in use)"
+        pass
+    cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    info = f"{cfg['name']} {cfg['version']}"
+    try:  # numpy's bundled OpenBLAS tells its runtime kernel and thread count
+        import ctypes
+        import glob
+        libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
+                                      "*openblas*"))
+        lib = ctypes.CDLL(libs[0])
+        for prefix in ("scipy_openblas_", "scipy_openblas64_", "openblas_"):
+            for suffix in ("64_", ""):
+                core = getattr(lib, f"{prefix}get_corename{suffix}", None)
+                threads = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                if core and threads:
+                    core.restype = ctypes.c_char_p
+                    return f"{info}, kernel {core().decode()}, threads={threads()}"
+    except (OSError, IndexError):
+        pass
+    return info
 
 
 def bench_layers(batches) -> None:

@@ -8,11 +8,15 @@ caller already knows (pooling with ``ceil_mode``, adaptive pools, upsampling) ar
 never recomputed here.  The dtype of the input is kept: float32 in, float32 out (float64 works
 too).
 
-Convolutions are GEMM-shaped: the zero-padded input is viewed through a strided window view
-(``_windows``), copied chunk by chunk into a bounded, reused im2col buffer and multiplied with the
-weight matrix by one ``np.matmul`` per chunk that writes straight into the NCHW output.  1x1
-stride-1 convolutions are a plain matmul, depthwise convolutions a multiply-add per kernel tap.
-Pools are separable: one strided-slice reduction per spatial axis.
+Convolutions are GEMM-shaped: each chunk of samples (or of one sample's output rows) is
+zero-padded into a reused buffer, viewed through a strided window view (``_windows``), copied
+into a bounded, reused im2col buffer and multiplied with the weight matrix by one ``np.matmul``
+that writes straight into the NCHW output.  Three layouts of that GEMM are chosen by shape:
+plain im2col; "stacked" for thin stride-1 layers (the first axis' taps become GEMM rows, im2col
+only over the other axes, partial results summed with row shifts); "merged" for small outputs
+(several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
+depthwise convolutions a broadcast multiply-add per kernel tap.  Pools are separable: one
+strided-slice reduction per spatial axis.
 """
 from __future__ import annotations
 
@@ -39,6 +43,9 @@ MERGE_PIXELS = 256
 STACK_MIN_DEPTH, STACK_MAX_DEPTH = 64, 384
 STACK_MIN_ROWS = 32
 
+#: Scratch buffers up to this size are kept per thread and reused; larger ones are freed after use.
+SCRATCH_KEEP = 64 << 20
+
 _tls = threading.local()  # per-thread scratch buffers, reused across calls
 
 
@@ -48,6 +55,8 @@ def _scratch(key: str, shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape`` carved from a per-thread reused buffer."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > SCRATCH_KEEP:
+        return np.empty(shape, dtype)
     buf = getattr(_tls, key, None)
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), np.uint8)
@@ -121,14 +130,12 @@ def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
     i = np.arange(-lo, n + hi)
     if mode == "replicate":
         return np.clip(i, 0, n - 1)
-    if mode == "circular":
-        return i % n
     if mode == "reflect":
         if n == 1:
             return np.zeros_like(i)
         i = i % (2 * n - 2)  # fold the infinite reflection into one period
         return np.where(i >= n, 2 * n - 2 - i, i)
-    raise ValueError(f"unknown padding mode {mode!r}")
+    return i % n  # circular
 
 
 def pad(x, pads, mode="zeros", value=0.0):
@@ -140,6 +147,8 @@ def pad(x, pads, mode="zeros", value=0.0):
     and ``circular`` (wrap around).  Negative amounts crop.  Returns ``x`` itself when nothing
     changes.
     """
+    if mode not in ("zeros", "constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"unknown padding mode {mode!r}")
     x = np.asarray(x)
     pads = [(int(lo), int(hi)) for lo, hi in pads]
     first = x.ndim - len(pads)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cnncalc import kernels as K
 
 RTOL = 1e-4
-PROPERTY = settings(max_examples=40, deadline=None,
+PROPERTY = settings(max_examples=75, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -259,6 +259,17 @@ def test_conv_chunking_matches_unchunked(conv_path, monkeypatch, groups):
     assert_close(K.conv(x, *args), whole, rtol=1e-6)
     monkeypatch.setattr(K, "CHUNK_BYTES", 1)  # one row at a time
     assert_close(K.conv(x, *args), whole, rtol=1e-6)
+
+
+def test_conv_accepts_non_contiguous_input(conv_path):
+    x = np.ascontiguousarray(rand(7, 6, 4, 2).transpose(3, 2, 1, 0))  # (2, 4, 6, 7) ...
+    x = x.transpose(0, 1, 3, 2)[:, :, ::-1]  # ... then a strided, reversed view (2, 4, 7, 6)
+    w = rand(6, 2, 3, 2, seed=1)
+    args = (w, None, (1, 2), ((1, 0), (1, 1)), (1, 1), 2)
+    assert_close(K.conv(x, *args), naive_conv(np.ascontiguousarray(x), *args))
+    w1 = rand(3, 4, 1, 1, seed=2)
+    assert_close(K.conv(x, w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+                 naive_conv(np.ascontiguousarray(x), w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1))
 
 
 def test_conv_dtypes():
