@@ -185,13 +185,22 @@ def _pad_constant(x: np.ndarray, pads, value, out=None) -> np.ndarray:
     return out
 
 
-def _padded_chunk(x: np.ndarray, ns: slice, pads) -> np.ndarray:
-    """Samples ``x[ns]`` zero-padded into a reused scratch buffer (a view when nothing to pad)."""
-    if not any(lo or hi for lo, hi in pads):
-        return x[ns]
-    part = x[ns]
-    shape = part.shape[:2] + tuple(n + lo + hi for (lo, hi), n in zip(pads, part.shape[2:]))
-    return _pad_constant(part, pads, 0, out=_scratch("pad", shape, x.dtype))
+def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
+    """Samples ``x[ns]`` zero-padded into a reused scratch buffer (a view when nothing to pad).
+
+    ``rows = (a, b)`` keeps only padded rows ``[a, b)`` of the first spatial axis: the slab a
+    chunk of output rows reads, padded right before its im2col copy (so it is still in cache).
+    """
+    part, (lo, hi), n = x[ns], pads[0], x.shape[2]
+    a, b = rows if rows is not None else (0, lo + n + hi)
+    top = min(max(lo - a, 0), b - a)  # slab rows above the input
+    bottom = min(max(b - lo - n, 0), b - a - top)  # and below it
+    part = part[:, :, max(a - lo, 0):max(a - lo, 0) + b - a - top - bottom]  # real rows inside
+    slab_pads = [(top, bottom)] + list(pads[1:])
+    if not any(p_lo or p_hi for p_lo, p_hi in slab_pads):
+        return part
+    shape = part.shape[:2] + tuple(m + p_lo + p_hi for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
+    return _pad_constant(part, slab_pads, 0, out=_scratch("pad", shape, x.dtype))
 
 
 # --------------------------------------------------------------------------- convolution
@@ -250,12 +259,11 @@ def _conv_im2col(x, pads, weight, stride, dilation, groups, out) -> None:
     w = weight.reshape(groups, Co // groups, rows)  # (G, Cout/G, Cin/G * prod(K))
     out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
     row_bytes = C * math.prod(K) * math.prod(O1) * x.dtype.itemsize
-    xp, padded = None, None
+    s0, span0 = stride[0], dilation[0] * (K[0] - 1) + 1
     for ns, rs in _chunks(N, O0, row_bytes):
-        if padded != ns:  # a new chunk of samples (row chunks of one sample share it)
-            xp, padded = _padded_chunk(x, ns, pads), ns
-            win = _windows(xp, K, stride, dilation, out.shape[2:])  # (nb, C, *K, *O)
-        src = win[(Ellipsis, rs) + rest]  # (nb, C, *K, r, *O1)
+        r = rs.stop - rs.start
+        xp = _padded_chunk(x, ns, pads, (rs.start * s0, (rs.stop - 1) * s0 + span0))
+        src = _windows(xp, K, stride, dilation, (r, *O1))  # (nb, C, *K, r, *O1)
         cols = _scratch("cols", src.shape, x.dtype)
         np.copyto(cols, src)
         cols = cols.reshape(src.shape[0], groups, rows, -1)  # (nb, G, rows, r * prod(O1))
@@ -279,13 +287,11 @@ def _conv_stacked(x, pads, weight, stride, dilation, groups, out) -> None:
     w = w.reshape(G, K0 * Cog, depth)  # GEMM rows ordered (tap along axis 0, output channel)
     out_g = _view(out, (N, G, Cog, O0, *Or))  # output channels split by group
     row_bytes = (C * math.prod(Kr) + K0 * Co) * math.prod(Or) * x.dtype.itemsize
-    padded = None
     for ns, rs in _chunks(N, O0, row_bytes):
-        if padded != ns:  # a new chunk of samples (row chunks of one sample share it)
-            xp, padded = _padded_chunk(x, ns, pads), ns
+        xp = _padded_chunk(x, ns, pads, (rs.start, rs.stop + halo))  # the rows this chunk reads
         nb, r = xp.shape[0], rs.stop - rs.start
-        win = _windows(xp[:, :, rs.start:rs.stop + halo], (1, *Kr), (1, *stride[1:]),
-                       (1, *dilation[1:]), (r + halo, *Or))  # (nb, C, 1, *Kr, r + halo, *Or)
+        win = _windows(xp, (1, *Kr), (1, *stride[1:]), (1, *dilation[1:]),
+                       (r + halo, *Or))  # (nb, C, 1, *Kr, r + halo, *Or)
         cols = _scratch("cols", win.shape, x.dtype)
         np.copyto(cols, win)
         part = _scratch("gemm", (nb, G, K0, Cog, r + halo, *Or), x.dtype)

@@ -597,13 +597,20 @@ def conv_problems(draw):
 
 
 @PROPERTY
-@given(conv_problems(), st.sampled_from(sorted(CONV_PATHS)), st.integers(0, 2 ** 16))
-def test_conv_property_vs_torch(torch, problem, path, seed):
+@given(conv_problems(), st.sampled_from(sorted(CONV_PATHS)), st.sampled_from([None, 1, 200]),
+       st.integers(0, 2 ** 16))
+def test_conv_property_vs_torch(torch, problem, path, chunk, seed):
+    """Any GEMM layout, with default chunks or tiny ones (a few output rows at a time)."""
     xs, ws, stride, pads, dil, groups, mode, bias = problem
     x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
     b = rand(ws[0], seed=seed + 2) if bias else None
-    with conv_path_forced(path):
-        got = K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
+    saved = K.CHUNK_BYTES
+    try:
+        K.CHUNK_BYTES = chunk or saved
+        with conv_path_forced(path):
+            got = K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
+    finally:
+        K.CHUNK_BYTES = saved
     assert_close(got, _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
 
 
