@@ -58,8 +58,9 @@ def totals(report) -> list[tuple[str, str]]:
     return lines
 
 
-def notes(report) -> list[str]:
-    out = [f"warning: {warning_text(w)}" for w in report.warnings]
+def notes(report, blank: bool = False) -> list[str]:
+    """Warnings (hidden on a blank worksheet: they give answers away), then how weights are written."""
+    out = [] if blank else [f"warning: {warning_text(w)}" for w in report.warnings]
     if any(r.node.kind == "linear" for r in report.rows):
         out.append(LINEAR_NOTE)
     return out

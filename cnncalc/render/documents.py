@@ -29,7 +29,7 @@ def markdown_text(report, depth: int | None = None, blank: bool = False) -> str:
     lines.append("")
     if not blank:
         lines += [f"- **{key}:** {_md(value)}" for key, value in columns.totals(report)]
-        lines += [f"- {_md(note)}" for note in columns.notes(report)]
+    lines += [f"- {_md(note)}" for note in columns.notes(report, blank)]
     return "\n".join(lines) + "\n"
 
 
@@ -43,6 +43,7 @@ def latex_text(report, depth: int | None = None, blank: bool = False) -> str:
     lines += [r"\hline", r"\end{tabular}"]
     if not blank:
         lines += [""] + [r"\par " + _tex(f"{key}: {value}") for key, value in columns.totals(report)]
+    lines += [r"\par " + _tex(note) for note in columns.notes(report, blank)]
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,7 @@ def table_lines(report, depth: int | None = None, blank: bool = False, color: bo
     lines += grid(list(columns.COLUMNS), rows, right={3, 4, 5}, bold_header=color)
     if not blank:
         lines += [f"{style(key + ':', '1', color)} {value}" for key, value in columns.totals(report)]
-        lines += [style(note, "33" if note.startswith("warning") else "2", color) for note in columns.notes(report)]
+    lines += [style(note, "33" if note.startswith("warning") else "2", color) for note in columns.notes(report, blank)]
     return lines
 
 
