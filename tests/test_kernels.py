@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cnncalc import kernels as K
 
 RTOL = 1e-4
-PROPERTY = settings(max_examples=75, deadline=None,
+PROPERTY = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -333,6 +333,7 @@ POOL_CASES = [  # x shape, kernel, stride, padding, dilation, ceil_mode
 
 
 def _outs(xs, kernel, stride, padding, dilation, ceil_mode):
+    """Pooling output sizes of input shape ``xs``, as the caller computes them."""
     return tuple(pool_out(n, k, s, p, d, ceil_mode)
                  for n, k, s, p, d in zip(xs[2:], kernel, stride, padding, dilation))
 
@@ -443,6 +444,7 @@ def test_nearest_upsample_vs_naive():
 # =========================================================================== activations
 
 def _erf(v):
+    """Elementwise math.erf (the float64 reference for exact GELU)."""
     return np.vectorize(math.erf)(v)
 
 
