@@ -223,13 +223,33 @@ def concat(draw, shape):
     return {"concat": branches}
 
 
+INPUT_SIZE_ARGS = {"conv": "in_channels", "convtranspose": "in_channels", "batchnorm": "num_features",
+                   "groupnorm": "num_channels", "linear": "in_features"}
+
+
+def spelled_and_sized(draw, item, shape):
+    """Now and then PyTorch's spelling (`Conv2d`) and the input size given (in_channels, ...), right or
+    (rarely) wrong."""
+    kind, args = (item, {}) if isinstance(item, str) else next(iter(item.items()))
+    size_arg = INPUT_SIZE_ARGS.get(kind.rstrip("123d") if kind[-1] == "d" and kind[-2].isdigit() else kind)
+    if size_arg and sometimes(draw, 0.15):
+        size = shape[-1] if size_arg == "in_features" else shape[0]
+        # a wrong size only where torch has a weight to catch it (a norm without affine or running
+        # statistics never looks at num_features; the contract still calls it an error)
+        wrong = size_arg in ("in_channels", "in_features") and sometimes(draw, 0.2)
+        args = {size_arg: size + wrong, **args}
+    if sometimes(draw, 0.15):
+        kind = tm.TORCH_CLASSES[kind.lower()].__name__
+    return {kind: args} if args else kind
+
+
 def entry(draw, shape):
     roll = draw(st.floats(0, 1))
     if roll < 0.08 and len(shape) > 1:
         return residual(draw, shape)
     if roll < 0.15:
         return concat(draw, shape)
-    item = leaf(draw, shape)
+    item = spelled_and_sized(draw, leaf(draw, shape), shape)
     if roll > 0.95:
         item = {**(item if isinstance(item, dict) else {item: None}), "repeat": draw(st.integers(2, 3))}
     return item

@@ -37,7 +37,8 @@ CONVOLUTIONS = {
                                             "padding: [1, 0], dilation: [2, 1], groups: 3}"),
     "conv2d depthwise": spec("8x10x10", "conv2d: {out_channels: 16, kernel_size: 3, groups: 8, padding: 1}"),
     "conv2d same even kernel": spec("3x10x11", "conv2d: {out_channels: 4, kernel_size: [2, 4], padding: same}"),
-    "conv2d same dilated": spec("3x10x11", "conv2d: {out_channels: 4, kernel_size: 3, dilation: [2, 3], padding: same}"),
+    "conv2d same dilated": spec("3x10x11", "conv2d: {out_channels: 4, kernel_size: 3, dilation: [2, 3], "
+                                           "padding: same}"),
     "conv2d valid strided": spec("3x28x28", "conv2d: {out_channels: 4, kernel_size: 5, stride: 2, padding: valid}"),
     "conv2d uneven floor": spec("1x28x28", "conv2d: {out_channels: 2, kernel_size: 5, stride: 2}"),
     "conv2d reflect": spec("3x8x8", "conv2d: {out_channels: 4, kernel_size: 3, padding: 2, padding_mode: reflect}"),
@@ -201,7 +202,9 @@ COMPOSITES = {
                                     "batchnorm3d], shortcut: [{conv3d: {out_channels: 4, kernel_size: 1}}]}",
                          "maxpool3d: {kernel_size: 2}"),
     "decoder": spec("8x4x4", "convtranspose2d: {out_channels: 4, kernel_size: 4, stride: 2, padding: 1}",
-                    "concat: {up: [{upsample: {scale_factor: 2}}], skip: [{upsample: {size: [16, 16], mode: bilinear}}]}", "zeropad2d: {padding: [0, 1, 0, 1]}"),
+                    "concat: {up: [{upsample: {scale_factor: 2}}], "
+                    "skip: [{upsample: {size: [16, 16], mode: bilinear}}]}",
+                    "zeropad2d: {padding: [0, 1, 0, 1]}"),
 }
 
 
@@ -329,6 +332,12 @@ STRICTER = {
     "flatten start_dim 0": spec("3x4x5", "flatten: {start_dim: 0}"),
     "softmax along the batch": spec("3x4x5", "softmax: {dim: 0}"),
     "softmax implicit dim on C×L (torch picks the batch)": spec("3x4", "softmax"),
+    # the contract: an input size given and different from what arrives is an error; torch only
+    # notices it when there is a weight or running statistic of that size
+    "wrong num_features with nothing to check it": spec("3x4", "batchnorm1d: {num_features: 2, affine: false, "
+                                                               "track_running_stats: false}"),
+    "wrong num_channels with nothing to check it": spec("4x4", "groupnorm: {num_groups: 2, num_channels: 6, "
+                                                               "affine: false}"),
 }
 
 
