@@ -235,6 +235,145 @@ def test_build_from_nodes_matches_the_independent_reader(text):
         torch.testing.assert_close(ours(x), theirs(x))
 
 
+# --- more torchvision architectures, written in the spec format --------------------------------------------
+# Checked once against torchvision 0.28 itself (same parameter tensors in the same order, and the same
+# output for the same weights at 3×224×224): params 1,248,424 / 6,624,904 / 7,978,856 and MACs
+# 818,924,576 / 1,498,376,192 / 2,834,161,664 (torchvision's 0.82 / 1.50 / 2.83 GFLOPS).
+
+TORCHVISION = {
+    "squeezenet1_0": """\
+name: SqueezeNet 1.0
+input: 3x224x224
+blocks:
+  fire:
+    args: {squeeze: 16, expand: 64}
+    layers:
+      - conv2d: {out_channels: $squeeze, kernel_size: 1}
+      - relu
+      - concat:
+          e1: [{conv2d: {out_channels: $expand, kernel_size: 1}}, relu]
+          e3: [{conv2d: {out_channels: $expand, kernel_size: 3, padding: 1}}, relu]
+layers:
+  - sequential:
+      - conv2d: {out_channels: 96, kernel_size: 7, stride: 2}
+      - relu
+      - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+      - fire: {squeeze: 16, expand: 64}
+      - fire: {squeeze: 16, expand: 64}
+      - fire: {squeeze: 32, expand: 128}
+      - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+      - fire: {squeeze: 32, expand: 128}
+      - fire: {squeeze: 48, expand: 192}
+      - fire: {squeeze: 48, expand: 192}
+      - fire: {squeeze: 64, expand: 256}
+      - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+      - fire: {squeeze: 64, expand: 256}
+  - sequential:
+      - dropout: {p: 0.5}
+      - conv2d: {out_channels: 1000, kernel_size: 1}
+      - relu
+      - adaptiveavgpool2d: {output_size: [1, 1]}
+  - flatten
+""",
+    "googlenet": """\
+name: GoogLeNet
+input: 3x224x224
+blocks:
+  basic:
+    args: {out: 64, k: 1, s: 1, p: 0}
+    layers:
+      - conv2d: {out_channels: $out, kernel_size: $k, stride: $s, padding: $p, bias: false}
+      - batchnorm2d: {eps: 0.001}
+      - relu
+  inception:
+    args: [c1, c3r, c3, c5r, c5, pp]
+    layers:
+      - concat:
+          b1: [{basic: {out: $c1}}]
+          b2: [{basic: {out: $c3r}}, {basic: {out: $c3, k: 3, p: 1}}]
+          b3: [{basic: {out: $c5r}}, {basic: {out: $c5, k: 3, p: 1}}]
+          b4: [{maxpool2d: {kernel_size: 3, stride: 1, padding: 1, ceil_mode: true}}, {basic: {out: $pp}}]
+layers:
+  - basic: {out: 64, k: 7, s: 2, p: 3}
+  - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+  - basic: {out: 64}
+  - basic: {out: 192, k: 3, p: 1}
+  - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+  - inception: {c1: 64, c3r: 96, c3: 128, c5r: 16, c5: 32, pp: 32}
+  - inception: {c1: 128, c3r: 128, c3: 192, c5r: 32, c5: 96, pp: 64}
+  - maxpool2d: {kernel_size: 3, stride: 2, ceil_mode: true}
+  - inception: {c1: 192, c3r: 96, c3: 208, c5r: 16, c5: 48, pp: 64}
+  - inception: {c1: 160, c3r: 112, c3: 224, c5r: 24, c5: 64, pp: 64}
+  - inception: {c1: 128, c3r: 128, c3: 256, c5r: 24, c5: 64, pp: 64}
+  - inception: {c1: 112, c3r: 144, c3: 288, c5r: 32, c5: 64, pp: 64}
+  - inception: {c1: 256, c3r: 160, c3: 320, c5r: 32, c5: 128, pp: 128}
+  - maxpool2d: {kernel_size: 2, stride: 2, ceil_mode: true}
+  - inception: {c1: 256, c3r: 160, c3: 320, c5r: 32, c5: 128, pp: 128}
+  - inception: {c1: 384, c3r: 192, c3: 384, c5r: 48, c5: 128, pp: 128}
+  - adaptiveavgpool2d: {output_size: [1, 1]}
+  - flatten
+  - dropout: {p: 0.2}
+  - linear: {out_features: 1000}
+""",
+    "densenet121": """\
+name: DenseNet-121
+input: 3x224x224
+blocks:
+  dense_layer:
+    layers:
+      - concat:
+          previous: []
+          new:
+            - batchnorm2d
+            - relu
+            - conv2d: {out_channels: 128, kernel_size: 1, bias: false}
+            - batchnorm2d
+            - relu
+            - conv2d: {out_channels: 32, kernel_size: 3, padding: 1, bias: false}
+  transition:
+    args: {out: 128}
+    layers:
+      - batchnorm2d
+      - relu
+      - conv2d: {out_channels: $out, kernel_size: 1, bias: false}
+      - avgpool2d: {kernel_size: 2, stride: 2}
+layers:
+  - sequential:
+      - conv2d: {out_channels: 64, kernel_size: 7, stride: 2, padding: 3, bias: false}
+      - batchnorm2d
+      - relu
+      - maxpool2d: {kernel_size: 3, stride: 2, padding: 1}
+      - dense_layer: {}
+        repeat: 6
+      - transition: {out: 128}
+      - dense_layer: {}
+        repeat: 12
+      - transition: {out: 256}
+      - dense_layer: {}
+        repeat: 24
+      - transition: {out: 512}
+      - dense_layer: {}
+        repeat: 16
+      - batchnorm2d
+  - relu
+  - adaptiveavgpool2d: {output_size: 1}
+  - flatten
+  - linear: {out_features: 1000}
+""",
+}
+TORCHVISION_TOTALS = {"squeezenet1_0": (1_248_424, 818_924_576), "googlenet": (6_624_904, 1_498_376_192),
+                      "densenet121": (7_978_856, 2_834_161_664)}
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_more_torchvision_architectures(name):
+    report = cnncalc.analyse(cnncalc.parse(TORCHVISION[name]))
+    assert (report.totals.params, report.totals.macs) == TORCHVISION_TOTALS[name]
+    assert report.output == (1000,)
+    problems = tm.disagreements(TORCHVISION[name], input_shape="3x64x64")   # every row; small for speed
+    assert problems == [], "\n".join(problems)
+
+
 # --- worked numbers, written out, so a broken oracle cannot pass silently -----------------------------
 
 def test_seed_conv_example_numbers():

@@ -274,7 +274,8 @@ class _Reader:
             block = self.blocks[kind]
             block = block if isinstance(block, dict) else {"layers": block}
             given = {key: _substitute(value, env) for key, value in (args or {}).items()}
-            inner = {**(block.get("args") or {}), **given}
+            defaults = block.get("args") or {}
+            inner = {**(defaults if isinstance(defaults, dict) else {}), **given}   # a list: all required
             return self.sequence(block["layers"], x, inner)
         kwargs = {key: _tuples(_substitute(value, env)) for key, value in (args or {}).items()}
         cls = TORCH_CLASSES[lowered]
@@ -327,10 +328,10 @@ def _substitute(value, env: dict):
 
 # --- the comparison --------------------------------------------------------------------------------
 
-def disagreements(text: str, batch: int = 2) -> list[str]:
+def disagreements(text: str, batch: int = 2, input_shape=None) -> list[str]:
     """Every way cnncalc's analysis of `text` differs from PyTorch, one line each ([] = agreement):
     per entry the input/output shape, params, weight/bias shapes and MACs; then the totals."""
-    network = cnncalc.parse(text)
+    network = cnncalc.parse(text, input_shape=input_shape)
     report = cnncalc.analyse(network)
     model, _ = read(text, network.input)
     out, seen = run(model, network, batch)
