@@ -225,18 +225,20 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     O = tuple(_out_len(n + lo + hi, k, s, d)
               for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
     out = np.empty((N, Co, *O), dtype)
+    b = None if bias is None else np.asarray(bias, dtype)  # chunked paths add it while cache-hot
     if groups == C and Cg == 1 and groups > 1:
         _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
+        _add_bias(out, b)
     elif N > 1 and math.prod(O) < MERGE_PIXELS:
-        _conv_merged(x, pads, weight, stride, dilation, groups, out)
+        _conv_merged(x, pads, weight, b, stride, dilation, groups, out)
     elif all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads)):
         _conv_pointwise(x, weight, groups, out)
+        _add_bias(out, b)
     elif (stride[0] == 1 and K[0] > 1 and O[0] >= STACK_MIN_ROWS
           and STACK_MIN_DEPTH <= Cg * math.prod(K[1:]) <= STACK_MAX_DEPTH):
-        _conv_stacked(x, pads, weight, stride, dilation, groups, out)
+        _conv_stacked(x, pads, weight, b, stride, dilation, groups, out)
     else:
-        _conv_im2col(x, pads, weight, stride, dilation, groups, out)
-    _add_bias(out, bias)
+        _conv_im2col(x, pads, weight, b, stride, dilation, groups, out)
     return out
 
 
@@ -249,7 +251,7 @@ def _conv_pointwise(x, weight, groups, out) -> None:
     np.matmul(w, xg, out=_view(out, (N, groups, Co // groups, xg.shape[-1])))
 
 
-def _conv_im2col(x, pads, weight, stride, dilation, groups, out) -> None:
+def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     """General convolution: per chunk of samples (or of one sample's output rows), im2col into a
     reused buffer and one matmul writing straight into ``out``."""
     N, C, *S = x.shape
@@ -269,9 +271,11 @@ def _conv_im2col(x, pads, weight, stride, dilation, groups, out) -> None:
         cols = cols.reshape(src.shape[0], groups, rows, -1)  # (nb, G, rows, r * prod(O1))
         dst = out_g[ns][(Ellipsis, rs) + rest]
         np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
+        if bias is not None:
+            dst += bias.reshape(groups, -1, *(1,) * (1 + len(O1)))  # (G, Cout/G, 1, ...)
 
 
-def _conv_stacked(x, pads, weight, stride, dilation, groups, out) -> None:
+def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     """Unit stride along the first axis: its K0 taps stacked along the GEMM's rows.
 
     im2col runs over the other axes only (K0 times less copying), the GEMM gets K0 * C_out rows
@@ -300,9 +304,11 @@ def _conv_stacked(x, pads, weight, stride, dilation, groups, out) -> None:
         np.add(part[:, :, 0, :, :r], part[:, :, 1, :, d0:d0 + r], out=dst)
         for k in range(2, K0):
             dst += part[:, :, k, :, k * d0:k * d0 + r]
+        if bias is not None:
+            dst += bias.reshape(G, Cog, *(1,) * (1 + len(Or)))  # (G, Cout/G, 1, ...)
 
 
-def _conv_merged(x, pads, weight, stride, dilation, groups, out) -> None:
+def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     """Small outputs: a chunk of samples side by side in one GEMM, then one transposing copy."""
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
@@ -320,6 +326,7 @@ def _conv_merged(x, pads, weight, stride, dilation, groups, out) -> None:
         res = _scratch("gemm", (groups, Co // groups, nb * P), x.dtype)
         np.matmul(w, cols.reshape(groups, rows, nb * P), out=res)  # (G, Cout/G, nb * P)
         np.copyto(_view(out[ns], (nb, Co, P)), res.reshape(Co, nb, P).transpose(1, 0, 2))
+        _add_bias(out[ns], bias)
 
 
 def _conv_depthwise(xp, weight, stride, dilation, out) -> None:
