@@ -7,6 +7,8 @@ from enum import Enum
 
 from .arith import PIXEL, Field
 from .errors import SpecError
+from .layers.base import fmt_shape
+from .source import LARGEST
 from .spec import Network, Node
 
 
@@ -88,6 +90,8 @@ def analyse(network: Network, dtype: DType | str = DType.float32, batch: int = 1
     walker = _Walker()
     start = tuple(PIXEL for _ in network.input[1:]) or None
     output, rf = walker.sequence(network.root.branches[""], network.input, start)
+    if not network.root.branches[""]:
+        walker.warnings.append(Warning(network.root, "the network has no layers: its output is its input"))
     leaves = [r for r in walker.rows if r.leaf]
     params = sum(r.params for r in leaves)
     totals = Totals(params=params, trainable_params=params, buffers=sum(r.buffers for r in leaves),
@@ -110,7 +114,9 @@ class _Walker:
 
     def node(self, node: Node, shape: tuple, rf) -> Row:
         try:
-            return self.leaf(node, shape, rf) if node.leaf else self.composite(node, shape, rf)
+            row = self.leaf(node, shape, rf) if node.leaf else self.composite(node, shape, rf)
+            _check_sizes(row)
+            return row
         except SpecError as e:
             raise e.located(node.where, node.describe()) from None
 
@@ -144,3 +150,12 @@ class _Walker:
                   rf=node.layer.combine_fields(fields) if rf else None)
         self.rows[index] = row
         return row
+
+
+def _check_sizes(row: Row) -> None:
+    """Refuse a tensor PyTorch could not hold (over 2^63 - 1 elements): it keeps every later figure
+    finite, and no real network comes near it (3×100000×100000 is 3·10^10)."""
+    for what, shape in (("output", row.output), ("weight", row.weight), ("bias", row.bias)):
+        if shape is not None and math.prod(shape) > LARGEST:
+            raise SpecError(f"the {what} {fmt_shape(shape)} has more elements than a tensor can hold (2^63 - 1)",
+                            fix="check the sizes and scale factors up to this layer")

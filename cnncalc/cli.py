@@ -3,31 +3,44 @@ become exit status 2 here, in one place (`_Commands.invoke`)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated, List, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from . import __version__
 from .analysis import DType
-from .errors import SpecError
+from .errors import SpecError, clip
 from .render import Format
 from .render.check import CheckFormat, SheetFormat
 from .render.forward import ForwardDType, ForwardFormat
-from .source import Limits
+from .source import Limits, current_limits, set_limits
 
 
 class _Commands(TyperGroup):
-    """Turns bad input (SpecError) into one message on stderr and exit status 2, for every command."""
+    """What every command shares: bad input (SpecError) becomes one message on stderr and exit status
+    2; an unexpected exception, a bug, one short line and exit status 3 (`--debug`: the traceback);
+    and each command that reads a spec takes the limit options (`_limit_options`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if {"spec", "specs"} & {p.name for p in command.params}:
+                command.params.extend(_limit_options())
 
     def invoke(self, ctx):
+        set_limits(Limits())  # the defaults, until the command's own options say otherwise
         try:
             return super().invoke(ctx)
-        except SpecError as e:
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # click's own: usage errors (exit 2), Exit, Ctrl-C
+        except Exception as e:
             if _debug:
                 raise
-            typer.echo(str(e), err=True)
-            raise typer.Exit(2) from None
+            message, status = _failure(e)
+            typer.echo(message, err=True)
+            raise typer.Exit(status) from None
 
 
 app = typer.Typer(
@@ -47,13 +60,42 @@ InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Per-samp
                                                  "overrides the spec's.", show_default=False)]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size (figures stay per sample).")]
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Element type for memory figures.")]
-MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", min=1, help="Largest spec file accepted.")]
-MaxDepthOpt = Annotated[int, typer.Option("--max-depth", min=1, help="Deepest nesting of composites/blocks.")]
-MaxLayersOpt = Annotated[int, typer.Option("--max-layers", min=1, help="Most layers after expanding repeats.")]
+_LIMIT_HELP = {"max_bytes": "Largest spec file accepted, in bytes (it also bounds the YAML values read: one "
+                            "per 50 bytes).",
+               "max_depth": "Deepest nesting of composites, blocks and repeats.",
+               "max_layers": "Most entries after expanding repeats and blocks (composites count too)."}
 
 
-def limits(max_bytes: int, max_depth: int, max_layers: int) -> Limits:
-    return Limits(max_bytes=max_bytes, max_depth=max_depth, max_layers=max_layers)
+def _limit_options() -> list:
+    """--max-bytes, --max-depth, --max-layers: defined once, added to every command that reads a spec.
+    They set the limits in force (`source.set_limits`), which `spec.load` and `spec.parse` use, so
+    commands and library calls need not pass them along."""
+    def store(ctx: typer.Context, param: typer.CallbackParam, value: int) -> int:
+        if value < 1:
+            raise typer.BadParameter(f"must be at least 1, not {value}")
+        set_limits(replace(current_limits(), **{param.name: value}))
+        return value
+
+    return [TyperOption(param_decls=["--" + name.replace("_", "-"), name], type=int, default=getattr(Limits, name),
+                        callback=store, expose_value=False, show_default=True, help=help,
+                        rich_help_panel="Limits")
+            for name, help in _LIMIT_HELP.items()]
+
+
+def _failure(error: Exception) -> tuple[str, int]:
+    """(message, exit status) for an exception that reached the command line."""
+    if isinstance(error, SpecError):
+        return str(error), 2
+    if isinstance(error, RecursionError):
+        return ("error: the spec is nested too deeply for Python to follow\n"
+                "  fix: flatten the spec, or keep --max-depth lower"), 2
+    if isinstance(error, MemoryError):
+        return "error: out of memory\n  fix: use a smaller network or input (or a smaller --max-memory)", 2
+    if isinstance(error, BrokenPipeError):
+        return "", 1  # the reader went away (`| head`); nothing left to say
+    return (f"internal error: {type(error).__name__}: {clip(str(error), 200)}\n"
+            f"  this is a bug in cnncalc {__version__}; please report it with the spec "
+            "(--debug shows the traceback)"), 3
 
 
 def _version(value: bool) -> None:
@@ -88,15 +130,12 @@ def summary(
     depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, show_default=False,
                                                  help="Show rows nested at most this deep (0: one row per "
                                                       "top-level entry).")] = None,
-    max_bytes: MaxBytesOpt = Limits.max_bytes,
-    max_depth: MaxDepthOpt = Limits.max_depth,
-    max_layers: MaxLayersOpt = Limits.max_layers,
 ) -> None:
     """Per-layer output size, weight size, params, MACs and receptive field, then the totals."""
     from .analysis import analyse
     from .spec import load
 
-    report = analyse(load(spec, input, limits(max_bytes, max_depth, max_layers)), dtype, batch)
+    report = analyse(load(spec, input), dtype, batch)
     from .render import render
     sys.stdout.write(render(report, format, depth))
 

@@ -1,7 +1,13 @@
 """One error type for every problem with the user's input; the CLI turns it into exit status 2."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+
+MAX_LINE = 300      # characters per message line: a hostile value can never flood the terminal
+MAX_LINES = 8       # lines per message (what + fix)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
 
 
 @dataclass(frozen=True)
@@ -35,15 +41,107 @@ class SpecError(Exception):
         return self
 
     def __str__(self) -> str:
-        head = f"{self.where}: " if self.where else ""
-        layer = f"{self.layer}: " if self.layer else ""
+        head = f"{_escape(str(self.where))}: " if self.where else ""
+        layer = f"{_escape(self.layer)}: " if self.layer else ""
         text = f"{head}error: {layer}{self.what}"
         if self.fix:
             text += f"\n  fix: {self.fix}"
-        return text
+        return _tidy(text)
 
 
 def describe_layer(path: str, kind: str, name: str | None = None) -> str:
     """How messages name a layer: `layer 3 (conv2d 'conv1')`."""
-    named = f" '{name}'" if name else ""
-    return f"layer {path or '<top>'} ({kind}{named})"
+    named = f" '{_cut(str(name), 40)}'" if name else ""
+    if len(path) > 60:  # a deeply nested path: its ends say where, the middle is 0.0.0…
+        path = f"{path[:20]}…{path[-30:]}"
+    return f"layer {path or '<top>'} ({_cut(str(kind), 40)}{named})"
+
+
+def brief(value, width: int = 60) -> str:
+    """A value as the spec would spell it, cut to `width` characters, for messages.
+
+    Safe for anything the YAML reader builds: a structure shared through aliases is never walked
+    in full, a huge integer is not converted digit by digit, control characters are escaped.
+
+    >>> brief(True), brief(None), brief([1, 2.5, "same"]), brief({"k": 3})
+    ('true', 'null', "[1, 2.5, 'same']", '{k: 3}')
+    >>> brief(10 ** 5000)
+    'a whole number of about 5,001 digits'
+    """
+    parts: list[str] = []
+    _spell(value, parts, width + 1)
+    return _cut("".join(parts), width)
+
+
+def _spell(value, parts: list[str], budget: int) -> int:
+    """Append pieces of `value`'s spelling until `budget` characters are used; returns what is left."""
+    if budget <= 0:
+        return 0
+    if isinstance(value, (dict, list, tuple)):
+        items = list(value.items()) if isinstance(value, dict) else value
+        open_, close = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        parts.append(open_)
+        budget -= 1
+        for i, item in enumerate(items):
+            if budget <= 0:
+                return 0
+            if i:
+                parts.append(", ")
+                budget -= 2
+            if isinstance(value, dict):
+                key = _escape(str(item[0])[:100]) if isinstance(item[0], str) else _scalar_text(item[0])
+                parts.append(key[:budget])
+                budget -= len(key)
+                parts.append(": ")
+                budget = _spell(item[1], parts, budget - 2)
+            else:
+                budget = _spell(item, parts, budget)
+        parts.append(close)
+        return budget - 1
+    text = _scalar_text(value)
+    parts.append(text[:budget])
+    return budget - len(text)
+
+
+def _scalar_text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if value.bit_length() > 3000:  # str() would refuse (and take long) past 4300 digits
+            try:
+                digits = len(str(abs(value)))
+            except ValueError:  # past 4,300 digits Python refuses to convert
+                digits = int(math.log10(abs(value))) + 1
+            return f"a whole number of about {digits:,} digits"
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        return {math.inf: ".inf", -math.inf: "-.inf"}.get(value, repr(value))
+    if isinstance(value, str):
+        return "'" + _escape(value[:400]) + "'"
+    return _escape(type(value).__name__)
+
+
+def clip(text: str, width: int = 60) -> str:
+    """Plain text from the spec (a key, a tag, a name) made safe and short for a message."""
+    return _cut(_escape(text), width)
+
+
+def _escape(text: str) -> str:
+    """Control characters (terminal escapes, newlines inside a value) shown as \\x1b etc."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _tidy(text: str) -> str:
+    """A message safe to print: control characters escaped, lines and line count capped."""
+    lines = [_cut(_escape(line), MAX_LINE) for line in text.split("\n")]
+    if len(lines) > MAX_LINES:
+        lines = lines[: MAX_LINES - 1] + ["  …"]
+    return "\n".join(lines)

@@ -7,16 +7,21 @@ which YAML would silently collapse, are errors.
 """
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .errors import SpecError, Where
+from .errors import SpecError, Where, brief, clip
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
+LARGEST = 2**63 - 1  # PyTorch sizes are 64-bit: no size, count or element total in a spec may exceed this
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,25 @@ class Limits:
 
     max_bytes: int = 10_000_000
     max_depth: int = 100          # nesting of composites, blocks and repeats
-    max_layers: int = 100_000     # layers after expanding repeats and blocks
-    max_nodes: int = 2_000_000    # YAML scalars, lists and mappings
+    max_layers: int = 100_000     # entries after expanding repeats and blocks (composites count too)
+
+    @property
+    def max_nodes(self) -> int:
+        """YAML values (scalars, lists, mappings) accepted: one per 50 bytes of `max_bytes`, 200,000 by
+        default, so that reading even an oversized spec takes about a second (~4 µs per value)."""
+        return max(self.max_bytes // 50, 1000)
+
+
+_LIMITS: ContextVar[Limits] = ContextVar("cnncalc_limits", default=Limits())
+
+
+def current_limits() -> Limits:
+    """The limits used when a caller gives none: the CLI's --max-* flags set them for one command."""
+    return _LIMITS.get()
+
+
+def set_limits(limits: Limits) -> None:
+    _LIMITS.set(limits)
 
 
 class Map(dict):
@@ -54,26 +76,30 @@ def position(node: object, key: object = None, default: Where | None = None) -> 
     return getattr(node, "where", default)
 
 
-def read_text(path: str | Path, limits: Limits = Limits()) -> str:
+def read_text(path: str | Path, limits: Limits | None = None) -> str:
     """The file's text, or a SpecError saying why it cannot be a spec."""
+    limits = limits or current_limits()
     where = Where(str(path))
     p = Path(path)
     try:
         if p.is_dir():
             raise SpecError("is a directory, not a spec file", where=where,
                             fix="give the path of a .yaml file inside it")
-        size = p.stat().st_size
-        if size > limits.max_bytes:
-            raise SpecError(f"file is {size:,} bytes, over the limit of {limits.max_bytes:,}", where=where,
-                            fix="raise the limit with --max-bytes if the file really is a spec")
-        data = p.read_bytes()
+        with p.open("rb") as f:  # read at most one byte past the limit: /dev/zero or a pipe never ends
+            data = f.read(limits.max_bytes + 1)
     except FileNotFoundError:
         raise SpecError("no such file", where=where,
                         fix="check the path, or run `cnncalc list` for the built-in architectures") from None
     except OSError as e:
         raise SpecError(f"cannot read the file: {e.strerror or e}", where=where) from None
+    if len(data) > limits.max_bytes:
+        raise SpecError(f"the file is larger than the limit of {limits.max_bytes:,} bytes", where=where,
+                        fix="raise the limit with --max-bytes if the file really is a spec")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError("the file is UTF-16 text", where=where, fix="save the file as UTF-8")
     if b"\0" in data:
-        raise SpecError("this is a binary file, not a YAML spec", where=where)
+        raise SpecError("this is a binary file, not a YAML spec", where=where,
+                        fix="give the path of a .yaml text file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -86,18 +112,25 @@ def read_text(path: str | Path, limits: Limits = Limits()) -> str:
     return text
 
 
-def parse_yaml(text: str, file: str = "<spec>", limits: Limits = Limits()) -> object:
+def parse_yaml(text: str, file: str = "<spec>", limits: Limits | None = None) -> object:
     """Build plain data (Map, Seq, str, int, float, bool, None) from YAML text, with positions."""
     try:
-        return _build(yaml.parse(text, Loader=_Loader), file, limits)
+        return _build(yaml.parse(text, Loader=_Loader), file, limits or current_limits())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Where(file, mark.line + 1, mark.column + 1) if mark else Where(file)
         problem = e.problem or e.context or "invalid YAML"
         lines = text.splitlines()
         line = lines[mark.line] if mark and mark.line < len(lines) else ""
-        fix = "indent with spaces: YAML does not allow tab characters" if "\t" in line \
-            else "check the indentation and punctuation near this position"
+        above = lines[mark.line - 1].strip() if mark and 0 < mark.line <= len(lines) else ""
+        if "\t" in line:
+            fix = "indent with spaces: YAML does not allow tab characters"
+        elif "mapping values" in problem and re.fullmatch(r"-\s*[\w$]+", above):
+            fix = f"`{above}` is a bare type name; to add keys below it write `{above}:` (with a colon)"
+        elif "nesting depth" in problem:
+            fix = "the YAML is nested deeper than any network needs; flatten it"
+        else:
+            fix = "check the indentation and punctuation near this position"
         raise SpecError(f"YAML syntax error: {problem}", where=where, fix=fix) from None
     except yaml.YAMLError as e:
         raise SpecError(f"YAML error: {e}", where=Where(file)) from None
@@ -114,7 +147,7 @@ def _build(events, file: str, limits: Limits) -> object:
     max_yaml_depth = 4 * limits.max_depth + 16
 
     def where(event) -> Where:
-        return Where(file, event.start_mark.line + 1, event.start_mark.column + 1)
+        return _mark(file, event)
 
     def attach(value: object, event) -> None:
         if not stack:
@@ -127,10 +160,11 @@ def _build(events, file: str, limits: Limits) -> object:
             container.item_where.append(where(event))
         elif frame[1] is _NO_KEY:
             if isinstance(value, (Map, Seq)) or not _hashable(value):
-                raise SpecError("a mapping key must be a plain value", where=where(event))
+                raise SpecError("a mapping key must be a plain value", where=where(event),
+                                fix="keys are names like `kernel_size`; a list or mapping cannot be a key")
             if value in container:
                 first = container.key_where[value]
-                raise SpecError(f"duplicate key '{value}' (first at line {first.line})", where=where(event),
+                raise SpecError(f"duplicate key {brief(value)} (first at line {first.line})", where=where(event),
                                 fix="YAML keeps only the last of repeated keys; remove or rename one")
             frame[1] = value
             container.key_where[value] = where(event)
@@ -148,11 +182,13 @@ def _build(events, file: str, limits: Limits) -> object:
             continue
         nodes += 1
         if nodes > limits.max_nodes:
-            raise SpecError(f"the YAML has more than {limits.max_nodes:,} values", where=where(event),
-                            fix="this is far beyond any real network; raise --max-nodes if it is not hostile")
+            raise SpecError(f"the YAML holds more than {limits.max_nodes:,} values (lists, mappings and scalars)",
+                            where=where(event), fix="this is far beyond any real network; the limit grows with "
+                                                    "--max-bytes (one value per 50 bytes) if the spec is genuine")
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in anchors:
-                raise SpecError(f"alias *{event.anchor} refers to an anchor not (yet) defined", where=where(event))
+                raise SpecError(f"alias *{clip(event.anchor, 40)} refers to an anchor not (yet) defined",
+                                where=where(event), fix="define `&name` on a value above the place that uses `*name`")
             attach(anchors[event.anchor], event)
         elif isinstance(event, yaml.ScalarEvent):
             value = _scalar(event, resolver, constructor, file)
@@ -198,20 +234,29 @@ def _hashable(value: object) -> bool:
 def _check_tag(event, allowed: set, file: str) -> None:
     tag = event.tag
     if tag and tag not in ("!", ) and tag not in allowed:
-        raise SpecError(f"YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a spec", where=Where(file, event.start_mark.line + 1,
-                        event.start_mark.column + 1), fix="remove the tag: specs hold only plain values, "
-                        "lists and mappings (nothing is ever constructed or executed)")
+        shown = clip(tag.replace("tag:yaml.org,2002:", "!!"), 80)
+        raise SpecError(f"YAML tag {shown} is not allowed in a spec", where=_mark(file, event),
+                        fix="remove the tag: specs hold only plain values, lists and mappings "
+                            "(nothing in a spec is ever constructed or executed)")
 
 
 def _scalar(event, resolver, constructor, file: str) -> object:
     """A scalar's value: plain ones resolved as YAML 1.1 does (int, float, bool, null), quoted ones str."""
     _check_tag(event, _SCALAR_TAGS, file)
-    tag = event.tag if event.tag and event.tag != "!" else resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+    tag = event.tag if event.tag and event.tag != "!" else \
+        resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+    if tag == "tag:yaml.org,2002:merge":
+        raise SpecError("YAML merge keys (`<<: *anchor`) are not supported in a spec", where=_mark(file, event),
+                        fix="write the keys out, or define a block under `blocks:` and pass it args")
     if tag not in _SCALAR_TAGS or tag.endswith(":str"):
         return event.value
     node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
     try:
         return constructor.yaml_constructors[tag](constructor, node)
     except (ValueError, yaml.YAMLError):
-        raise SpecError(f"'{event.value}' is not a valid {tag.rsplit(':', 1)[1]}",
-                        where=Where(file, event.start_mark.line + 1, event.start_mark.column + 1)) from None
+        raise SpecError(f"{brief(event.value)} is not a valid {tag.rsplit(':', 1)[1]}", where=_mark(file, event),
+                        fix="numbers may have at most 4,300 digits" if tag.endswith(":int") else None) from None
+
+
+def _mark(file: str, event) -> Where:
+    return Where(file, event.start_mark.line + 1, event.start_mark.column + 1)

@@ -5,22 +5,26 @@ check) works on Nodes and never sees YAML. Every problem is a SpecError with fil
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from . import layers as _layers  # noqa: F401  (registers every layer type)
-from .errors import SpecError, Where, describe_layer
+from .errors import SpecError, Where, brief, clip, describe_layer
 from .expr import ExprError, substitute
-from .layers.base import REGISTRY, ArgReader, Layer, lookup, suggest
+from .layers.base import REGISTRY, REQUIRED, ArgReader, Layer, lookup, suggest
 from .layers.composite import Concat, Residual, Sequential
-from .source import Limits, Map, Seq, parse_yaml, position, read_text
+from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, position, read_text
 
 ENTRY_KEYS = ("name", "repeat", "expect")
 TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description")
 EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
 COMPOSITES = ("sequential", "residual", "concat")
+# Work done for each use of a block must not grow with the file, or a block used many times multiplies it.
+MAX_ARG_VALUES = 256    # values in one layer's arguments (real ones hold a few numbers or short lists)
+MAX_BLOCK_ARGS = 100    # arguments one block may declare
 
 
 @dataclass
@@ -67,9 +71,16 @@ class Network:
 
 # --- loading ---------------------------------------------------------------------------------------
 
+def _architectures():
+    """The folder of built-in specs: package data when installed, ../architectures in a checkout."""
+    try:
+        return resources.files("cnncalc.architectures")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "architectures"
+
+
 def builtin_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("cnncalc.architectures").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in _architectures().iterdir() if p.name.endswith(".yaml"))
 
 
 def resolve(spec: str | None) -> tuple[str, str]:
@@ -81,13 +92,12 @@ def resolve(spec: str | None) -> tuple[str, str]:
     name = spec.lower().replace("-", "").replace("_", "")
     for builtin in builtin_names():
         if builtin.replace("_", "") == name:
-            return f"<built-in {builtin}>", resources.files("cnncalc.architectures").joinpath(
-                f"{builtin}.yaml").read_text(encoding="utf-8")
+            return f"<built-in {builtin}>", _architectures().joinpath(f"{builtin}.yaml").read_text(encoding="utf-8")
     raise SpecError(f"'{spec}' is neither a file nor a built-in architecture{suggest(spec, builtin_names())}",
                     fix=f"built-in: {', '.join(builtin_names())}; or give the path of a .yaml file")
 
 
-def load(spec: str | None = None, input_shape=None, limits: Limits = Limits()) -> Network:
+def load(spec: str | None = None, input_shape=None, limits: Limits | None = None) -> Network:
     """Read, parse and validate a spec (a path or built-in name); `input_shape` overrides its input."""
     source, text = resolve(spec)
     if not text:
@@ -95,7 +105,9 @@ def load(spec: str | None = None, input_shape=None, limits: Limits = Limits()) -
     return parse(text, source, input_shape, limits)
 
 
-def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits = Limits()) -> Network:
+def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits | None = None) -> Network:
+    """Validate a spec's text; `limits` default to the ones in force (`source.current_limits`)."""
+    limits = limits or current_limits()
     data = parse_yaml(text, source, limits)
     return Parser(source, limits).network(data, input_shape)
 
@@ -103,27 +115,39 @@ def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits = 
 # --- shapes ------------------------------------------------------------------------------------------
 
 _SHAPE_SEP = re.compile(r"\s*[x×X*,]\s*")
+_SHAPE_FIX = "give the per-sample shape without the batch, e.g. 3x32x32 or [3, 32, 32]"
 
 
 def parse_shape(value, what: str = "input", where: Where | None = None) -> tuple:
-    """`1x28x28`, `1×28×28`, `[1, 28, 28]` or 784 → a tuple of positive ints."""
+    """`1x28x28`, `1×28×28`, `[1, 28, 28]` or 784 → a tuple of 1 to 4 positive ints whose product a
+    PyTorch tensor can hold (at most 2^63 - 1 elements).
+
+    >>> parse_shape("3×224×224"), parse_shape([1, 28, 28]), parse_shape(784)
+    ((3, 224, 224), (1, 28, 28), (784,))
+    """
     if isinstance(value, str):
-        parts = [p for p in _SHAPE_SEP.split(value.strip().strip("[]()")) if p]
-        try:
-            dims = [int(p.replace("_", "")) for p in parts]
-        except ValueError:
-            raise SpecError(f"{what} shape '{value}' is not of the form C×H×W", where=where,
-                            fix="write it like 1x28x28, 3×224×224 or [1, 28, 28]") from None
+        dims = [p.replace("_", "") for p in _SHAPE_SEP.split(value.strip().strip("[]()")) if p]
     elif isinstance(value, int) and not isinstance(value, bool):
         dims = [value]
     elif isinstance(value, (list, tuple)):
-        dims = list(value)
+        dims = value
     else:
-        raise SpecError(f"{what} shape must be like 1x28x28 or [1, 28, 28], not {value!r}", where=where)
-    if not 1 <= len(dims) <= 4 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise SpecError(f"{what} shape {value!r} needs 1 to 4 positive whole numbers (C, C×L, C×H×W or C×D×H×W)",
-                        where=where, fix="give the per-sample shape without the batch, e.g. 3x32x32")
-    return tuple(dims)
+        raise SpecError(f"{what} shape must be like 1x28x28 or [1, 28, 28], not {brief(value)}", where=where,
+                        fix=_SHAPE_FIX)
+    if not 1 <= len(dims) <= 4:
+        raise SpecError(f"{what} shape {brief(value)} has {len(dims)} dimensions; it needs 1 to 4 "
+                        "(C, C×L, C×H×W or C×D×H×W)", where=where, fix=_SHAPE_FIX)
+    for axis, d in enumerate(dims, 1):
+        if isinstance(d, str) and d.isascii() and d.isdigit() and len(d) < 100:
+            d = int(d)
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise SpecError(f"{what} shape {brief(value)}: dimension {axis} is {brief(d, 30)}, not a positive "
+                            "whole number", where=where, fix=_SHAPE_FIX)
+    dims = tuple(int(d) for d in dims)
+    if math.prod(dims) > LARGEST:
+        raise SpecError(f"{what} shape {brief(value)} has more elements than a tensor can hold (2^63 - 1)",
+                        where=where, fix="use a smaller input")
+    return dims
 
 
 # --- the parser ---------------------------------------------------------------------------------------
@@ -152,11 +176,12 @@ class Parser:
 
     def network(self, data, input_shape=None) -> Network:
         if not isinstance(data, Map):
-            raise SpecError("a spec is a mapping with `input:` and `layers:`", where=self.here(data),
+            raise SpecError(f"a spec is a mapping with `input:` and `layers:`, but this file holds {_what(data)}",
+                            where=position(data) or Where(self.source, 1, 1),
                             fix="start the file with `input: 1x28x28` and a `layers:` list")
         for key in data:
             if key not in TOP_KEYS:
-                raise SpecError(f"unknown top-level key '{key}'{suggest(key, TOP_KEYS)}",
+                raise SpecError(f"unknown top-level key {brief(key, 40)}{suggest(key, TOP_KEYS)}",
                                 where=self.here(data, key), fix=f"top-level keys are: {', '.join(TOP_KEYS)}")
         if "layers" not in data:
             raise SpecError("the spec has no `layers:` list", where=self.here(data),
@@ -170,8 +195,9 @@ class Parser:
         else:
             input_shape = parse_shape(input_shape, "--input")
         name = data.get("name", Path(self.source).stem)
-        if not isinstance(name, (str, int, float)):
-            raise SpecError("`name` must be text", where=self.here(data, "name"))
+        if isinstance(name, bool) or not isinstance(name, (str, int, float)):
+            raise SpecError(f"`name` must be text, not {_what(name)}", where=self.here(data, "name"),
+                            fix="write e.g. `name: LeNet-5`")
         for block_name, block in self._mapping(data.get("blocks") or Map(), data, "blocks").items():
             self.blocks[block_name] = self._block(block_name, block, data["blocks"])
         root = Node(Sequential(), "", "sequential", self.here(data, "layers"), depth=-1)
@@ -180,12 +206,13 @@ class Parser:
         return Network(str(name), input_shape, root, self.source, expect)
 
     # --- lists and entries -------------------------------------------------------------------------
-    def entries(self, items, path: str, env: dict, depth: int, stack: tuple) -> list[Node]:
+    def entries(self, items, path: str, env: dict, depth: int, stack: tuple, where: Where | None = None) -> list[Node]:
+        """The Nodes of a list of layer entries; `where` locates a value that is not a list."""
         if items is None:
             return []
         if not isinstance(items, Seq):
-            raise SpecError(f"expected a list of layers{' at ' + path if path else ''}, got {_what(items)}",
-                            where=self.here(items), fix="write each layer as a list item starting with `- `")
+            raise SpecError(f"expected a list of layers, got {_what(items)}", where=position(items) or where or
+                            Where(self.source), fix="write each layer as a list item starting with `- `")
         if depth > self.limits.max_depth:
             raise SpecError(f"layers are nested more than {self.limits.max_depth} levels deep",
                             where=self.here(items), fix="flatten the spec, or raise the limit with --max-depth")
@@ -197,28 +224,32 @@ class Parser:
         where = where or self.here(item)
         kind, args, extras = self._split_entry(item, path, where)
         name = extras.get("name")
-        if name is not None and not isinstance(name, (str, int)):
-            raise SpecError("`name` must be text", where=position(item, "name"))
+        if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
+            raise SpecError(f"`name` must be text, not {_what(name)}", where=position(item, "name"),
+                            layer=describe_layer(path, kind), fix="write e.g. `name: conv1`")
         try:
             repeat = extras.get("repeat", 1)
             if isinstance(repeat, str) and "$" in repeat:
                 repeat = substitute(repeat, env)
         except ExprError as e:
-            raise SpecError(str(e), where=position(item, "repeat"), layer=describe_layer(path, kind, name)) from None
+            raise SpecError(str(e), where=position(item, "repeat"), layer=describe_layer(path, kind, name),
+                            fix="use only $args the block defines, whole numbers and + - * // % ( )") from None
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-            raise SpecError(f"repeat must be a whole number of at least 1, not {repeat!r}",
-                            where=position(item, "repeat"), layer=describe_layer(path, kind, name))
+            raise SpecError(f"repeat must be a whole number of at least 1, not {brief(repeat)}",
+                            where=position(item, "repeat"), layer=describe_layer(path, kind, name),
+                            fix="write e.g. `repeat: 3` beside the layer type (1 means no repeat)")
         expect = self._expect(extras.get("expect"), item, "expect")
         name = None if name is None else str(name)
         if repeat == 1:
             return self._build(kind, args, item, path, env, depth, stack, where, name, expect)
         first = self._build(kind, args, item, f"{path}.0", env, depth + 1, stack, where, None, None)
-        copies = sum(1 for n in first.walk() if n.leaf)
-        if self.layer_count + copies * (repeat - 1) > self.limits.max_layers:
-            raise SpecError(f"repeat: {repeat:,} would expand to {copies * repeat:,} layers, over the limit of "
+        copies = sum(1 for _ in first.walk())
+        if self.layer_count + copies * (repeat - 1) + 1 > self.limits.max_layers:
+            total = brief(copies * repeat)
+            raise SpecError(f"repeat: {brief(repeat)} would expand to {total} entries, over the limit of "
                             f"{self.limits.max_layers:,}", where=position(item, "repeat"),
                             layer=describe_layer(path, kind, name), fix="use a smaller repeat, or raise --max-layers")
-        self.layer_count += copies * (repeat - 1)
+        self.layer_count += copies * (repeat - 1) + 1
         children = [first] + [_moved(first, f"{path}.{i}") for i in range(1, repeat)]
         return Node(Sequential("repeat", f"{first.kind} × {repeat}"), path, "repeat", where, name, expect,
                     {"": children}, depth)
@@ -229,14 +260,15 @@ class Parser:
             return item, None, {}
         if not isinstance(item, Map) or not item:
             raise SpecError(f"layer {path}: expected a type name (`- relu`) or a mapping "
-                            f"(`- conv2d: {{...}}`), got {_what(item)}", where=where)
+                            f"(`- conv2d: {{...}}`), got {_what(item)}", where=where,
+                            fix="write one layer per list item, e.g. `- relu` or `- linear: {out_features: 10}`")
         types = [k for k in item if k not in ENTRY_KEYS]
         if len(types) != 1:
             if not types:
-                raise SpecError(f"layer {path} has {', '.join(map(str, item))} but no layer type",
+                raise SpecError(f"layer {path} has {_names(item)} but no layer type",
                                 where=where, fix="add the type as a key, e.g. `- conv2d: {out_channels: 8, "
                                                  "kernel_size: 3}`")
-            raise SpecError(f"layer {path} has {len(types)} type keys ({', '.join(map(str, types))}); "
+            raise SpecError(f"layer {path} has {len(types)} type keys ({_names(types)}); "
                             "an entry holds exactly one", where=position(item, types[1]),
                             fix="put each layer in its own list item (`- `); entry-level keys are "
                                 + ", ".join(ENTRY_KEYS))
@@ -245,47 +277,58 @@ class Parser:
 
     def _build(self, kind, args, item, path, env, depth, stack, where, name, expect) -> Node:
         if not isinstance(kind, str):
-            raise SpecError(f"layer type must be a name, not {kind!r}", where=where)
+            raise SpecError(f"a layer type must be a name, not {brief(kind)}", where=where,
+                            fix="write the type as a key, e.g. `- conv2d: {out_channels: 8, kernel_size: 3}`")
         label = describe_layer(path, kind, name)
         try:
             if kind.startswith("$"):
                 kind = substitute(kind, env)
                 if not isinstance(kind, str):
-                    raise ExprError(f"a layer type must be a name, but the argument gives {kind!r}")
+                    raise ExprError(f"a layer type must be a name, but the argument gives {brief(kind)}")
                 label = describe_layer(path, kind, name)
             if kind.lower() not in COMPOSITES:
-                args = _substitute(args, env)
+                _check_size(args, where, label)
+                args = _substitute(args, env, {})
+                _check_size(args, where, label)
         except ExprError as e:
             raise SpecError(str(e), where=where, layer=label,
                             fix="use only $args the block defines, whole numbers and + - * // % ( )") from None
         lowered = kind.lower()
         try:
+            self._grow(1)
             if lowered in COMPOSITES:
                 node = self._composite(lowered, args, item, path, env, depth, stack, where)
             elif kind in self.blocks:
                 node = self._use_block(self.blocks[kind], args, item, path, depth, stack, where)
             else:
                 node = Node(self._leaf(kind, args, item, where), path, lowered, where, depth=depth)
-                self.layer_count += 1
-                if self.layer_count > self.limits.max_layers:
-                    raise SpecError(f"the spec expands to more than {self.limits.max_layers:,} layers",
-                                    fix="raise the limit with --max-layers if this is intended")
         except SpecError as e:
             raise e.located(where, label) from None
         node.name, node.expect = name, expect
         return node
 
+    def _grow(self, entries: int) -> None:
+        """Count entries as they are made (composites and copies too: an empty `sequential` costs work
+        as well), refusing before an expansion outgrows --max-layers."""
+        self.layer_count += entries
+        if self.layer_count > self.limits.max_layers:
+            raise SpecError(f"the spec expands to more than {self.limits.max_layers:,} entries (layers, groups, "
+                            "blocks and repeat copies)", fix="raise the limit with --max-layers if this is intended")
+
     def _leaf(self, kind: str, args, item, where) -> Layer:
         cls = lookup(kind)
         if cls is None:
             known = list(REGISTRY) + list(COMPOSITES) + list(self.blocks)
-            raise SpecError(f"unknown layer type '{kind}'{suggest(kind, known)}", where=where,
-                            fix="see the README for the layer types; a block must be defined under `blocks:`")
+            fix = "see the README for the layer types; a block must be defined under `blocks:`"
+            if re.search(r"\s-\s", kind):  # `- relu` indented under the item above folds into its text
+                fix = "a `- ` seems indented deeper than the item above it; align the `- ` of every layer"
+            raise SpecError(f"unknown layer type {brief(kind, 40)}{suggest(kind, known)}", where=where, fix=fix)
         if args is None:
             args = Map()
         if not isinstance(args, dict):
-            raise SpecError(f"the arguments of {cls.kind} must be a mapping like {{kernel_size: 3}}, "
-                            f"not {_what(args)}", where=where)
+            example = next((f"{k}: {brief(args)}" for k, v in cls.signature.items() if v is REQUIRED), "")
+            raise SpecError(f"the arguments of {cls.kind} must be a mapping, not {_what(args)}", where=where,
+                            fix=f"name each argument: `- {cls.kind}: {{{example or '...'}}}`")
         arg_pos = position(item, kind) if isinstance(item, Map) else None
 
         def where_of(key):
@@ -299,35 +342,39 @@ class Parser:
                     where, depth=depth)
         deeper = dict(env=env, depth=depth + 1, stack=stack)
         if kind == "sequential":
-            node.branches[""] = self.entries(args, path, **deeper)
+            node.branches[""] = self.entries(args, path, **deeper, where=where)
             return node
         args = self._mapping(args, item, kind)
         if kind == "residual":
             for key in args:
                 if key not in ("body", "shortcut"):
-                    raise SpecError(f"residual takes `body` and `shortcut`, not '{key}'{suggest(key, ['body', 'shortcut'])}",
-                                    where=position(args, key))
+                    raise SpecError(f"residual takes `body` and `shortcut`, not {brief(key, 40)}"
+                                    f"{suggest(key, ['body', 'shortcut'])}", where=position(args, key),
+                                    fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
             if "body" not in args:
                 raise SpecError("residual needs a `body:` list", where=where,
                                 fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
-            node.branches = {"body": self.entries(args["body"], f"{path}.body", **deeper),
-                             "shortcut": self.entries(args.get("shortcut"), f"{path}.shortcut", **deeper)}
+            node.branches = {name: self.entries(args.get(name), f"{path}.{name}", **deeper,
+                                                where=position(args, name)) for name in ("body", "shortcut")}
         else:
             if not args:
                 raise SpecError("concat needs at least one named branch", where=where,
                                 fix="write `concat: {b1: [...], b2: [...]}`; `[]` is an identity branch")
             for key in args:
-                if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                    raise SpecError(f"concat branch name '{key}' must be an identifier (letters, digits, _)",
-                                    where=position(args, key))
-            node.branches = {key: self.entries(value, f"{path}.{key}", **deeper) for key, value in args.items()}
+                if not _identifier(key):
+                    raise SpecError(f"concat branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
+                                    where=position(args, key), fix="name branches like b1, b2, pool_branch")
+            self._grow(len(args))  # each branch costs work even when empty (the identity)
+            node.branches = {key: self.entries(value, f"{path}.{key}", **deeper, where=position(args, key))
+                             for key, value in args.items()}
         return node
 
     # --- blocks ------------------------------------------------------------------------------------------
     def _block(self, name, data, blocks) -> _Block:
         where = position(blocks, name) or Where(self.source)
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise SpecError(f"block name '{name}' must be an identifier", where=where)
+        if not _identifier(name):
+            raise SpecError(f"block name {brief(name, 40)} must be an identifier (letters, digits, _)", where=where,
+                            fix="name blocks like basic, bottleneck, stage_1")
         if lookup(name) or name.lower() in COMPOSITES:
             raise SpecError(f"block name '{name}' is already a layer type", where=where,
                             fix="choose another name for the block")
@@ -337,15 +384,25 @@ class Parser:
         data = self._mapping(data, blocks, name)
         for key in data:
             if key not in ("args", "layers"):
-                raise SpecError(f"block '{name}' has unknown key '{key}'{suggest(key, ['args', 'layers'])}",
+                raise SpecError(f"block '{name}' has unknown key {brief(key, 40)}{suggest(key, ['args', 'layers'])}",
                                 where=position(data, key), fix="a block has `args:` (defaults) and `layers:`")
         raw_args = data.get("args") or Map()
-        if isinstance(raw_args, Seq):
-            args = {str(a): _REQUIRED_ARG for a in raw_args}
+        names = list(raw_args) if isinstance(raw_args, Seq) else list(self._mapping(raw_args, data, "args"))
+        if len(names) > MAX_BLOCK_ARGS:
+            raise SpecError(f"block '{name}' declares {len(names)} arguments, more than {MAX_BLOCK_ARGS}",
+                            where=where, fix="a block needs only the few numbers that change between its uses")
+        for i, arg in enumerate(names):
+            if not _identifier(arg):
+                raise SpecError(f"block '{name}' argument name {brief(arg, 40)} must be an identifier",
+                                where=position(raw_args, i if isinstance(raw_args, Seq) else arg) or where,
+                                fix="name arguments like channels, stride, width_2; use them as $channels")
+        if isinstance(raw_args, Seq):  # names only: every argument is required
+            args = dict.fromkeys(names, _REQUIRED_ARG)
         else:
-            args = {k: _REQUIRED_ARG if v is None else v for k, v in self._mapping(raw_args, data, "args").items()}
+            args = {k: _REQUIRED_ARG if v is None else v for k, v in raw_args.items()}
         if "layers" not in data:
-            raise SpecError(f"block '{name}' has no `layers:`", where=where)
+            raise SpecError(f"block '{name}' has no `layers:`", where=where,
+                            fix=f"write `{name}: {{args: {{...}}, layers: [...]}}`")
         return _Block(name, args, data["layers"], where)
 
     def _use_block(self, block: _Block, args, item, path, depth, stack, where) -> Node:
@@ -357,7 +414,7 @@ class Parser:
         env = dict(block.args)
         for key, value in given.items():
             if key not in block.args:
-                raise SpecError(f"block '{block.name}' has no argument '{key}'{suggest(key, block.args)}",
+                raise SpecError(f"block '{block.name}' has no argument {brief(key, 40)}{suggest(key, block.args)}",
                                 where=position(given, key), fix=f"its arguments: {', '.join(block.args) or 'none'}")
             env[key] = value
         missing = [k for k, v in env.items() if v is _REQUIRED_ARG]
@@ -381,10 +438,14 @@ class Parser:
             return None
         expect = self._mapping(value, parent, key)
         allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes")
-        for field_name in expect:
+        for field_name, answer in expect.items():
             if field_name not in allowed:
-                raise SpecError(f"expect has unknown field '{field_name}'{suggest(field_name, allowed)}",
+                raise SpecError(f"expect has unknown field {brief(field_name, 40)}{suggest(field_name, allowed)}",
                                 where=position(expect, field_name), fix=f"fields: {', '.join(EXPECT_FIELDS)}")
+            if _too_large(answer, 64):
+                raise SpecError(f"the expected {field_name} is not an answer: it holds more than 64 values",
+                                where=position(expect, field_name), fix="write a number, a shape like 20x28x28, "
+                                                                         "or a short list")
         return expect
 
 
@@ -404,26 +465,72 @@ def _misplaced(args: dict, where_of) -> None:
                             fix=f"move `{key}:` out one level, beside the layer type (aligned with it)")
 
 
-def _substitute(value, env: dict):
-    """A copy of raw YAML data with every `$arg` string replaced (positions kept)."""
+def _substitute(value, env: dict, done: dict):
+    """A copy of raw YAML data with every `$arg` string replaced (positions kept).
+
+    A subtree that YAML aliases share is copied once and shared again (`done`, by id), so an alias
+    bomb costs no more than its text; data without `$` is returned as it is, not copied.
+    """
     if isinstance(value, str):
         return substitute(value, env) if "$" in value else value
-    if isinstance(value, Map):
-        out = Map((k, _substitute(v, env)) for k, v in value.items())
-        out.where, out.key_where = value.where, value.key_where
-        return out
-    if isinstance(value, Seq):
-        out = Seq(_substitute(v, env) for v in value)
-        out.where, out.item_where = value.where, value.item_where
-        return out
-    return value
+    if not isinstance(value, (Map, Seq)):
+        return value
+    key = id(value)
+    if key not in done:
+        done[key] = value   # placeholder while this subtree is substituted (YAML data has no cycles)
+        if isinstance(value, Map):
+            items = {k: _substitute(v, env, done) for k, v in value.items()}
+            if any(items[k] is not v for k, v in value.items()):
+                copy = Map(items)
+                copy.where, copy.key_where = value.where, value.key_where
+                done[key] = copy
+        else:
+            items = [_substitute(v, env, done) for v in value]
+            if any(new is not old for new, old in zip(items, value)):
+                copy = Seq(items)
+                copy.where, copy.item_where = value.where, value.item_where
+                done[key] = copy
+    return done[key]
+
+
+def _check_size(args, where, label) -> None:
+    if _too_large(args, MAX_ARG_VALUES):
+        raise SpecError(f"the arguments hold more than {MAX_ARG_VALUES} values", where=where, layer=label,
+                        fix="each argument is a number, a word or a short list (one value per axis)")
+
+
+def _too_large(value, budget: int) -> bool:
+    """Whether `value` holds more than `budget` scalars (counted without walking any further)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (Map, Seq)):
+            stack.extend(item.values() if isinstance(item, Map) else item)
+        budget -= 1
+        if budget < 0:
+            return True
+    return False
+
+
+def _identifier(name) -> bool:
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
 
 
 def _what(value) -> str:
+    """How messages describe a value found where another kind was expected."""
     if isinstance(value, Map):
         return "a mapping"
     if isinstance(value, Seq):
         return "a list"
     if value is None:
         return "nothing"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, bool):
+        return brief(value)
+    return f"{'the text' if isinstance(value, str) else 'the number'} {brief(value)}"
+
+
+def _names(keys) -> str:
+    """`conv2d, relu`: keys as a message lists them."""
+    keys = list(keys)
+    shown = ", ".join(clip(str(k), 30) for k in keys[:6])
+    return shown + (", …" if len(keys) > 6 else "")

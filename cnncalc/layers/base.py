@@ -6,7 +6,8 @@ import math
 from typing import Callable, ClassVar, Optional
 
 from ..arith import Field
-from ..errors import SpecError
+from ..errors import SpecError, brief
+from ..source import LARGEST
 
 Shape = tuple  # per-sample shape, e.g. (C, H, W)
 REQUIRED = object()
@@ -144,9 +145,14 @@ class ArgReader:
 
     def _int(self, name: str, value, minimum: int | None):
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"must be a whole number, not {_show(value)}")
+            self.fail(name, f"must be a whole number, not {_show(value)}",
+                      fix=f"write e.g. `{name}: {max(minimum or 0, 1)}`" + (" (true and false are not numbers)"
+                                                                          if isinstance(value, bool) else ""))
         if minimum is not None and value < minimum:
-            self.fail(name, f"must be at least {minimum}, not {value}")
+            self.fail(name, f"must be at least {minimum}, not {value}",
+                      fix=f"use {minimum} or more")
+        if abs(value) > LARGEST:
+            self.fail(name, f"is {brief(value, 50)}, larger than any tensor size (at most 2^63 - 1)")
         return value
 
     def ints(self, name: str, count: int, minimum: int | None = 1, allow_none: bool = False) -> tuple:
@@ -166,8 +172,8 @@ class ArgReader:
         value = self.raw(name)
         if value is None and allow_none:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            self.fail(name, f"must be a number, not {_show(value)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            self.fail(name, f"must be a finite number, not {_show(value)}", fix=f"write e.g. `{name}: 0.5`")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
             self.fail(name, f"must be {bounds}, not {value}")
@@ -176,7 +182,8 @@ class ArgReader:
     def bool(self, name: str) -> bool:
         value = self.raw(name)
         if not isinstance(value, bool):
-            self.fail(name, f"must be true or false, not {_show(value)}")
+            self.fail(name, f"must be true or false, not {_show(value)}", fix=f"write `{name}: true` or "
+                                                                              f"`{name}: false`, without quotes")
         return value
 
     def choice(self, name: str, choices: tuple):
@@ -188,10 +195,13 @@ class ArgReader:
 
 
 def _show(value) -> str:
-    if isinstance(value, str):
-        return f"'{value}'"
-    if isinstance(value, bool):
-        return str(value).lower()
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value)
+    return brief(value)
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False

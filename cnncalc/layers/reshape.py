@@ -6,7 +6,8 @@ import math
 from fractions import Fraction
 
 from .. import arith
-from ..errors import SpecError
+from ..errors import SpecError, brief
+from ..source import LARGEST
 from .base import ArgReader, Layer, Shape, _rank_name, fmt_shape, register
 from .window import check_fits
 
@@ -161,9 +162,11 @@ class Upsample(Layer):
             for n in self._per_axis(shape, "size"):
                 self.reader._int("size", n, 1)
         else:
-            for s in self._per_axis(shape, "scale_factor"):
+            for n, s in zip(shape[1:], self._per_axis(shape, "scale_factor")):
                 if isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0 or s == float("inf"):
-                    self.reader.fail("scale_factor", f"must be a positive number, not {s!r}")
+                    self.reader.fail("scale_factor", f"must be a positive number, not {brief(s)}")
+                if n * s > LARGEST:  # also keeps ⌊n·s⌋ from overflowing a float
+                    self.reader.fail("scale_factor", f"{brief(s)} makes an axis of {n} larger than any tensor")
 
     def out_shape(self, shape: Shape) -> Shape:
         if self.size is not None:
