@@ -44,7 +44,10 @@ class ResidualModule(nn.Module):
         self.body, self.shortcut = body, shortcut
 
     def forward(self, x):
-        body, shortcut = self.body(x), self.shortcut(x)
+        return self.add(self.body(x), self.shortcut(x))
+
+    @staticmethod
+    def add(body, shortcut):
         if body.shape != shortcut.shape:
             raise ValueError(f"residual shapes differ: body {tuple(body.shape)}, shortcut {tuple(shortcut.shape)}")
         return body + shortcut
@@ -265,11 +268,11 @@ class _Reader:
         if lowered == "residual":
             body, y = self.sequence(args["body"], x, env)
             shortcut, z = self.sequence(args.get("shortcut"), x, env)
-            module = ResidualModule(body, shortcut)
-            return module, module.eval()(x)
+            return ResidualModule(body, shortcut), ResidualModule.add(y, z)
         if lowered == "concat":
-            module = ConcatModule({name: self.sequence(branch, x, env)[0] for name, branch in args.items()})
-            return module, module.eval()(x)
+            built = {name: self.sequence(branch, x, env) for name, branch in args.items()}
+            module = ConcatModule({name: branch for name, (branch, _) in built.items()})
+            return module, torch.cat([y for _, y in built.values()], dim=1)
         if kind in self.blocks:
             block = self.blocks[kind]
             block = block if isinstance(block, dict) else {"layers": block}
