@@ -114,10 +114,13 @@ def run(network: Network, *, batch: int = 1, seed: int = 0, dtype: str = "float3
     if isinstance(max_memory, str):
         max_memory = parse_size(max_memory)
     np_dtype = _dtype(dtype)
-    x, owned = _input(network, data, batch, np_dtype, seed)
-    report = analyse(network, DType(np.dtype(np_dtype).name), len(x))
-    memory = estimate_memory(report, len(x), np_dtype)
-    check_memory(memory, default_memory_limit() if max_memory is None else max_memory, len(x))
+    given = _given_data(data)
+    if given is not None:
+        batch = _data_batch(given, network.input, batch, _what(data))
+    report = analyse(network, DType(np.dtype(np_dtype).name), batch)
+    memory = estimate_memory(report, batch, np_dtype)
+    check_memory(memory, default_memory_limit() if max_memory is None else max_memory, batch)
+    x, owned = _input(network, given, batch, np_dtype, seed)
     warnings: list[str] = []
     if weights is None:
         weights = initial_weights(report, seed, np_dtype)
@@ -237,13 +240,24 @@ def _leaf_rows(report: Report):
 
 # --- input data ---------------------------------------------------------------------------------------
 
-def _input(network: Network, data, batch: int, dtype, seed: int) -> tuple[np.ndarray, bool]:
-    """(batched input, whether the pass owns it): random normal from `seed`, or the user's data."""
+def _given_data(data) -> np.ndarray | None:
+    """The user's array (a .npy path is memory-mapped, not read yet), or None for random data."""
     if data is None:
+        return None
+    return load_data(data) if isinstance(data, (str, Path)) else np.asarray(data)
+
+
+def _what(data) -> str:
+    return f"data file '{data}'" if isinstance(data, (str, Path)) else "the data"
+
+
+def _input(network: Network, given: np.ndarray | None, batch: int, dtype, seed: int) -> tuple[np.ndarray, bool]:
+    """(batched input, whether the pass owns it): random normal from `seed`, or the user's data."""
+    if given is None:
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])  # independent of the weights
         return rng.standard_normal((batch, *network.input), dtype=dtype), True
-    array = load_data(data) if isinstance(data, (str, Path)) else np.asarray(data)
-    return fit_data(array, network.input, batch, dtype, str(data) if isinstance(data, (str, Path)) else "the data"), False
+    samples = given[None] if given.shape == tuple(network.input) else given
+    return np.ascontiguousarray(samples, dtype), False
 
 
 def load_data(path: str | Path) -> np.ndarray:
@@ -261,15 +275,15 @@ def load_data(path: str | Path) -> np.ndarray:
     return array
 
 
-def fit_data(array: np.ndarray, shape: tuple, batch: int, dtype, what: str = "the data") -> np.ndarray:
-    """One sample `shape` or a batch `(N, *shape)` as a batched array of `dtype`.
+def _data_batch(array: np.ndarray, shape: tuple, batch: int, what: str) -> int:
+    """How many samples `array` holds: one sample `shape`, or a batch `(N, *shape)`; else SpecError.
 
     `batch` must be 1 (the default) or agree with N."""
     if array.dtype.kind not in "fiub":
         raise SpecError(f"{what} holds {array.dtype} values, not numbers", fix="save a float array")
     if tuple(array.shape) == tuple(shape):
-        array = array[None]
-    elif array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape) or len(array) == 0:
+        return 1
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape) or len(array) == 0:
         raise SpecError(f"{what} has shape {fmt_shape(array.shape)}, but the network takes {fmt_shape(shape)} "
                         f"(one sample) or N×{fmt_shape(shape)} (a batch)",
                         fix=f"pass --input {'x'.join(map(str, array.shape[-len(shape):]))} if the data is right, "
@@ -277,7 +291,7 @@ def fit_data(array: np.ndarray, shape: tuple, batch: int, dtype, what: str = "th
     if batch not in (1, len(array)):
         raise SpecError(f"--batch {batch} disagrees with the {len(array)} samples in {what}",
                         fix="leave out --batch when giving --data")
-    return np.ascontiguousarray(array, dtype)
+    return len(array)
 
 
 # --- memory --------------------------------------------------------------------------------------------
@@ -378,15 +392,16 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
 
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1024 ** (i + 1) for i, prefix in enumerate("kmgt")
+                             for suffix in ("", "b", "ib")}}
 
 
 def parse_size(text: str) -> int:
-    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes; `0` means no limit.
+    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes, in binary units as memory is (G = GB = GiB = 2³⁰);
+    `0` means no limit.
 
-    >>> parse_size("2GiB"), parse_size("512M")
-    (2147483648, 512000000)
+    >>> parse_size("2G"), parse_size("512MiB")
+    (2147483648, 536870912)
     """
     value = str(text).strip().lower().replace("_", "").replace(" ", "")
     number = value.rstrip("kmgtib")

@@ -113,10 +113,12 @@ def print_result(result, console) -> None:
 
 class LayerProgress:
     """A rich progress bar, layer by layer, that appears only once a pass has run for `delay` seconds
-    (short passes print nothing extra). Use as a context manager; call it after each leaf."""
+    (short passes print nothing extra) and only on a terminal. Use as a context manager; call it
+    after each leaf."""
 
     def __init__(self, console, delay: float = 1.0, enabled: bool = True):
-        self.console, self.delay, self.enabled = console, delay, enabled
+        self.console, self.delay = console, delay
+        self.enabled = enabled and console.is_terminal
         self.start = time.perf_counter()
         self.bar = self.task = None
 

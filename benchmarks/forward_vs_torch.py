@@ -1,0 +1,152 @@
+"""The NumPy forward pass beside PyTorch CPU: same machine, same run, same architecture.
+
+    python benchmarks/forward_vs_torch.py [--nets resnet50 vgg16] [--batches 1 32] [--repeats 3] [--layers 8]
+                                          [--threads N]
+
+Every (network, batch, engine) runs in its own child process, so each peak RSS (os.wait4's
+ru_maxrss) is that engine's alone: interpreter, libraries, weights and the pass. Inside the child
+the network is built, one warm-up pass runs at batch 1, then `--repeats` timed passes at the batch;
+the time is the best of them (the pass alone: no start-up, weights or data). The torch model is the
+same YAML read by tests/torch_model.py into torch.nn, in eval mode under torch.no_grad().
+The targets: NumPy time ≤ 1.2 × torch's, NumPy peak RSS ≤ 2 × torch's.
+`--layers N` also prints the N slowest layers of each engine at each batch (from one extra pass).
+`--threads N` limits both engines to N threads (OpenBLAS and torch's OpenMP); the default is every
+CPU. Multi-threaded OpenBLAS collapses when another process holds a core (its threads wait on each
+other), so on a shared machine compare at --threads 1 as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+INPUT = "3x224x224"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child(engine: str, net: str, batch: int, repeats: int, layers: int) -> dict:
+    """Runs in the child process: {'seconds': best pass time, 'slowest': [(path, kind, seconds)]}."""
+    import numpy as np
+
+    import cnncalc
+
+    network = cnncalc.load(net, INPUT)
+    x = np.random.default_rng(0).standard_normal((batch, *network.input), dtype=np.float32)
+    timed, profile = (numpy_engine if engine == "numpy" else torch_engine)(net, network)
+    timed(x[:1])
+    seconds = min(timed(x) for _ in range(repeats))
+    slowest = sorted(profile(x), key=lambda t: -t[2])[:layers] if layers else []
+    return {"seconds": seconds, "slowest": slowest}
+
+
+def numpy_engine(net: str, network):
+    """(timed pass, per-layer profile) for cnncalc's NumPy pass, weights made once."""
+    import cnncalc
+    from cnncalc import forward as fw
+
+    weights = fw.initial_weights(cnncalc.analyse(network))
+
+    def run(x):
+        result = fw.run(network, weights=weights, data=x, max_memory=0)
+        assert result.ok
+        return result
+
+    def profile(x):
+        return [(c.path, c.node.kind, c.seconds) for c in run(x).checks if c.node.leaf]
+    return (lambda x: run(x).seconds), profile
+
+
+def torch_engine(net: str, network):
+    """(timed pass, per-layer profile) for the same YAML built as torch.nn (eval, no_grad)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import torch_model
+
+    text = resources.files("cnncalc.architectures").joinpath(f"{net}.yaml").read_text()
+    model, _ = torch_model.read(text, network.input)
+
+    def timed(x):
+        tensor = torch.from_numpy(x)
+        with torch.no_grad():
+            start = time.perf_counter()
+            model(tensor)
+            return time.perf_counter() - start
+
+    def profile(x):
+        leaves = {name: m for name, m in model.named_modules() if not list(m.children())}
+        started, spent = {}, {}
+        handles = []
+        for name, module in leaves.items():
+            handles.append(module.register_forward_pre_hook(
+                lambda m, a, name=name: started.__setitem__(name, time.perf_counter())))
+            handles.append(module.register_forward_hook(
+                lambda m, a, o, name=name: spent.__setitem__(name, time.perf_counter() - started[name])))
+        try:
+            timed(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [(name, type(leaves[name]).__name__, t) for name, t in spent.items()]
+    return timed, profile
+
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def measure(engine: str, net: str, batch: int, repeats: int, layers: int, threads: int | None) -> dict:
+    """Run one child; its report, with its peak RSS in MiB."""
+    cmd = [sys.executable, __file__, "--child", engine, net, str(batch), str(repeats), str(layers)]
+    env = dict(os.environ, **({name: str(threads) for name in THREAD_VARIABLES} if threads else {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode:
+        raise SystemExit(f"{engine} {net} batch {batch} failed:\n{proc.stderr}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report["rss_mib"] = report["maxrss_kib"] / 1024
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["resnet50", "vgg16"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import resource
+
+        engine, net, batch, repeats, layers = args.child
+        report = child(engine, net, int(batch), int(repeats), int(layers))
+        report["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps(report))
+        return
+    import numpy
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    print(f"NumPy {numpy.__version__}, torch {torch.__version__}, {threads} thread(s) each, "
+          f"{os.cpu_count()} CPUs; input {INPUT}; best of {args.repeats} passes after a warm-up")
+    print(f"{'network':10} {'batch':>5} {'NumPy s':>9} {'torch s':>9} {'time ×':>7} "
+          f"{'NumPy MiB':>10} {'torch MiB':>10} {'RSS ×':>6}")
+    for net in args.nets:
+        for batch in args.batches:
+            ours = measure("numpy", net, batch, args.repeats, args.layers, args.threads)
+            theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
+            print(f"{net:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
+                  f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} {theirs['rss_mib']:10.0f} "
+                  f"{ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
+            for engine, report in (("NumPy", ours), ("torch", theirs)):
+                for path, kind, seconds in report["slowest"]:
+                    print(f"    {engine:6} {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
