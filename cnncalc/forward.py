@@ -317,7 +317,7 @@ class _MemoryWalk:
     def __init__(self, report: Report, batch: int, itemsize: int):
         self.rows = {row.path: row for row in report.rows}
         self.batch, self.itemsize = batch, itemsize
-        self.workspace = 0  # bytes; the kernels' scratch buffers are kept and reused
+        self.buffers: dict[str, int] = {}  # scratch buffer -> bytes; the kernels keep and reuse them
 
     def sequence(self, nodes: list[Node], held: int) -> int:
         return max((self.node(node, held) for node in nodes), default=held)
@@ -338,20 +338,32 @@ class _MemoryWalk:
     def scratch(self, layer: Layer, row: Row) -> int:
         """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace."""
         if isinstance(layer, conv.Conv):
-            self._chunk(row.input[0] * math.prod(layer.kernel_size) * math.prod(row.output[1:]))  # im2col
-            return _padded_size(layer, row.input)
+            # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
+            # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
+            per_row = row.input[0] * math.prod(layer.kernel_size) * math.prod(row.output[2:])
+            for buffer in ("pad", "cols", "gemm"):
+                self._chunk(buffer, per_row * row.output[1], per_row)
+            return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0
         if isinstance(layer, pool._Pool):  # a padded copy, then one partial reduction per axis
             return _padded_size(layer, row.input) + math.prod(row.input)
         if isinstance(layer, conv.ConvTranspose):
-            self._chunk(layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
-            self._chunk(2 * math.prod(row.output))  # the col2im canvas
+            self._chunk("cols", layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
+            self._chunk("canvas", 2 * math.prod(row.output))
             return 0
         return math.prod(row.output)  # elementwise kernels' temporaries
 
-    def _chunk(self, per_sample: int) -> None:
-        bytes_per_sample = per_sample * self.itemsize
-        chunk = min(self.batch * bytes_per_sample, max(kernels.CHUNK_BYTES, bytes_per_sample))
-        self.workspace = max(self.workspace, chunk)
+    def _chunk(self, buffer: str, per_sample: int, per_row: int | None = None) -> None:
+        """A scratch buffer holding whole samples up to kernels.CHUNK_BYTES, else rows of one sample;
+        each buffer keeps its largest size (the kernels reuse them)."""
+        sample_bytes = per_sample * self.itemsize
+        row_bytes = (per_row or per_sample) * self.itemsize
+        size = min(self.batch * sample_bytes, max(kernels.CHUNK_BYTES, row_bytes if sample_bytes > kernels.CHUNK_BYTES
+                                                   else sample_bytes))
+        self.buffers[buffer] = max(self.buffers.get(buffer, 0), size)
+
+    @property
+    def workspace(self) -> int:
+        return sum(self.buffers.values())
 
 
 def _padded_size(layer, shape: tuple) -> int:
