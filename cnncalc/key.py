@@ -119,24 +119,26 @@ def answer_key(network: Network, report: Report, text: str) -> tuple[str, bool]:
         return key, True
     except (EditFailed, yaml.YAMLError):
         pass
-    plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader)), Dumper=_PlainDumper, sort_keys=False,
+    # Shared (aliased) parts stay shared: the dumper writes them as anchors, never expanded copies.
+    plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader), {}), Dumper=yaml.SafeDumper, sort_keys=False,
                       allow_unicode=True, default_flow_style=False)
     key = _filled(plain, network, report)
     _verify(key, network, report)
     return key, False
 
 
-class _PlainDumper(yaml.SafeDumper):
-    def ignore_aliases(self, data) -> bool:
-        return True
-
-
-def _plain(data):
-    if isinstance(data, dict):
-        return {k: _plain(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_plain(v) for v in data]
-    return data
+def _plain(data, seen: dict):
+    """Plain dicts and lists (no position-carrying subclasses), each shared object converted once."""
+    if not isinstance(data, (dict, list)):
+        return data
+    if id(data) not in seen:
+        if isinstance(data, dict):
+            seen[id(data)] = out = {}
+            out.update((k, _plain(v, seen)) for k, v in data.items())
+        else:
+            seen[id(data)] = out = []
+            out.extend(_plain(v, seen) for v in data)
+    return seen[id(data)]
 
 
 def _verify(key: str, network: Network, report: Report) -> None:
