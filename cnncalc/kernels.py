@@ -200,7 +200,8 @@ def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
     slab_pads = [(top, bottom)] + list(pads[1:])
     if not any(p_lo or p_hi for p_lo, p_hi in slab_pads):
         return part
-    shape = part.shape[:2] + tuple(m + p_lo + p_hi for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
+    shape = part.shape[:2] + tuple(m + p_lo + p_hi
+                                   for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
     return _pad_constant(part, slab_pads, 0, out=_scratch("pad", shape, x.dtype))
 
 
@@ -301,6 +302,7 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
         cols = _scratch("cols", win.shape, x.dtype)
         np.copyto(cols, win)
         part = _scratch("gemm", (nb, G, K0, Cog, r + halo, *Or), x.dtype)
+        # (G, K0*Cog, depth) @ (nb, G, depth, pixels): per-tap partial sums (nb, G, K0*Cog, pixels)
         np.matmul(w, cols.reshape(nb, G, depth, -1), out=part.reshape(nb, G, K0 * Cog, -1))
         dst = out_g[ns][(Ellipsis, rs) + rest]  # (nb, G, Cog, r, *Or)
         np.add(part[:, :, 0, :, :r], part[:, :, 1, :, d0:d0 + r], out=dst)
@@ -327,7 +329,8 @@ def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out) -> None:
         np.copyto(cols, src)
         res = _scratch("gemm", (groups, Co // groups, nb * P), x.dtype)
         np.matmul(w, cols.reshape(groups, rows, nb * P), out=res)  # (G, Cout/G, nb * P)
-        np.copyto(_view(out[ns], (nb, Co, P)), res.reshape(Co, nb, P).transpose(1, 0, 2))
+        res = res.reshape(Co, nb, P).transpose(1, 0, 2)  # (Cout, nb, P) -> NCHW order (nb, Cout, P)
+        np.copyto(_view(out[ns], (nb, Co, P)), res)
         _add_bias(out[ns], bias)
 
 
@@ -347,7 +350,8 @@ def _conv_depthwise(xp, weight, stride, dilation, out) -> None:
         pitch = [math.prod(Sp[i + 1:]) for i in range(len(Sp))]  # element step of each axis
         span = sum((o - 1) * p for o, p in zip(O, pitch)) + 1  # flat run covering every output
         lines = np.ascontiguousarray(xp).reshape(N, C, 1, -1)  # (N, C, 1, prod(Sp))
-        offsets = [sum(k * d * p for k, d, p in zip(tap, dilation, pitch)) for tap in np.ndindex(*K)]
+        offsets = [sum(k * d * p for k, d, p in zip(tap, dilation, pitch))
+                   for tap in np.ndindex(*K)]
         shape = (C, m, span)
     else:
         win = _windows(xp, K, stride, dilation, O)[:, :, None]  # (N, C, 1, *K, *O)
@@ -461,7 +465,7 @@ def avg_pool(x, kernel, stride, padding, out_size, count_include_pad=True, divis
             start = np.arange(o) * s - p
             hi = np.minimum(start + k, n + p) if count_include_pad else np.minimum(start + k, n)
             lo = start if count_include_pad else np.maximum(start, 0)
-            y /= (hi - lo).astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - axis - 1))
+            y /= (hi - lo).astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - axis - 1))  # along axis
     if divisor_override is not None:
         y /= y.dtype.type(divisor_override)
     return y
@@ -492,16 +496,20 @@ def _adaptive_axis(y, axis, o, kind):
     cs = np.cumsum(y, axis=axis, dtype=np.float64)  # float64 prefix sums: no cancellation loss
     cs = np.concatenate([np.zeros_like(np.take(cs, [0], axis=axis)), cs], axis=axis)
     total = np.take(cs, end, axis=axis) - np.take(cs, start, axis=axis)
-    return (total / (end - start).reshape(shape)).astype(y.dtype)
+    return (total / (end - start).reshape(shape)).astype(y.dtype)  # counts along axis
 
 
 def adaptive_avg_pool(x, out_size):
-    """Adaptive average pooling like ``F.adaptive_avg_pool{1,2,3}d``: ``(N, C, *S) -> (N, C, *out_size)``."""
+    """Adaptive average pooling like ``F.adaptive_avg_pool{1,2,3}d``.
+
+    ``(N, C, *S) -> (N, C, *out_size)`` with PyTorch's (possibly uneven, overlapping) windows.
+    """
     N, C, *S = x.shape
     y = np.asarray(x, _float_dtype(x))
     if all(o == 1 for o in out_size):  # global average: one matrix-vector product
         P = math.prod(S)
-        mean = np.ascontiguousarray(y).reshape(N * C, P) @ np.full(P, 1.0 / P, y.dtype)
+        planes = np.ascontiguousarray(y).reshape(N * C, P)  # one row per (sample, channel)
+        mean = planes @ np.full(P, 1.0 / P, y.dtype)
         return mean.reshape(N, C, *out_size)  # (N * C,) -> (N, C, 1, ...)
     for axis, o in enumerate(out_size, start=2):
         y = _adaptive_axis(y, axis, o, "avg")
@@ -509,7 +517,10 @@ def adaptive_avg_pool(x, out_size):
 
 
 def adaptive_max_pool(x, out_size):
-    """Adaptive max pooling like ``F.adaptive_max_pool{1,2,3}d``: ``(N, C, *S) -> (N, C, *out_size)``."""
+    """Adaptive max pooling like ``F.adaptive_max_pool{1,2,3}d``.
+
+    ``(N, C, *S) -> (N, C, *out_size)`` with PyTorch's (possibly uneven, overlapping) windows.
+    """
     y = np.asarray(x)
     for axis, o in enumerate(out_size, start=2):
         y = _adaptive_axis(y, axis, o, "max")
@@ -568,7 +579,10 @@ def group_norm(x, num_groups, weight, bias, eps):
 
 
 def layer_norm(x, normalized_ndim, weight, bias, eps):
-    """Layer norm over the last ``normalized_ndim`` axes; weight/bias of that trailing shape or None."""
+    """Layer norm over the last ``normalized_ndim`` axes of ``x (N, ...)``.
+
+    Biased variance, as PyTorch; weight/bias of that trailing shape, or None.
+    """
     x = np.asarray(x, _float_dtype(x))
     y = _normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
     if weight is not None:
@@ -628,7 +642,7 @@ def _interp_axis(y, axis, o, mode, align_corners, scale):
         i0 = np.minimum(i0, n - 1)
         lam = np.clip(src - i0, 0, 1).astype(y.dtype)
         taps, weights = [i0, np.minimum(i0 + 1, n - 1)], [1 - lam, lam]
-    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)
+    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)  # along axis
     for idx, wt in zip(taps[1:], weights[1:]):
         acc += np.take(y, idx, axis=axis) * wt.astype(y.dtype).reshape(shape)
     return acc
