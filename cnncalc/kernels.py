@@ -21,6 +21,7 @@ strided-slice reduction per spatial axis.
 from __future__ import annotations
 
 import math
+import mmap
 import threading
 
 import numpy as np
@@ -35,6 +36,9 @@ __all__ = [
 
 #: Upper bound, in bytes, of one im2col / col2im chunk (the batch, then output rows, are split).
 CHUNK_BYTES = 8 << 20
+#: Upper bound of the output pixels of one GEMM: wider GEMMs write their (uncached) output much
+#: more slowly (many concurrent row streams), so one sample's output rows are split beyond it.
+GEMM_PIXELS = 1 << 30
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
 #: Thin convolutions -- C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
@@ -52,12 +56,32 @@ _tls = threading.local()  # per-thread scratch buffers, reused across calls
 
 # --------------------------------------------------------------------------- helpers
 
+#: Arrays of at least this many bytes are allocated by ``_empty`` from plain anonymous mmap.
+PLAIN_PAGES_BYTES = 4 << 20
+
+
+def _empty(shape, dtype) -> np.ndarray:
+    """``np.empty`` for the kernels' outputs and big temporaries, without transparent huge pages.
+
+    numpy asks for huge pages (MADV_HUGEPAGE) on arrays of 4 MiB and more.  On a VM that hands
+    freed memory back to its host (virtio balloon free-page reporting, as on this project's
+    machines) the first touch of such an array, a few seconds after memory was freed, costs
+    about 2 ms per MiB: a 411 MB conv output took 1.6 s to write instead of 0.83 s.  Plain
+    pages from an anonymous mmap cost the same whether fresh or recycled.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < PLAIN_PAGES_BYTES:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)  # freed with the array
+
+
 def _scratch(key: str, shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape`` carved from a per-thread reused buffer."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > SCRATCH_KEEP:
-        return np.empty(shape, dtype)
+        return _empty(shape, dtype)
     buf = getattr(_tls, key, None)
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), np.uint8)
@@ -91,18 +115,19 @@ def _windows(xp: np.ndarray, kernel, stride, dilation, out_size) -> np.ndarray:
     return as_strided(xp, shape, strides, writeable=False)
 
 
-def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES):
+def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES, max_rows=None):
     """Split ``n`` samples x ``rows`` output rows into chunks of at most ``limit`` bytes.
 
-    Yields ``(batch_slice, row_slice)``: whole samples while one fits, else rows of one sample.
+    Yields ``(batch_slice, row_slice)``: whole samples while one fits (in ``limit`` and in
+    ``max_rows``), else rows of one sample.
     """
     per_sample = rows * bytes_per_row
-    if per_sample <= limit:
+    if per_sample <= limit and (max_rows is None or rows <= max_rows):
         step = max(1, limit // max(per_sample, 1))
         for n0 in range(0, n, step):
             yield slice(n0, min(n, n0 + step)), slice(0, rows)
         return
-    step = max(1, limit // max(bytes_per_row, 1))
+    step = max(1, min(limit // max(bytes_per_row, 1), max_rows or rows))
     for n0 in range(n):
         for r0 in range(0, rows, step):
             yield slice(n0, n0 + 1), slice(r0, min(rows, r0 + step))
@@ -174,7 +199,7 @@ def _pad_constant(x: np.ndarray, pads, value, out=None) -> np.ndarray:
     """
     first = x.ndim - len(pads)
     shape = x.shape[:first] + tuple(n + lo + hi for (lo, hi), n in zip(pads, x.shape[first:]))
-    out = np.empty(shape, x.dtype) if out is None else out
+    out = _empty(shape, x.dtype) if out is None else out
     inner = tuple(slice(lo, lo + n) for (lo, hi), n in zip(pads, x.shape[first:]))
     out[(Ellipsis,) + inner] = x
     for i, (lo, hi) in enumerate(pads):  # border slabs, each over the full extent of other axes
@@ -226,7 +251,7 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
         x, pads = pad(x, pads, padding_mode), [(0, 0)] * len(pads)  # pad first, as nn.Conv does
     O = tuple(_out_len(n + lo + hi, k, s, d)
               for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
-    out = np.empty((N, Co, *O), dtype)
+    out = _empty((N, Co, *O), dtype)
     b = None if bias is None else np.asarray(bias, dtype)  # chunked paths add it while cache-hot
     if groups == C and Cg == 1 and groups > 1:
         _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
@@ -265,7 +290,7 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
     row_bytes = C * math.prod(K) * math.prod(O1) * x.dtype.itemsize
     s0, span0 = stride[0], dilation[0] * (K[0] - 1) + 1
-    for ns, rs in _chunks(N, O0, row_bytes):
+    for ns, rs in _chunks(N, O0, row_bytes, max_rows=GEMM_PIXELS // max(1, math.prod(O1))):
         r = rs.stop - rs.start
         xp = _padded_chunk(x, ns, pads, (rs.start * s0, (rs.stop - 1) * s0 + span0))
         src = _windows(xp, K, stride, dilation, (r, *O1))  # (nb, C, *K, r, *O1)
@@ -294,7 +319,7 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     w = w.reshape(G, K0 * Cog, depth)  # GEMM rows ordered (tap along axis 0, output channel)
     out_g = _view(out, (N, G, Cog, O0, *Or))  # output channels split by group
     row_bytes = (C * math.prod(Kr) + K0 * Co) * math.prod(Or) * x.dtype.itemsize
-    for ns, rs in _chunks(N, O0, row_bytes):
+    for ns, rs in _chunks(N, O0, row_bytes, max_rows=GEMM_PIXELS // max(1, math.prod(Or))):
         xp = _padded_chunk(x, ns, pads, (rs.start, rs.stop + halo))  # the rows this chunk reads
         nb, r = xp.shape[0], rs.stop - rs.start
         win = _windows(xp, (1, *Kr), (1, *stride[1:]), (1, *dilation[1:]),
@@ -393,7 +418,7 @@ def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, g
     crop = (slice(None), slice(None)) + tuple(slice(p, p + o) for p, o in zip(padding, O))
     w = np.asarray(weight, dtype).reshape(G, Ci // G, -1).swapaxes(1, 2)  # (G, Cog*K, Cig)
     xg = np.ascontiguousarray(x, dtype).reshape(N, G, Ci // G, -1)  # (N, G, Cin/G, P)
-    out = np.empty((N, Co, *O), dtype)
+    out = _empty((N, Co, *O), dtype)
     direct = span == O and not any(padding)  # the canvas is the output itself
     per_sample = Co * math.prod(K) * math.prod(S) * np.dtype(dtype).itemsize
     for ns, _ in _chunks(N, 1, per_sample):
@@ -419,9 +444,11 @@ def _reduce_axis(y, axis, k, s, d, o, op):
     """Separable window reduction along one axis: ``op`` over k strided slices of length o."""
     def tap(j):
         return y[(slice(None),) * axis + (slice(j * d, j * d + (o - 1) * s + 1, s),)]
+    acc = _empty(tap(0).shape, y.dtype)
     if k == 1:
-        return tap(0).copy()
-    acc = op(tap(0), tap(1))
+        np.copyto(acc, tap(0))
+    else:
+        op(tap(0), tap(1), out=acc)
     for j in range(2, k):
         op(acc, tap(j), out=acc)
     return acc
@@ -534,7 +561,8 @@ def linear(x, weight, bias):
     *lead, n_in = x.shape
     dtype = _float_dtype(x, weight)
     x2 = np.asarray(x, dtype).reshape(-1, n_in)  # (batch, in): all leading axes in one GEMM
-    y = x2 @ np.asarray(weight, dtype).T
+    y = _empty((x2.shape[0], weight.shape[0]), dtype)
+    np.matmul(x2, np.asarray(weight, dtype).T, out=y)
     if bias is not None:
         y += np.asarray(bias, dtype)
     return y.reshape(*lead, weight.shape[0])  # back to (..., out)
@@ -553,7 +581,7 @@ def batch_norm(x, running_mean, running_var, weight, bias, eps):
     shift = -np.asarray(running_mean, np.float64) * scale
     if bias is not None:
         shift = shift + bias
-    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim))
+    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim), out=_empty(x.shape, x.dtype))
     y += _channel_shape(shift.astype(x.dtype), x.ndim)
     return y
 
@@ -672,14 +700,20 @@ def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None)
 
 # --------------------------------------------------------------------------- activations
 
+def _like(x) -> np.ndarray:
+    """A new uninitialised array shaped like ``x`` (see ``_empty``)."""
+    x = np.asarray(x)
+    return _empty(x.shape, x.dtype)
+
+
 def relu(x):
     """``max(x, 0)`` elementwise (NaN propagates)."""
-    return np.maximum(x, 0)
+    return np.maximum(x, 0, out=_like(x))
 
 
 def relu6(x):
     """``min(max(x, 0), 6)`` elementwise."""
-    return np.clip(x, 0, 6)
+    return np.clip(x, 0, 6, out=_like(x))
 
 
 def leaky_relu(x, negative_slope=0.01):
