@@ -272,6 +272,22 @@ def test_conv_accepts_non_contiguous_input(conv_path):
                  naive_conv(np.ascontiguousarray(x), w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1))
 
 
+def test_plain_page_allocations_are_ordinary_arrays(monkeypatch):
+    """With every output on anonymous-mmap pages the results are the same, writable arrays."""
+    x, w, v = rand(2, 4, 9, 9), rand(6, 4, 3, 3, seed=1), np.abs(rand(4, seed=2)) + 0.5
+    calls = [lambda: K.conv(x, w, v[:1].repeat(6), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+             lambda: K.max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), (5, 5)),
+             lambda: K.relu(x), lambda: K.batch_norm(x, v, v, v, v, 1e-5),
+             lambda: K.linear(x, rand(3, 9, seed=3), None)]
+    usual = [f() for f in calls]
+    monkeypatch.setattr(K, "PLAIN_PAGES_BYTES", 0)
+    for f, want in zip(calls, usual):
+        got = f()
+        assert got.flags.writeable and got.flags.c_contiguous
+        got += 0  # really writable
+        np.testing.assert_array_equal(got, want)
+
+
 def test_conv_dtypes():
     x, w = rand(1, 2, 5, 5), rand(3, 2, 3, 3, seed=1)
     pads = ((1, 1), (1, 1))
