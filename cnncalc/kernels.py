@@ -56,8 +56,9 @@ _tls = threading.local()  # per-thread scratch buffers, reused across calls
 
 # --------------------------------------------------------------------------- helpers
 
-#: Arrays of at least this many bytes are allocated by ``_empty`` from plain anonymous mmap.
-PLAIN_PAGES_BYTES = 4 << 20
+#: Arrays of at least this many bytes are allocated by ``_empty`` from plain anonymous mmap
+#: (glibc's largest mmap threshold: smaller blocks are recycled from the heap, already mapped).
+PLAIN_PAGES_BYTES = 32 << 20
 
 
 def _empty(shape, dtype) -> np.ndarray:
@@ -67,7 +68,8 @@ def _empty(shape, dtype) -> np.ndarray:
     freed memory back to its host (virtio balloon free-page reporting, as on this project's
     machines) the first touch of such an array, a few seconds after memory was freed, costs
     about 2 ms per MiB: a 411 MB conv output took 1.6 s to write instead of 0.83 s.  Plain
-    pages from an anonymous mmap cost the same whether fresh or recycled.
+    pages from an anonymous mmap cost the same whether fresh or recycled.  Arrays below
+    PLAIN_PAGES_BYTES stay with ``np.empty``: malloc recycles them without new page faults.
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
