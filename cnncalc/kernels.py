@@ -16,7 +16,8 @@ plain im2col; "stacked" for thin stride-1 layers (the first axis' taps become GE
 only over the other axes, partial results summed with row shifts); "merged" for small outputs
 (several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
 depthwise convolutions a broadcast multiply-add per kernel tap.  Pools are separable: one
-strided-slice reduction per spatial axis.
+strided-slice reduction per spatial axis.  Scratch buffers are kept per thread and reused;
+outputs of 32 MiB and more live on plain (not huge) pages, see ``_empty``.
 """
 from __future__ import annotations
 
