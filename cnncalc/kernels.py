@@ -17,12 +17,13 @@ only over the other axes, partial results summed with row shifts); "merged" for 
 (several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
 depthwise convolutions a broadcast multiply-add per kernel tap.  Pools are separable: one
 strided-slice reduction per spatial axis.  Scratch buffers are kept per thread and reused;
-outputs of 32 MiB and more live on plain (not huge) pages, see ``_empty``.
+outputs of 32 MiB and more come from a pool of mmap blocks on plain pages, see ``_empty``.
 """
 from __future__ import annotations
 
 import math
 import mmap
+import sys
 import threading
 
 import numpy as np
@@ -57,26 +58,63 @@ _tls = threading.local()  # per-thread scratch buffers, reused across calls
 
 # --------------------------------------------------------------------------- helpers
 
-#: Arrays of at least this many bytes are allocated by ``_empty`` from plain anonymous mmap
-#: (glibc's largest mmap threshold: smaller blocks are recycled from the heap, already mapped).
+#: Arrays of at least this many bytes are allocated by ``_empty`` from a pool of anonymous mmap
+#: blocks (glibc's largest mmap threshold: smaller blocks are recycled from malloc's heap).
 PLAIN_PAGES_BYTES = 32 << 20
+#: At most this many bytes of idle pool blocks are kept for reuse; the rest are unmapped.
+POOL_IDLE_BYTES = 1 << 30
+
+_pool: list = []  # mmap blocks handed out by _empty, in use or idle
+_pool_lock = threading.Lock()
+
+
+def _refs_when_idle() -> int:
+    """sys.getrefcount of a pool block that no array uses (measured, not assumed)."""
+    probe = [mmap.mmap(-1, mmap.PAGESIZE)]
+    count = _block_refs(probe, 0)
+    probe[0].close()
+    return count
+
+
+def _block_refs(blocks: list, i: int) -> int:
+    """References to ``blocks[i]`` (the pool's own, plus one per array made on it)."""
+    return sys.getrefcount(blocks[i])
+
+
+_IDLE_REFS = _refs_when_idle()
 
 
 def _empty(shape, dtype) -> np.ndarray:
-    """``np.empty`` for the kernels' outputs and big temporaries, without transparent huge pages.
+    """``np.empty`` for the kernels' outputs and big temporaries: large ones from a block pool.
 
-    numpy asks for huge pages (MADV_HUGEPAGE) on arrays of 4 MiB and more.  On a VM that hands
-    freed memory back to its host (virtio balloon free-page reporting, as on this project's
-    machines) the first touch of such an array, a few seconds after memory was freed, costs
-    about 2 ms per MiB: a 411 MB conv output took 1.6 s to write instead of 0.83 s.  Plain
-    pages from an anonymous mmap cost the same whether fresh or recycled.  Arrays below
-    PLAIN_PAGES_BYTES stay with ``np.empty``: malloc recycles them without new page faults.
+    Arrays from PLAIN_PAGES_BYTES up live on plain pages of an anonymous mmap block.  A block
+    goes back to the pool when no array refers to it any more (every view of an array made
+    here holds a reference to its block), so its pages stay mapped: writing a recycled block
+    costs no page faults.  Why not ``np.empty``: numpy asks for huge pages (MADV_HUGEPAGE) on
+    big arrays, and on a VM that hands freed memory back to its host (virtio balloon free-page
+    reporting, as on this project's machines) the first touch of such an array a few seconds
+    after memory was freed costs about 2 ms per MiB -- a 411 MB conv output took 1.6 s to write
+    instead of 0.83 s.
     """
     dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < PLAIN_PAGES_BYTES:
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if nbytes < max(PLAIN_PAGES_BYTES, 1):
         return np.empty(shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)  # freed with the array
+    with _pool_lock:
+        idle = [i for i in range(len(_pool)) if _block_refs(_pool, i) == _IDLE_REFS]
+        fits = [i for i in idle if nbytes <= len(_pool[i]) <= 2 * nbytes]
+        if fits:
+            block = _pool[min(fits, key=lambda i: len(_pool[i]))]
+        else:
+            spare = POOL_IDLE_BYTES - nbytes  # make room: unmap idle blocks, oldest first
+            for i in reversed(idle):
+                spare -= len(_pool[i])
+                if spare < 0:
+                    _pool.pop(i).close()
+            block = mmap.mmap(-1, nbytes)
+            _pool.append(block)
+    return np.frombuffer(block, dtype, count).reshape(shape)  # views keep `block` referenced
 
 
 def _scratch(key: str, shape, dtype) -> np.ndarray:

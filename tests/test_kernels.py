@@ -288,6 +288,30 @@ def test_plain_page_allocations_are_ordinary_arrays(monkeypatch):
         np.testing.assert_array_equal(got, want)
 
 
+def test_block_pool_reuses_only_unreferenced_blocks(monkeypatch):
+    """Big outputs come from a pool of blocks: never one some array (or view) still uses."""
+    monkeypatch.setattr(K, "PLAIN_PAGES_BYTES", 4096)
+    monkeypatch.setattr(K, "_pool", [])
+    x = rand(64, 64)  # 16 KiB outputs
+    a = K.relu(x)
+    view = a[3:, ::2]
+    del a
+    b = K.relu(x)
+    assert not np.shares_memory(b, view)  # the view keeps a's block in use
+    view[:] = -1
+    np.testing.assert_array_equal(b, np.maximum(x, 0))
+    del view, b
+    blocks = len(K._pool)
+    for _ in range(5):  # freed blocks are recycled, not re-mapped
+        c = K.relu(x)
+        del c
+    assert len(K._pool) == blocks
+    monkeypatch.setattr(K, "POOL_IDLE_BYTES", 0)  # idle blocks beyond the limit are unmapped
+    bigger = K.relu(rand(128, 128))  # fits no idle block: a new one, the idle ones unmapped
+    assert [len(block) for block in K._pool] == [bigger.nbytes]
+    np.testing.assert_array_equal(bigger, np.maximum(rand(128, 128), 0))
+
+
 def test_conv_dtypes():
     x, w = rand(1, 2, 5, 5), rand(3, 2, 3, 3, seed=1)
     pads = ((1, 1), (1, 1))
