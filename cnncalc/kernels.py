@@ -38,9 +38,6 @@ __all__ = [
 
 #: Upper bound, in bytes, of one im2col / col2im chunk (the batch, then output rows, are split).
 CHUNK_BYTES = 8 << 20
-#: Upper bound of the output pixels of one GEMM: wider GEMMs write their (uncached) output much
-#: more slowly (many concurrent row streams), so one sample's output rows are split beyond it.
-GEMM_PIXELS = 1 << 30
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
 #: Thin convolutions -- C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
@@ -156,19 +153,18 @@ def _windows(xp: np.ndarray, kernel, stride, dilation, out_size) -> np.ndarray:
     return as_strided(xp, shape, strides, writeable=False)
 
 
-def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES, max_rows=None):
+def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES):
     """Split ``n`` samples x ``rows`` output rows into chunks of at most ``limit`` bytes.
 
-    Yields ``(batch_slice, row_slice)``: whole samples while one fits (in ``limit`` and in
-    ``max_rows``), else rows of one sample.
+    Yields ``(batch_slice, row_slice)``: whole samples while one fits, else rows of one sample.
     """
     per_sample = rows * bytes_per_row
-    if per_sample <= limit and (max_rows is None or rows <= max_rows):
+    if per_sample <= limit:
         step = max(1, limit // max(per_sample, 1))
         for n0 in range(0, n, step):
             yield slice(n0, min(n, n0 + step)), slice(0, rows)
         return
-    step = max(1, min(limit // max(bytes_per_row, 1), max_rows or rows))
+    step = max(1, limit // max(bytes_per_row, 1))
     for n0 in range(n):
         for r0 in range(0, rows, step):
             yield slice(n0, n0 + 1), slice(r0, min(rows, r0 + step))
@@ -331,7 +327,7 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
     row_bytes = C * math.prod(K) * math.prod(O1) * x.dtype.itemsize
     s0, span0 = stride[0], dilation[0] * (K[0] - 1) + 1
-    for ns, rs in _chunks(N, O0, row_bytes, max_rows=GEMM_PIXELS // max(1, math.prod(O1))):
+    for ns, rs in _chunks(N, O0, row_bytes):
         r = rs.stop - rs.start
         xp = _padded_chunk(x, ns, pads, (rs.start * s0, (rs.stop - 1) * s0 + span0))
         src = _windows(xp, K, stride, dilation, (r, *O1))  # (nb, C, *K, r, *O1)
@@ -360,7 +356,7 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     w = w.reshape(G, K0 * Cog, depth)  # GEMM rows ordered (tap along axis 0, output channel)
     out_g = _view(out, (N, G, Cog, O0, *Or))  # output channels split by group
     row_bytes = (C * math.prod(Kr) + K0 * Co) * math.prod(Or) * x.dtype.itemsize
-    for ns, rs in _chunks(N, O0, row_bytes, max_rows=GEMM_PIXELS // max(1, math.prod(Or))):
+    for ns, rs in _chunks(N, O0, row_bytes):
         xp = _padded_chunk(x, ns, pads, (rs.start, rs.stop + halo))  # the rows this chunk reads
         nb, r = xp.shape[0], rs.stop - rs.start
         win = _windows(xp, (1, *Kr), (1, *stride[1:]), (1, *dilation[1:]),
