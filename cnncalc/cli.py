@@ -12,9 +12,9 @@ from typer.core import TyperGroup, TyperOption
 from . import __version__
 from .analysis import DType
 from .errors import SpecError, clip
-from .render import Format
-from .render.check import CheckFormat, SheetFormat
-from .render.forward import ForwardDType, ForwardFormat
+from .render import Format, TableOrJson
+from .render.check import SheetFormat
+from .render.forward import ForwardDType
 from .source import Limits, current_limits, set_limits
 
 
@@ -157,7 +157,7 @@ def forward(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", show_default=False,
                                                       help="Refuse above this estimate, e.g. 4G "
                                                            "(default 80% of available RAM; 0: no limit).")] = None,
-    format: Annotated[ForwardFormat, typer.Option("--format", "-f", help="Output format.")] = ForwardFormat.table,
+    format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
 ) -> None:
     """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""
     from . import forward as fw
@@ -167,7 +167,7 @@ def forward(
     network = load(spec, input)
     if save_output:
         fw.check_writable(save_output, force)
-    with view.LayerProgress(console(stderr=True), enabled=format is ForwardFormat.table) as progress:
+    with view.LayerProgress(console(stderr=True), enabled=format is TableOrJson.table) as progress:
         result = fw.run(network, batch=batch, seed=seed, dtype=dtype.value, weights=weights, data=data,
                         max_memory=max_memory, on_layer=progress)
     if save_output and result.output is not None:
@@ -197,7 +197,7 @@ def list_builtins() -> None:
 def check(
     specs: Annotated[List[str], typer.Argument(metavar="SPEC...", show_default=False,
                                                help="Answer sheets: specs whose layers hold `expect:` answers.")],
-    format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the score line of each sheet.")] = False,
     dtype: DTypeOpt = DType.float32,
 ) -> None:

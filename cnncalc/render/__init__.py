@@ -4,6 +4,13 @@ from __future__ import annotations
 from enum import Enum
 
 
+class TableOrJson(str, Enum):
+    """Output of the commands that print either a table or JSON (forward, check)."""
+
+    table = "table"
+    json = "json"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"

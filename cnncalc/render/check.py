@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 
-
-class CheckFormat(str, Enum):
-    table = "table"
-    json = "json"
+from . import TableOrJson
 
 
 class SheetFormat(str, Enum):
@@ -79,13 +76,13 @@ def graded_json(graded: list) -> str:
     return json.dumps(body, ensure_ascii=False, indent=1) + "\n"
 
 
-def show(graded: list, fmt: CheckFormat, quiet: bool = False) -> None:
+def show(graded: list, fmt: TableOrJson, quiet: bool = False) -> None:
     """Tables and scores on stdout (a file's error on stderr), or the JSON on stdout."""
     import sys
 
     from .grid import color_enabled
 
-    if fmt is CheckFormat.json:
+    if fmt is TableOrJson.json:
         sys.stdout.write(graded_json(graded))
         return
     several = len(graded) > 1

@@ -9,12 +9,8 @@ import sys
 import time
 from enum import Enum
 
+from . import TableOrJson
 from .text import shape
-
-
-class ForwardFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class ForwardDType(str, Enum):
@@ -88,9 +84,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def show(result, fmt: ForwardFormat, console) -> None:
+def show(result, fmt: TableOrJson, console) -> None:
     """The result in `fmt` on stdout; in JSON mode the warnings go to stderr, nothing else is added."""
-    if ForwardFormat(fmt) is ForwardFormat.json:
+    if TableOrJson(fmt) is TableOrJson.json:
         sys.stdout.write(dumps(result))
         for text in result.warnings:
             sys.stderr.write(f"warning: {text}\n")
