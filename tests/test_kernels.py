@@ -27,7 +27,8 @@ def torch():
     """torch with autograd off; tests that use it are skipped when it is not installed."""
     t = pytest.importorskip("torch")
     t.set_grad_enabled(False)
-    return t
+    yield t
+    t.set_grad_enabled(True)   # later modules (receptive fields) back-propagate
 
 
 def rand(*shape, seed=0, dtype=np.float32):
