@@ -669,14 +669,16 @@ def _source_coords(n, o, align_corners, scale, cubic, dtype):
     return src if cubic else np.maximum(src, 0)
 
 
-def _nearest_index(n, o, scale):
-    """PyTorch's ``nearest_idx`` (float32 arithmetic, as in ATen)."""
+def _nearest_index(n, o, scale, exact=False):
+    """PyTorch's ``nearest_idx`` (float32 arithmetic, as in ATen); ``exact`` samples pixel centres
+    (``nearest-exact``: ⌊(i + ½)·step⌋)."""
     if o == n:
         return np.arange(o)
     if o == 2 * n:
-        return np.arange(o) >> 1
+        return np.arange(o) >> 1    # both rules agree here: ⌊(i + ½)/2⌋ = ⌊i/2⌋
     step = np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(o)
-    return np.minimum(np.floor(np.arange(o, dtype=np.float32) * step).astype(np.int64), n - 1)
+    centre = np.float32(0.5 if exact else 0.0)
+    return np.minimum(np.floor((np.arange(o, dtype=np.float32) + centre) * step).astype(np.int64), n - 1)
 
 
 def _cubic_weights(t):
@@ -695,8 +697,8 @@ def _interp_axis(y, axis, o, mode, align_corners, scale):
     """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic)."""
     n = y.shape[axis]
     shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-output weights broadcast along later axes
-    if mode == "nearest":
-        return np.take(y, _nearest_index(n, o, scale), axis=axis)
+    if mode in ("nearest", "nearest-exact"):
+        return np.take(y, _nearest_index(n, o, scale, exact=mode == "nearest-exact"), axis=axis)
     src = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
     i0 = np.floor(src).astype(np.int64)
     t = src - i0
@@ -716,7 +718,7 @@ def _interp_axis(y, axis, o, mode, align_corners, scale):
 def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None):
     """Resample ``x (N, C, *S)`` to ``(N, C, *out_size)`` like ``torch.nn.Upsample``.
 
-    Modes: nearest, linear / bilinear / trilinear (one linear pass per axis), bicubic.  When
+    Modes: nearest, nearest-exact, linear / bilinear / trilinear (one linear pass per axis), bicubic.  When
     ``scale_factor`` (a number or per-axis tuple) is given, PyTorch's coordinate scale
     ``1 / scale_factor`` is used instead of ``in / out`` (recompute_scale_factor=None).
     """
@@ -726,7 +728,7 @@ def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None)
         scales = [scale_factor] * len(S)
     else:
         scales = list(scale_factor)
-    kind = {"nearest": "nearest", "linear": "linear", "bilinear": "linear",
+    kind = {"nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "linear", "bilinear": "linear",
             "trilinear": "linear", "bicubic": "cubic"}.get(mode)
     if kind is None:
         raise ValueError(f"upsample: unknown mode {mode!r}")

@@ -524,7 +524,6 @@ layers:
     assert "1.1.0.body.3" in result.outputs
 
 
-@pytest.mark.xfail(reason="kernels.upsample has no nearest-exact mode yet", raises=AssertionError, strict=False)
 def test_upsample_nearest_exact(tmp_path):
     assert_equivalent(spec("2x3x5", "upsample: {size: [7, 4], mode: nearest-exact}"), tmp_path)
 
@@ -687,3 +686,10 @@ def test_every_builtin_equals_pytorch(name, tmp_path):
 def test_resnet18_at_full_size_from_the_cli():
     result = cli("forward", "resnet18")
     assert result.exit_code == 0 and "✗" not in result.stdout and "shapes agree" in result.stdout
+
+
+@pytest.mark.parametrize("layer", ["upsample: {scale_factor: 0.3, mode: nearest-exact}",
+                                   "upsample: {scale_factor: 2.5, mode: nearest-exact}",
+                                   "upsample: {size: [3, 11], mode: nearest-exact}"])
+def test_upsample_nearest_exact_scales(tmp_path, layer):
+    assert_equivalent(spec("2x9x8", layer), tmp_path)
