@@ -25,7 +25,7 @@ from .layers.linear import Linear
 from .layers.norm import BatchNorm, GroupNorm, LayerNorm
 from .layers.pool import MaxPool, _AdaptivePool, _Pool
 from .layers.reshape import Flatten, Upsample, ZeroPad
-from .layers.window import _decimal, working as size_formula
+from .layers.window import decimal_text, working as size_formula
 from .render.text import count, number, shape as fmt_shape, size_bytes
 
 FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
@@ -127,7 +127,7 @@ def rounded(exact: Fraction, got: int, ceil: bool = False) -> str:
     """`28` when whole; `12.5 → 12` when PyTorch rounds (down, or up with ceil_mode)."""
     if exact.denominator == 1 and exact == got:
         return str(got)
-    return f"{_decimal(exact)} → {got}" + (" (ceil_mode)" if ceil else "")
+    return f"{decimal_text(exact)} → {got}" + (" (ceil_mode)" if ceil else "")
 
 
 def memory_text(step: Step) -> str:

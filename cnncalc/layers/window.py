@@ -35,7 +35,7 @@ def uneven_notes(shape, kernel, stride, pads, dilation, ceil_mode: bool = False)
         if exact.denominator != 1:
             got = arith.pool_out(n, k, s, lo, d, ceil_mode) if ceil_mode else arith.conv_out(n, k, s, lo, d, hi)
             rule = "rounded up (ceil_mode)" if ceil_mode else _floored(arith.unused_input(n, k, s, lo, d, hi))
-            lines.setdefault(f"{working(n, k, s, lo, hi, d)} = {_decimal(exact)} → {got} ({rule})", []).append(axis + 1)
+            lines.setdefault(f"{working(n, k, s, lo, hi, d)} = {decimal_text(exact)} → {got} ({rule})", []).append(axis + 1)
     every = len(shape) - 1
     return [text if len(axes) == every else f"axis {', '.join(map(str, axes))}: {text}"
             for text, axes in lines.items()]
@@ -48,6 +48,7 @@ def _floored(unused: int) -> str:
     return f"floored; the input's last {unused} {'row/column is' if unused == 1 else 'rows/columns are'} never used"
 
 
-def _decimal(x) -> str:
+def decimal_text(x) -> str:
+    """An exact fraction as a short decimal, with … where it is cut: 12.5, 0.3333…"""
     text = f"{float(x):.4f}".rstrip("0").rstrip(".")
     return text if float(text) == x else f"{text}…"

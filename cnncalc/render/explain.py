@@ -5,7 +5,7 @@ from .. import working
 from ..errors import SpecError
 from ..layers.base import suggest
 from .json import warning_text
-from .text import count, number, shape
+from .text import count, field, shape
 
 
 def layer_lines(step: working.Step, with_path: bool = True) -> list[str]:
@@ -50,8 +50,7 @@ def calculator_text(report, note: str | None = None) -> str:
     step = next(iter(working.steps(report).values()))
     row = step.row
     lines = ([f"note: {note}", ""] if note else []) + layer_lines(step, with_path=False)
-    rf = "global" if row.rf is None else " × ".join(number(f.size) for f in row.rf)
     lines += ["", f"output {shape(row.output)}, params {count(row.params)}, MACs {count(row.macs)}, "
-                  f"receptive field {rf}"]
+                  f"receptive field {field(row.rf)}"]
     lines += [f"warning: {w.text}" for w in report.warnings]
     return "\n".join(lines) + "\n"
