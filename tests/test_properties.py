@@ -305,5 +305,7 @@ def test_random_stacks_agree_with_torch(text):
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, *network.input, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x))
+        # A pooling window of padding only gives -inf, which later layers turn into NaN in both models
+        # alike: the same NaN in the same place is the same function.
+        torch.testing.assert_close(ours(x), theirs(x), equal_nan=True)
 
