@@ -10,6 +10,8 @@ the time is the best of them (the pass alone: no start-up, weights or data). The
 same YAML read by tests/torch_model.py into torch.nn, in eval mode under torch.no_grad().
 The targets: NumPy time ≤ 1.2 × torch's, NumPy peak RSS ≤ 2 × torch's.
 `--layers N` also prints the N slowest layers of each engine at each batch (from one extra pass).
+`--unfolded` adds a NumPy run that computes each BatchNorm on its own rather than folded into
+the convolution before it (what the pass does when intermediate outputs are not kept).
 `--threads N` limits both engines to N threads (OpenBLAS and torch's OpenMP); the default is every
 CPU. Multi-threaded OpenBLAS collapses when another process holds a core (its threads wait on each
 other), so on a shared machine compare at --threads 1 as well.
@@ -37,19 +39,22 @@ def child(engine: str, net: str, batch: int, repeats: int, layers: int) -> dict:
 
     network = cnncalc.load(net, INPUT)
     x = np.random.default_rng(0).standard_normal((batch, *network.input), dtype=np.float32)
-    timed, profile = (numpy_engine if engine == "numpy" else torch_engine)(net, network)
+    timed, profile = (torch_engine if engine == "torch" else numpy_engine)(net, network, engine)
     timed(x[:1])
     seconds = min(timed(x) for _ in range(repeats))
     slowest = sorted(profile(x), key=lambda t: -t[2])[:layers] if layers else []
     return {"seconds": seconds, "slowest": slowest}
 
 
-def numpy_engine(net: str, network):
-    """(timed pass, per-layer profile) for cnncalc's NumPy pass, weights made once."""
+def numpy_engine(net: str, network, engine: str):
+    """(timed pass, per-layer profile) for cnncalc's NumPy pass, weights made once; engine
+    'numpy-unfolded' computes every BatchNorm on its own instead of folding it into its conv."""
     import cnncalc
     from cnncalc import forward as fw
 
     weights = fw.initial_weights(cnncalc.analyse(network))
+    if engine == "numpy-unfolded":
+        fw._Pass.folded_batch_norm = lambda self, node, after: None
 
     def run(x):
         result = fw.run(network, weights=weights, data=x, max_memory=0)
@@ -61,7 +66,7 @@ def numpy_engine(net: str, network):
     return (lambda x: run(x).seconds), profile
 
 
-def torch_engine(net: str, network):
+def torch_engine(net: str, network, engine: str = "torch"):
     """(timed pass, per-layer profile) for the same YAML built as torch.nn (eval, no_grad)."""
     import torch
 
@@ -118,6 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--unfolded", action="store_true")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -138,15 +144,17 @@ def main() -> None:
           f"{'NumPy MiB':>10} {'torch MiB':>10} {'RSS ×':>6}")
     for net in args.nets:
         for batch in args.batches:
-            ours = measure("numpy", net, batch, args.repeats, args.layers, args.threads)
             theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
-            print(f"{net:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
-                  f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} {theirs['rss_mib']:10.0f} "
-                  f"{ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
-            for engine, report in (("NumPy", ours), ("torch", theirs)):
-                for path, kind, seconds in report["slowest"]:
-                    print(f"    {engine:6} {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
-
+            for engine in ("numpy", "numpy-unfolded") if args.unfolded else ("numpy",):
+                ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
+                label = net if engine == "numpy" else f"{net} (BN unfolded)"
+                print(f"{label:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
+                      f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} {theirs['rss_mib']:10.0f} "
+                      f"{ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
+                for path, kind, seconds in ours["slowest"]:
+                    print(f"    NumPy  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
+            for path, kind, seconds in theirs["slowest"]:
+                print(f"    torch  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import kernels
 from .analysis import DType, Report, Row, analyse
+from .derived import derived
 from .errors import SpecError
 from .layers import activation, conv, linear, norm, pool, reshape
 from .layers.base import Layer, fmt_shape, lookup, suggest
@@ -340,6 +341,7 @@ class _MemoryWalk:
         if isinstance(layer, conv.Conv):
             # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
             # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
+            self._winograd(layer, row)
             per_row = row.input[0] * math.prod(layer.kernel_size) * math.prod(row.output[2:])
             for buffer in ("pad", "cols", "gemm"):
                 self._chunk(buffer, per_row * row.output[1], per_row)
@@ -351,6 +353,20 @@ class _MemoryWalk:
             self._chunk("canvas", 2 * math.prod(row.output))
             return 0
         return math.prod(row.output)  # elementwise kernels' temporaries
+
+    def _winograd(self, layer, row: Row) -> None:
+        """A Winograd layer's scratch (its padded input, tiles and transforms in the reused buffers)
+        and its transformed filters, which stay cached beside the weights (36 values per 9 taps)."""
+        x_shape, w_shape = (self.batch, *row.input), row.weight
+        dtype = np.float32 if self.itemsize == 4 else np.float64  # float64 never takes the path
+        if not kernels.winograd_suits(x_shape, w_shape, layer.stride, layer.dilation, layer.groups,
+                                      row.output[1:], dtype):
+            return
+        largest = kernels.winograd_bytes(x_shape, w_shape, row.output[1:])  # 36 x channels x tiles
+        padded = self.batch * row.input[0] * math.prod(4 * -(-o // 4) + 2 for o in row.output[1:]) * self.itemsize
+        for buffer in ("pad", "cols", "gemm"):
+            self.buffers[buffer] = max(self.buffers.get(buffer, 0), largest, padded)
+        self.buffers[f"winograd {row.path}"] = 4 * math.prod(w_shape) * self.itemsize
 
     def _chunk(self, buffer: str, per_sample: int, per_row: int | None = None) -> None:
         """A scratch buffer holding whole samples up to kernels.CHUNK_BYTES, else rows of one sample;
@@ -458,30 +474,58 @@ class _Pass:
         return Result(self.report, checks, y, seconds, memory, warnings, self.outputs or {})
 
     def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
-        for node in nodes:
-            x, owned = self.node(node, x, owned)
+        i = 0
+        while i < len(nodes):
+            node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
+            folded = self.folded_batch_norm(node, after)
+            if folded is not None:  # one kernel for both entries
+                x, owned = self.leaf(node, x, owned, folded, also=after)
+                i += 2
+            else:
+                x, owned = self.node(node, x, owned)
+                i += 1
         return x, owned
 
     def node(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
-        check = self.checks[node.path]
         if node.leaf:
-            started = time.perf_counter()
-            try:
-                y = _apply(node.layer, x, self.params.get(node.path, {}), owned)
-            except (ValueError, TypeError, IndexError, NotImplementedError, FloatingPointError) as e:
-                check.error = f"{type(e).__name__}: {e}"
-                raise _Stopped from None
-            owned = owned or not np.may_share_memory(y, x)
-            check.seconds = time.perf_counter() - started
+            return self.leaf(node, x, owned, self.params.get(node.path, {}))
+        y, owned = self.composite(node, x, owned)
+        self.record(node, y)
+        return y, owned
+
+    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, also: Node | None = None):
+        """Apply a leaf's kernel; `also` is a following leaf folded into it, whose output it computes."""
+        check = self.checks[node.path]
+        started = time.perf_counter()
+        try:
+            y = _apply(node.layer, x, params, owned)
+        except (ValueError, TypeError, IndexError, NotImplementedError, FloatingPointError) as e:
+            check.error = f"{type(e).__name__}: {e}"
+            raise _Stopped from None
+        check.seconds = time.perf_counter() - started
+        for done in (node, also) if also else (node,):
+            self.record(done, y)
             self.done += 1
             if self.on_layer:
-                self.on_layer(self.done, self.leaves, node.path)
-        else:
-            y, owned = self.composite(node, x, owned)
-        check.actual = y.shape
+                self.on_layer(self.done, self.leaves, done.path)
+        return y, owned or not np.may_share_memory(y, x)
+
+    def record(self, node: Node, y: np.ndarray) -> None:
+        self.checks[node.path].actual = y.shape
         if self.outputs is not None:
             self.outputs[node.path] = y.copy()  # later layers may work in place on y
-        return y, owned
+
+    def folded_batch_norm(self, node: Node, after: Node | None) -> dict | None:
+        """A convolution's parameters with the inference BatchNorm right after it folded in, as
+        inference engines do (one GEMM, no passes over the conv's output), or None.  Only when no
+        one sees the convolution's own output: with keep_outputs every entry is computed alone."""
+        if (self.outputs is not None or after is None or not node.leaf or not after.leaf
+                or not isinstance(node.layer, conv.Conv) or not isinstance(after.layer, norm.BatchNorm)):
+            return None
+        statistics = self.params.get(after.path, {})
+        if "running_mean" not in statistics:  # batch statistics are not a fixed affine map
+            return None
+        return _conv_with_batch_norm(self.params.get(node.path, {}), statistics, after.layer.eps)
 
     def composite(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
         layer = node.layer
@@ -592,22 +636,36 @@ def _batch_norm(layer, x, p, owned):
         axes = (0, *range(2, x.ndim))
         return kernels.batch_norm(x, x.mean(axis=axes), x.var(axis=axes), p.get("weight"), p.get("bias"), layer.eps)
     if "scale" not in p:  # folded once per layer into y = x·scale + shift
-        p["scale"], p["shift"] = _folded_batch_norm(p, layer.eps, x.dtype, x.ndim)
+        shape = (-1,) + (1,) * (x.ndim - 2)  # (C, 1, …)
+        p["scale"], p["shift"] = (v.astype(x.dtype).reshape(shape) for v in _batch_norm_affine(p, layer.eps))
     y = np.multiply(x, p["scale"], out=x if owned else None)
     y += p["shift"]
     return y
 
 
-def _folded_batch_norm(p: dict, eps: float, dtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inference BatchNorm as a per-channel (scale, shift), computed in float64, shaped (C, 1, …)."""
+def _batch_norm_affine(p: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as a per-channel (scale, shift), in float64: y = x·scale + shift."""
     scale = 1.0 / np.sqrt(p["running_var"].astype(np.float64) + eps)
     if "weight" in p:
         scale *= p["weight"]
     shift = -p["running_mean"] * scale
     if "bias" in p:
         shift += p["bias"]
-    shape = (-1,) + (1,) * (ndim - 2)
-    return scale.astype(dtype).reshape(shape), shift.astype(dtype).reshape(shape)
+    return scale, shift
+
+
+def _conv_with_batch_norm(conv_p: dict, bn_p: dict, eps: float) -> dict:
+    """Convolution parameters computing conv-then-BatchNorm: weight·scale, bias·scale + shift per
+    output channel (prepared once per set of weights, see cnncalc.derived)."""
+    weight, bias = conv_p["weight"], conv_p.get("bias")
+
+    def fold() -> dict:
+        scale, shift = _batch_norm_affine(bn_p, eps)
+        folded = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))  # output channels first
+        return {"weight": folded.astype(weight.dtype),
+                "bias": (shift if bias is None else bias * scale + shift).astype(weight.dtype)}
+    sources = (weight, bias, *(bn_p.get(k) for k in ("running_mean", "running_var", "weight", "bias")))
+    return derived(f"conv+batchnorm eps={eps!r}", sources, fold)
 
 
 @_kernel(norm.GroupNorm)

@@ -700,3 +700,65 @@ def test_resnet18_at_full_size_from_the_cli():
                                    "upsample: {size: [3, 11], mode: nearest-exact}"])
 def test_upsample_nearest_exact_scales(tmp_path, layer):
     assert_equivalent(spec("2x9x8", layer), tmp_path)
+
+
+# --- conv + BatchNorm folding (only when no one sees the conv's own output) --------------------------------
+
+def final_output_error(text: str, batch: int = 2, dtype: str = "float32") -> tuple[float, fw.Result]:
+    """Relative error of the pass's final output against torch, run without keep_outputs (folding on)."""
+    model, network = torch_model(text)
+    model = model.to(getattr(torch, dtype))
+    x = np.random.default_rng(1).standard_normal((batch, *network.input)).astype(dtype)
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).numpy()
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    result = fw.run(network, weights=weights, data=x, dtype=dtype)
+    assert result.ok
+    return relative_error(result.output, theirs), result
+
+
+@pytest.mark.parametrize("text", [
+    spec("3x12x12", "conv2d: {out_channels: 6, kernel_size: 3, padding: 1}", "batchnorm2d", "relu"),
+    spec("3x12x12", "conv2d: {out_channels: 6, kernel_size: 3, bias: false}", "batchnorm2d: {affine: false}"),
+    spec("4x20", "conv1d: {out_channels: 5, kernel_size: 3, stride: 2}", "batchnorm1d", "tanh"),
+    spec("2x6x6x6", "conv3d: {out_channels: 3, kernel_size: 2, groups: 1}", "batchnorm3d", "flatten",
+         "linear: {out_features: 4}"),
+    spec("4x9x9", "conv2d: {out_channels: 8, kernel_size: 3, groups: 4}", "batchnorm2d", "conv2d: {out_channels: 8, kernel_size: 1}",
+         "batchnorm2d: {track_running_stats: false}"),
+])
+def test_folded_batch_norm_gives_pytorchs_output(text):
+    error, result = final_output_error(text)
+    assert error <= 1e-4, error
+
+
+def test_resnet18_with_folding_gives_pytorchs_output_and_confirms_every_shape(monkeypatch):
+    folds = []
+    real = fw._conv_with_batch_norm
+    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
+    from cnncalc.spec import resolve
+
+    text = resolve("resnet18")[1].replace("input: 3x224x224", "input: 3x64x64", 1)
+    error, result = final_output_error(text)
+    assert error <= 1e-4, error
+    assert len(folds) == 20  # every conv of resnet18 is followed by a BatchNorm
+    assert all(c.ok for c in result.checks) and all(c.actual is not None for c in result.checks)
+
+
+def test_folding_is_off_when_every_output_is_kept(monkeypatch):
+    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: pytest.fail("folded although outputs are kept"))
+    result = fw.run(cnncalc.parse(TINY), keep_outputs=True)
+    assert result.ok and set(result.outputs) >= {"0", "1"}
+    assert not np.array_equal(result.outputs["0"], result.outputs["1"])  # the conv's own output, then the BN's
+
+
+def test_new_statistics_are_folded_again():
+    """Folded weights are prepared once per set of arrays; other statistics give other outputs."""
+    net = cnncalc.parse(TINY)
+    weights = fw.initial_weights(cnncalc.analyse(net), seed=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    first = fw.run(net, weights=weights, data=x).output
+    assert np.array_equal(fw.run(net, weights=weights, data=x).output, first)
+    shifted = dict(weights, **{"1.running_mean": weights["1.running_mean"] + 1})
+    assert not np.allclose(fw.run(net, weights=shifted, data=x).output, first)
+    unfolded = fw.run(net, weights=shifted, data=x, keep_outputs=True).output
+    assert relative_error(fw.run(net, weights=shifted, data=x).output, unfolded) <= 1e-5

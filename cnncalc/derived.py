@@ -1,0 +1,48 @@
+"""Arrays derived from weights, computed once and kept while the weights they come from live.
+
+Inference engines prepare weights once (PyTorch's frozen modules fold BatchNorm into the
+convolution before it, oneDNN reorders filters); cnncalc does the same for a BatchNorm folded
+into its convolution and for Winograd-transformed filters.  A derived value is found again by the
+identity of its source arrays and checked against a fingerprint of each (shape, dtype and
+1,024 evenly sampled values), so new, reloaded or re-initialised weights are
+prepared again.  Changing a few values of a large weight array in place between passes may go
+unnoticed: give the pass new arrays instead.
+
+>>> import numpy as np
+>>> w = np.ones(3)
+>>> derived("double", (w,), lambda: w * 2) is derived("double", (w,), lambda: w * 3)
+True
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Callable, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+SAMPLES = 1024
+
+_cache: dict[tuple, tuple] = {}  # (kind, source ids) -> (weak references, fingerprints, value)
+
+
+def derived(kind: str, sources: tuple, compute: Callable[[], T]) -> T:
+    """``compute()``'s value for these source arrays (None entries allowed), cached while they live."""
+    arrays = [a for a in sources if a is not None]
+    key = (kind, *(None if a is None else id(a) for a in sources))
+    marks = [fingerprint(a) for a in arrays]
+    entry = _cache.get(key)
+    if entry is not None and entry[1] == marks and all(ref() is a for ref, a in zip(entry[0], arrays)):
+        return entry[2]
+    value = compute()
+
+    def forget(_ref, key=key):  # a source array died: its derived value goes with it
+        _cache.pop(key, None)
+    _cache[key] = ([weakref.ref(a, forget) for a in arrays], marks, value)
+    return value
+
+
+def fingerprint(a: np.ndarray) -> tuple:
+    """What identifies an array's contents cheaply: shape, dtype and up to SAMPLES evenly spaced values."""
+    flat = a.reshape(-1)
+    return a.shape, a.dtype.char, (flat if a.size <= SAMPLES else flat[::a.size // SAMPLES]).tobytes()
