@@ -858,32 +858,111 @@ def elu(x, alpha=1.0):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * alpha)
 
 
-# Numerical Recipes' Chebyshev fit of erfc: fractional error < 1.2e-7 for every argument.
-_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+# erf/erfc: W. J. Cody's rational Chebyshev approximations (Math. Comp. 23 (1969) 631-637; the
+# coefficients of his SPECFUN routine CALERF), each a (numerator, denominator) pair of polynomial
+# coefficients, highest power first.  The fits are finer than float64; rounding makes the error:
+# at most 4.1 eps relative to math.erfc (tests/test_kernels.py).
+#: erf(y) = y * P(y²) / Q(y²) for 0 <= y <= _ERF_SMALL_MAX
+_ERF_SMALL = ((1.85777706184603153e-1, 3.16112374387056560e0, 1.13864154151050156e2,
+               3.77485237685302021e2, 3.20937758913846947e3),
+              (1.0, 2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3,
+               2.84423683343917062e3))
+#: erfc(y) = exp(-y²) * P(y) / Q(y) for _ERF_SMALL_MAX < y <= _ERFC_MIDDLE_MAX
+_ERFC_MIDDLE = ((2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e0,
+                 6.61191906371416295e1, 2.98635138197400131e2, 8.81952221241769090e2,
+                 1.71204761263407058e3, 2.05107837782607147e3, 1.23033935479799725e3),
+                (1.0, 1.57449261107098347e1, 1.17693950891312499e2, 5.37181101862009858e2,
+                 1.62138957456669019e3, 3.29079923573345963e3, 4.36261909014324716e3,
+                 3.43936767414372164e3, 1.23033935480374942e3))
+#: erfc(y) = exp(-y²) / y * (1/sqrt(pi) - w * P(w) / Q(w)), w = 1/y², for y > _ERFC_MIDDLE_MAX
+_ERFC_TAIL = ((1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1,
+               1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4),
+              (1.0, 2.56852019228982242e0, 1.87295284992346047e0, 5.27905102951428412e-1,
+               6.05183413124413191e-2, 2.33520497626869185e-3))
+_ERF_SMALL_MAX, _ERFC_MIDDLE_MAX = 0.46875, 4.0
+#: erfc(y) is below the smallest subnormal float64 from y ≈ 27.3: larger y (and inf) use this.
+_ERFC_ZERO_FROM = 28.0
+#: Elements per block of GELU's float64 work, so that its dozen temporaries stay in the L2 cache
+#: (4M float32 elements: 0.16 s in 32K blocks, 0.26 s as whole arrays).
+ELEMENTWISE_BLOCK = 1 << 15
+
+
+def _polyval(coeffs, t):
+    """Horner's rule on array ``t``, ``coeffs`` from the highest power down (one new array)."""
+    p = np.full_like(t, coeffs[0])
+    for c in coeffs[1:]:
+        p *= t
+        p += c
+    return p
+
+
+def _rational(fit, t):
+    """``P(t) / Q(t)`` for ``fit = (P's coefficients, Q's coefficients)``."""
+    numerator, denominator = fit
+    p = _polyval(numerator, t)
+    p /= _polyval(denominator, t)
+    return p
+
+
+def _exp_minus_square(y):
+    """``exp(-y²)`` for ``y >= 0`` to a few ulp.
+
+    The rounding error of ``y * y`` (up to 8e-14 absolute at y = 27) would become the relative
+    error of the exponential, so ``y = s + (y - s)`` with ``s`` = y truncated to 1/16ths: ``s²``
+    is exact and ``exp(-y²) = exp(-s²) · exp(-(y - s)(y + s))``, whose second exponent is small.
+    """
+    s = np.trunc(y * 16.0) / 16.0
+    e = np.exp(-s * s)
+    e *= np.exp(-(y - s) * (y + s))
+    return e
+
+
+def _erfc_nonnegative(y):
+    """erfc of float64 ``y >= 0`` (1-D; NaN stays NaN), to a few ulp relative."""
+    out = np.empty_like(y)
+    small = y <= _ERF_SMALL_MAX
+    middle = (y > _ERF_SMALL_MAX) & (y <= _ERFC_MIDDLE_MAX)
+    tail = ~(small | middle)  # y > 4, and NaN
+    v = y[small]
+    out[small] = 1.0 - v * _rational(_ERF_SMALL, v * v)  # erfc >= 0.5 here: no cancellation
+    v = y[middle]
+    out[middle] = _rational(_ERFC_MIDDLE, v) * _exp_minus_square(v)
+    v = np.minimum(y[tail], _ERFC_ZERO_FROM)  # inf would give inf - inf in _exp_minus_square
+    w = 1.0 / (v * v)
+    out[tail] = (1.0 / math.sqrt(math.pi) - w * _rational(_ERFC_TAIL, w)) / v * _exp_minus_square(v)
+    return out
 
 
 def _erfc(z):
-    """Complementary error function (float64 in, float64 out), relative error < 1.2e-7."""
-    a = np.abs(z)
-    t = 1.0 / (1.0 + 0.5 * a)
-    poly = np.zeros_like(t)
-    for c in reversed(_ERFC_COEFFS[1:]):
-        poly = (poly + c) * t
-    r = t * np.exp(poly + _ERFC_COEFFS[0] - a * a)
-    return np.where(z >= 0, r, 2.0 - r)
+    """Complementary error function of float64 ``z`` (any shape), to a few ulp relative.
+
+    Every finite argument, ±inf (0 and 2), NaN (NaN); underflows to 0 from z ≈ 27.3 as math.erfc.
+    """
+    z = np.asarray(z, np.float64)
+    out = _erfc_nonnegative(np.abs(z).reshape(-1)).reshape(z.shape)
+    np.subtract(2.0, out, out=out, where=z < 0)  # erfc(-y) = 2 - erfc(y), in [1, 2]: exact enough
+    return out
 
 
 def gelu(x, approximate="none"):
-    """GELU: exact ``x * Phi(x) = x/2 * erfc(-x/sqrt 2)``, or the ``tanh`` approximation."""
+    """GELU: exact ``x * Phi(x) = x/2 * erfc(-x/sqrt 2)``, or the ``tanh`` approximation.
+
+    The exact form is computed in float64 (to a few ulp), block by block, then cast back.
+    """
     x = np.asarray(x)
     if approximate == "tanh":
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + np.tanh(inner))
     if approximate != "none":
         raise ValueError(f"gelu: unknown approximation {approximate!r}")
-    x64 = x.astype(np.float64)
-    return (0.5 * x64 * _erfc(-x64 / math.sqrt(2.0))).astype(_float_dtype(x))
+    flat = x.reshape(-1)
+    out = _empty(x.shape, _float_dtype(x))
+    out_flat = _view(out, -1)
+    for start in range(0, flat.size, ELEMENTWISE_BLOCK):
+        block = slice(start, start + ELEMENTWISE_BLOCK)
+        v = flat[block].astype(np.float64)
+        out_flat[block] = 0.5 * v * _erfc(-v / math.sqrt(2.0))
+    return out
 
 
 def sigmoid(x):

@@ -376,13 +376,28 @@ def torch_model(text: str, seed: int = 0):
     return model, network
 
 
-def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every named module's output (keyed by our paths), copied when the hook fires."""
-    outputs = {}
+def torch_outputs(model, x: np.ndarray, ours: dict | None = None) -> dict[str, np.ndarray]:
+    """Every named module's output (keyed by our paths), copied when the hook fires.
+
+    `ours` maps the paths of normalisation layers to (our input, our output): there torch normalises
+    our input, and the modules after it go on from our output.  So each norm is compared on its own
+    (within norm_allowance) and the rounding noise a nearly constant group amplifies, which either
+    side may produce, is not carried into every later comparison.
+    """
+    outputs, ours = {}, ours or {}
+
+    def feed(name):  # pre-hook: the module reads our input
+        return lambda module, args: (torch.tensor(ours[name][0]),)
 
     def keep(name):
         return lambda module, args, out: outputs.__setitem__(name, out.detach().numpy().copy())
-    handles = [m.register_forward_hook(keep(name)) for name, m in model.named_modules() if name]
+
+    def resume(name):  # runs after keep: later modules read our output
+        return lambda module, args, out: torch.tensor(ours[name][1])
+    modules = [(name, m) for name, m in model.named_modules() if name]
+    handles = [m.register_forward_pre_hook(feed(name)) for name, m in modules if name in ours]
+    handles += [m.register_forward_hook(keep(name)) for name, m in modules]
+    handles += [m.register_forward_hook(resume(name)) for name, m in modules if name in ours]
     try:
         with torch.no_grad():
             outputs[""] = model(torch.from_numpy(x)).numpy()
@@ -392,31 +407,93 @@ def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
     return outputs
 
 
-def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """Largest difference relative to the largest finite magnitude of torch's output; equal values
-    (including equal infinities, e.g. a max pool window of padding only, and NaN against NaN) count 0."""
+def our_inputs(network, x: np.ndarray, outputs: dict) -> dict[str, np.ndarray]:
+    """Every entry's input in our pass: the previous entry's output, else its parent's input, else `x`."""
+    inputs = {}
+
+    def walk(nodes, source):
+        for node in nodes:
+            inputs[node.path] = source
+            for branch in node.branches.values():
+                walk(branch, source)  # every branch reads the composite's input
+            source = outputs[node.path]
+    walk(network.root.branches[""], x)
+    return inputs
+
+
+#: How many roundings of a group's largest |x| (over s) a normalisation layer may show: measured at
+#: most 6.3 between torch and us over 4000 random float32 groups (constant, nearly constant around a
+#: large mean, tiny, random; 1 to 4000 values; eps 1e-5 to 0.1; with and without affine).
+NORM_ROUNDINGS = 16
+
+
+def normalises_by_statistics(module) -> bool:
+    """GroupNorm, LayerNorm, and BatchNorm without running statistics (the batch's are used)."""
+    return isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)) or (
+        isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is None)
+
+
+def _norm_groups(module, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """`x (N, C, *S)` arranged so that every normalisation group is one reduction over `axes`."""
+    if isinstance(module, torch.nn.GroupNorm):
+        return x.reshape(len(x), module.num_groups, -1), (2,)  # (N, G, C/G * prod(S))
+    if isinstance(module, torch.nn.LayerNorm):
+        return x, tuple(range(x.ndim - len(module.normalized_shape), x.ndim))
+    return x, (0, *range(2, x.ndim))  # batch norm: per channel, over the batch and S
+
+
+def norm_allowance(module, x: np.ndarray) -> np.ndarray:
+    """The error each output of normalisation `module` may have from rounding alone, for input `x`.
+
+    In a group with largest magnitude X, mean m and s = sqrt(var + eps), centring x costs a few
+    roundings u·X, and the variance's relative error is as much over s, so n = (x - m)/s is off by
+    about u·X/s·(1 + |n|), times |γ|.  A well spread group has X/s ≈ 3: nothing next to the 1e-4
+    tolerance, so a wrong eps or variance still shows.  A (nearly) constant one -- an upsampled 1×1
+    map -- has s ≈ sqrt(eps) and X/s up to 316·X (eps 1e-5): its output is amplified rounding noise.
+    """
+    u = np.finfo(x.dtype).eps / 2
+    groups, axes = _norm_groups(module, x.astype(np.float64))
+    spread = np.sqrt(groups.var(axis=axes, keepdims=True) + module.eps)
+    largest = np.abs(groups).max(axis=axes, keepdims=True)
+    normalised = np.abs(groups - groups.mean(axis=axes, keepdims=True)) / spread
+    allowance = (NORM_ROUNDINGS * u * largest / spread * (1 + normalised)).reshape(x.shape)
+    if getattr(module, "weight", None) is None:
+        return allowance
+    gamma = np.abs(module.weight.detach().numpy().astype(np.float64))
+    return allowance * (gamma if isinstance(module, torch.nn.LayerNorm) else gamma.reshape(-1, *[1] * (x.ndim - 2)))
+
+
+def relative_error(ours: np.ndarray, theirs: np.ndarray, allowance: np.ndarray | float = 0.0) -> float:
+    """Largest difference beyond `allowance` (elementwise) relative to the largest finite magnitude of
+    torch's output; equal values (including equal infinities, e.g. a max pool window of padding only,
+    and NaN against NaN) count 0."""
     ours, theirs = ours.astype(np.float64), theirs.astype(np.float64)
     same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
     with np.errstate(invalid="ignore"):  # inf - inf where both are infinite; masked by `same`
-        difference = np.where(same, 0.0, np.abs(ours - theirs))
+        difference = np.where(same, 0.0, np.maximum(np.abs(ours - theirs) - allowance, 0.0))
     scale = max(float(np.abs(theirs[np.isfinite(theirs)]).max(initial=0)), 1e-6)
     return float(np.nan_to_num(difference, nan=np.inf).max(initial=0)) / scale
 
 
 def assert_equivalent(text: str, tmp_path, batch: int = 2, seed: int = 0, dtype: str = "float32",
                       tolerance: float = 1e-4, via_npz: bool = True) -> cnncalc.forward.Result:
+    """Every entry's output equals torch's within `tolerance` of its scale; normalisation layers
+    (fed our input) also within norm_allowance."""
     model, network = torch_model(text, seed)
     model = model.to(getattr(torch, dtype))
     x = np.random.default_rng(seed).standard_normal((batch, *network.input)).astype(dtype)
-    theirs = torch_outputs(model, x)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     weights = save_weights(tmp_path / "state.npz", state) if via_npz else state
     result = fw.run(network, weights=weights, data=x, dtype=dtype, keep_outputs=True)
     assert result.ok and result.warnings == []
+    inputs = our_inputs(network, x, result.outputs)
+    norms = {name: m for name, m in model.named_modules() if name and normalises_by_statistics(m)}
+    theirs = torch_outputs(model, x, {path: (inputs[path], result.outputs[path]) for path in norms})
     for check in result.checks:
         ours = result.outputs[check.path]
         assert ours.shape == theirs[check.path].shape, check.path
-        error = relative_error(ours, theirs[check.path])
+        allowance = norm_allowance(norms[check.path], inputs[check.path]) if check.path in norms else 0.0
+        error = relative_error(ours, theirs[check.path], allowance)
         assert error <= tolerance, f"{check.path} ({check.node.kind}): relative error {error:.2e}"
     assert relative_error(result.output, theirs[""]) <= tolerance
     return result
@@ -488,7 +565,6 @@ def test_float64_equals_pytorch_closely(tmp_path):
                       tmp_path, dtype="float64", tolerance=1e-12)
 
 
-@pytest.mark.xfail(reason="kernels.gelu's erfc is a float32-grade fit (1.2e-7) even in float64", strict=False)
 def test_float64_gelu_is_exact(tmp_path):
     assert_equivalent(spec("3x4x5", "gelu"), tmp_path, dtype="float64", tolerance=1e-12)
 
@@ -526,6 +602,87 @@ layers:
 
 def test_upsample_nearest_exact(tmp_path):
     assert_equivalent(spec("2x3x5", "upsample: {size: [7, 4], mode: nearest-exact}"), tmp_path)
+
+
+# --- normalisation over (nearly) constant groups -------------------------------------------------------
+
+# Each (spec, batch, seeds): every one of these seeds failed the plain 1e-4 comparison with torch's own pass
+# at the norm (torch 2.13.0, seeds 0-99 tried); other seeds failed at the layer after it, from the noise
+# carried on.
+CONSTANT_GROUPS = {
+    "groupnorm over an upsampled 1x1 map": (
+        spec("3x1x1", "upsample: {scale_factor: 4}", "groupnorm: {num_groups: 3}",
+             "conv2d: {out_channels: 2, kernel_size: 3}"), 2, [6, 20, 55, 62]),
+    "layernorm over an upsampled 1x1 map": (
+        spec("2x1x1", "upsample: {scale_factor: 3}", "layernorm: {normalized_shape: [3, 3]}",
+             "conv2d: {out_channels: 2, kernel_size: 2}"), 2, [26, 47, 59]),
+    "groupnorm over single values": (
+        spec("4x1x1", "groupnorm: {num_groups: 4}", "flatten", "linear: {out_features: 3}"), 2, [6, 37, 60]),
+    "batch statistics of a constant": (
+        spec("3x1", "upsample: {scale_factor: 5}", "batchnorm1d: {track_running_stats: false}",
+             "conv1d: {out_channels: 2, kernel_size: 3}"), 1, [2, 6, 8]),
+    "batch statistics of a constant, no affine": (
+        spec("3x1", "upsample: {scale_factor: 5}", "batchnorm1d: {track_running_stats: false, affine: false}"), 1, [0]),
+}
+
+
+@pytest.mark.parametrize("name, seed", [(name, seed) for name, (_, _, seeds) in CONSTANT_GROUPS.items()
+                                        for seed in seeds])
+def test_norms_over_constant_groups_equal_pytorch(name, seed, tmp_path):
+    text, batch, _ = CONSTANT_GROUPS[name]
+    assert_equivalent(text, tmp_path, batch=batch, seed=seed)
+
+
+def written_out_norms(eps_factor: float = 1.0, ddof: int = 0):
+    """kernels.group_norm and kernels.layer_norm defined plainly in float64 -- or, with eps_factor ≠ 1
+    or ddof = 1 (the unbiased variance), wrongly."""
+    def normalised(g, axes, eps):
+        g = g.astype(np.float64)
+        variance = g.var(axes, ddof=ddof, keepdims=True)
+        return (g - g.mean(axes, keepdims=True)) / np.sqrt(variance + eps * eps_factor)
+
+    def affine(y, weight, bias, shape):
+        return y * (1 if weight is None else weight.reshape(shape)) + (0 if bias is None else bias.reshape(shape))
+
+    def group_norm(x, num_groups, weight, bias, eps):
+        y = normalised(x.reshape(len(x), num_groups, -1), 2, eps).reshape(x.shape)
+        return affine(y, weight, bias, (-1, *[1] * (x.ndim - 2))).astype(x.dtype)
+
+    def layer_norm(x, normalized_ndim, weight, bias, eps):
+        y = normalised(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
+        return affine(y, weight, bias, x.shape[x.ndim - normalized_ndim:]).astype(x.dtype)
+    return group_norm, layer_norm
+
+
+NORMS = {
+    "groupnorm": spec("6x5x5", "groupnorm: {num_groups: 3, eps: 0.01}", "groupnorm: {num_groups: 2, affine: false}"),
+    "layernorm": spec("4x5x6", "layernorm: {eps: 0.01}", "layernorm: {normalized_shape: 6, elementwise_affine: false}"),
+    # groups 0 and 1 are constant (an upsampled 1x1 map), 2 and 3 are not: the allowance is per group
+    "groupnorm beside constant groups": spec(
+        "4x1x1", "upsample: {scale_factor: 3}",
+        "concat: {a: [], b: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}]}", "groupnorm: {num_groups: 4}"),
+}
+
+
+@pytest.mark.parametrize("name", list(NORMS))
+def test_norms_written_out_here_pass(name, tmp_path, monkeypatch):
+    """The control for the next test: the plain definition, in place of our kernels, passes."""
+    group_norm, layer_norm = written_out_norms()
+    monkeypatch.setattr(fw.kernels, "group_norm", group_norm)
+    monkeypatch.setattr(fw.kernels, "layer_norm", layer_norm)
+    assert_equivalent(NORMS[name], tmp_path)
+
+
+@pytest.mark.parametrize("bug", [dict(eps_factor=0.0), dict(eps_factor=10.0), dict(ddof=1)],
+                         ids=["eps left out", "eps ten times too big", "unbiased variance"])
+@pytest.mark.parametrize("name", list(NORMS))
+def test_a_wrong_norm_still_fails(name, bug, tmp_path, monkeypatch):
+    """Measured: 4.5e-3 to 5e-2 relative error on the first two, 6.4e-4 to 2.6e-2 beside constant groups."""
+    group_norm, layer_norm = written_out_norms(**bug)
+    monkeypatch.setattr(fw.kernels, "group_norm", group_norm)
+    monkeypatch.setattr(fw.kernels, "layer_norm", layer_norm)
+    with pytest.raises(AssertionError, match=r"\((groupnorm|layernorm)\): relative error"):
+        assert_equivalent(NORMS[name], tmp_path)
 
 
 # --- random stacks ---------------------------------------------------------------------------------------
@@ -578,18 +735,14 @@ def layer_entry(draw, shape: tuple) -> dict | str:
         return {f"adaptive{draw(st.sampled_from(['avg', 'max']))}pool{rank}d": dict(
             output_size=[draw(st.integers(1, 5)) for _ in range(rank)])}
     if kind in ("batchnorm", "batchnorm1d"):
-        return {f"batchnorm{max(rank, 1)}d": dict(affine=draw(st.booleans()))}
-    # A norm over a single value is 0 up to rounding noise amplified by 1/sqrt(eps) ≈ 316, which torch
-    # (one-pass statistics) returns and our exact two-pass mean does not: no output to compare there.
-    per_sample = math.prod(shape[1:])
+        return {f"batchnorm{max(rank, 1)}d": dict(affine=draw(st.booleans()),
+                                                   track_running_stats=draw(st.booleans()))}
+    # Norms over a single value or a constant group are welcome: assert_equivalent allows for the
+    # rounding noise they amplify (norm_allowance).
     if kind == "groupnorm":
-        groups = [g for g in divisors if channels // g * per_sample > 1] or [None]
-        group = draw(st.sampled_from(groups))
-        return {"groupnorm": dict(num_groups=group)} if group else "relu"
+        return {"groupnorm": dict(num_groups=draw(st.sampled_from(divisors)))}
     if kind == "layernorm":
-        if shape[-1] > 1 and draw(st.booleans()):
-            return {"layernorm": dict(normalized_shape=shape[-1])}
-        return "layernorm" if channels * per_sample > 1 else "relu"
+        return {"layernorm": dict(normalized_shape=shape[-1])} if draw(st.booleans()) else "layernorm"
     if kind == "activation":
         return draw(st.sampled_from(["relu", "relu6", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
                                      "hardsigmoid", {"leakyrelu": {"negative_slope": 0.1}},
