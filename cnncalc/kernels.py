@@ -460,11 +460,12 @@ _WINO_FILTER = np.kron(_WINO_G, _WINO_G)                         # (36, 9): tap 
 #: Winograd is used for float32 3x3 stride-1 undilated ungrouped 2-D convolutions with at least
 #: WINOGRAD_MIN_CHANNELS input channels, output sides of at least WINOGRAD_MIN_SIDE, and
 #: transformed tensors (36 x channels x tiles) of at most WINOGRAD_MAX_BYTES: past that its
-#: transforms run from main memory and the direct GEMM is faster; with fewer channels or tiles the
-#: transforms cost more than the flops saved (measured on vgg16/resnet50 layers, OpenBLAS).
+#: transforms run from main memory and the direct GEMM is faster; with fewer channels the
+#: transforms cost more than the flops saved, and with fewer tiles the GEMMs are bound by reading
+#: the transformed filters, 4x the size of the weights (measured in whole vgg16/resnet50 passes).
 #: float64 keeps the direct path: Winograd's error (about 1e-5 relative in float32) is above the
 #: 1e-12 agreement float64 promises.
-WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MAX_BYTES = 128, 14, 16 << 20
+WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MAX_BYTES = 128, 28, 16 << 20
 
 def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dtype) -> bool:
     """Whether ``conv`` computes this convolution with Winograd F(4x4, 3x3)."""
