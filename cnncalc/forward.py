@@ -341,8 +341,10 @@ class _MemoryWalk:
         if isinstance(layer, conv.Conv):
             # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
             # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
+            # A shallow GEMM has one more row per group, for its bias (kernels.SHALLOW_DEPTH).
             self._winograd(layer, row)
-            per_row = row.input[0] * math.prod(layer.kernel_size) * math.prod(row.output[2:])
+            depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
+            per_row = depth * math.prod(row.output[2:])
             for buffer in ("pad", "cols", "gemm"):
                 self._chunk(buffer, per_row * row.output[1], per_row)
             return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0

@@ -12,8 +12,10 @@ Convolutions are GEMM-shaped: each chunk of samples (or of one sample's output r
 zero-padded into a reused buffer, viewed through a strided window view (``_windows``), copied
 into a bounded, reused im2col buffer and multiplied with the weight matrix by one ``np.matmul``
 that writes straight into the NCHW output.  Three layouts of that GEMM are chosen by shape:
-plain im2col; "stacked" for thin stride-1 layers (the first axis' taps become GEMM rows, im2col
-only over the other axes, partial results summed with row shifts); "merged" for small outputs
+plain im2col (shallow first layers put the bias in the GEMM as one more row and, when strided,
+copy their columns from the input split into stride phases); "stacked" for thin stride-1
+layers (the first axis' taps become GEMM rows, im2col only over the other axes, partial results
+summed with row shifts); "merged" for small outputs
 (several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
 depthwise convolutions a broadcast multiply-add per kernel tap, and wide float32 3x3 stride-1
 layers Winograd F(4x4, 3x3): 4x fewer multiplies, as batched GEMMs between two transform GEMMs.  Pools are separable: one
@@ -22,10 +24,12 @@ outputs of 32 MiB and more come from a pool of mmap blocks on plain pages, see `
 """
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import sys
 import threading
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -49,6 +53,16 @@ MERGE_PIXELS = 256
 #: GEMM's rows (tuned against plain im2col with OpenBLAS on resnet50/vgg16 layers).
 STACK_MIN_DEPTH, STACK_MAX_DEPTH = 64, 384
 STACK_MIN_ROWS = 32
+#: Shallow convolutions -- GEMM depth C_in/groups * prod(K) at most SHALLOW_DEPTH, e.g. a first
+#: layer on RGB input -- spend more time copying columns and passing over their large output
+#: than in GEMM flops: they add the bias inside the GEMM (a bias column against a row of ones),
+#: and when strided they copy their columns from the input split into stride phases
+#: (unit-stride copies) if the columns are at least PHASE_SPLIT_GAIN times that split input.
+#: Measured with OpenBLAS: the bias row saves a pass over the output (vgg16's first layer 3.4 ->
+#: 2.6 ms in the pass); the split pays on resnet50's 7x7/2 stem (columns 11.6x its input,
+#: 2.9 -> 2.7 ms) but not on alexnet's 11x11/4 (7x) or 3x3/2 stems (2.2x).
+SHALLOW_DEPTH = 160
+PHASE_SPLIT_GAIN = 8
 
 #: Scratch buffers up to this size are kept per thread and reused; larger ones are freed after use.
 SCRATCH_KEEP = 64 << 20
@@ -257,17 +271,23 @@ def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
     ``rows = (a, b)`` keeps only padded rows ``[a, b)`` of the first spatial axis: the slab a
     chunk of output rows reads, padded right before its im2col copy (so it is still in cache).
     """
-    part, (lo, hi), n = x[ns], pads[0], x.shape[2]
-    a, b = rows if rows is not None else (0, lo + n + hi)
-    top = min(max(lo - a, 0), b - a)  # slab rows above the input
-    bottom = min(max(b - lo - n, 0), b - a - top)  # and below it
-    part = part[:, :, max(a - lo, 0):max(a - lo, 0) + b - a - top - bottom]  # real rows inside
-    slab_pads = [(top, bottom)] + list(pads[1:])
+    part, slab_pads = _slab(x, ns, pads, rows)
     if not any(p_lo or p_hi for p_lo, p_hi in slab_pads):
         return part
     shape = part.shape[:2] + tuple(m + p_lo + p_hi
                                    for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
     return _pad_constant(part, slab_pads, 0, out=_scratch("pad", shape, x.dtype))
+
+
+def _slab(x: np.ndarray, ns: slice, pads, rows=None):
+    """``(part, slab_pads)``: the view of ``x[ns]`` that padded rows ``[a, b)`` (all when ``rows``
+    is None) hold, and the zero padding around it that makes those rows."""
+    part, (lo, hi), n = x[ns], pads[0], x.shape[2]
+    a, b = rows if rows is not None else (0, lo + n + hi)
+    top = min(max(lo - a, 0), b - a)  # slab rows above the input
+    bottom = min(max(b - lo - n, 0), b - a - top)  # and below it
+    part = part[:, :, max(a - lo, 0):max(a - lo, 0) + b - a - top - bottom]  # real rows inside
+    return part, [(top, bottom)] + list(pads[1:])
 
 
 # --------------------------------------------------------------------------- convolution
@@ -324,26 +344,131 @@ def _conv_pointwise(x, weight, groups, out) -> None:
 
 def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     """General convolution: per chunk of samples (or of one sample's output rows), im2col into a
-    reused buffer and one matmul writing straight into ``out``."""
+    reused buffer and one matmul writing straight into ``out``.
+
+    Shallow GEMMs (depth at most SHALLOW_DEPTH) take the bias as one more GEMM row (ones in the
+    columns, the bias in the weights: no pass over the output) and, when ``_splits_phases``,
+    copy their columns from the input split into stride phases.
+    """
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
     _, _, O0, *O1 = out.shape
-    rows, rest = Cg * math.prod(K), (slice(None),) * len(O1)
-    w = weight.reshape(groups, Co // groups, rows)  # (G, Cout/G, Cin/G * prod(K))
-    out_g = _view(out, (N, groups, Co // groups, O0, *O1))  # output channels split by group
-    row_bytes = C * math.prod(K) * math.prod(O1) * x.dtype.itemsize
+    G, taps, rest = groups, Cg * math.prod(K), (slice(None),) * len(O1)
+    depth = taps + (taps <= SHALLOW_DEPTH and bias is not None)  # GEMM rows: taps, then ones
+    chunks = list(_chunks(N, O0, G * depth * math.prod(O1) * x.dtype.itemsize))
     s0, span0 = stride[0], dilation[0] * (K[0] - 1) + 1
-    for ns, rs in _chunks(N, O0, row_bytes):
-        r = rs.stop - rs.start
-        xp = _padded_chunk(x, ns, pads, (rs.start * s0, (rs.stop - 1) * s0 + span0))
-        src = _windows(xp, K, stride, dilation, (r, *O1))  # (nb, C, *K, r, *O1)
-        cols = _scratch("cols", src.shape, x.dtype)
-        np.copyto(cols, src)
-        cols = cols.reshape(src.shape[0], groups, rows, -1)  # (nb, G, rows, r * prod(O1))
+    slab = [(rs.start * s0, (rs.stop - 1) * s0 + span0) for _, rs in chunks]  # padded rows read
+    first = chunks[0][1]
+    phases = ([_axis_phases(*axis) for axis in zip(K, stride, dilation)]
+              if taps <= SHALLOW_DEPTH and _splits_phases(x.shape, pads, K, stride, slab[0],
+                                                           (first.stop - first.start, *O1))
+              else None)
+    w = _gemm_weight(weight, G, phases, bias if depth > taps else None)  # (G, Cout/G, depth)
+    out_g = _view(out, (N, G, Co // G, O0, *O1))  # output channels split by group
+    for (ns, rs), rows in zip(chunks, slab):
+        nb, r, row = ns.stop - ns.start, rs.stop - rs.start, 0
+        cols = _scratch("cols", (nb, G, depth, r * math.prod(O1)), x.dtype)
+        for src in _column_views(x, ns, pads, rows, K, stride, dilation, (r, *O1), phases):
+            block = src.reshape(nb, G, Cg, *src.shape[2:])  # (nb, G, Cg, *taps, r, *O1)
+            n = math.prod(block.shape[2:3 + len(K)])  # GEMM rows of this block
+            np.copyto(_view(cols[:, :, row:row + n], block.shape), block)
+            row += n
+        if depth > taps:
+            cols[:, :, taps] = 1  # against the bias column of w
         dst = out_g[ns][(Ellipsis, rs) + rest]
         np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
-        if bias is not None:
-            dst += bias.reshape(groups, -1, *(1,) * (1 + len(O1)))  # (G, Cout/G, 1, ...)
+        if bias is not None and depth == taps:
+            dst += bias.reshape(G, -1, *(1,) * (1 + len(O1)))  # (G, Cout/G, 1, ...)
+
+
+class _Phase(NamedTuple):
+    """The taps of one kernel axis that read one stride phase of the input.
+
+    With stride s and dilation d, tap t reads padded position s * (o + t*d // s) + t*d % s for
+    output o: row o + t*d // s of phase t*d % s (positions s*j + phase).  The taps of a phase
+    are an arithmetic run, and within the phase they form a unit-stride (dilated) kernel.
+    """
+    phase: int  # positions s*j + phase
+    taps: slice  # which taps of the axis
+    count: int  # how many
+    first: int  # phase row the first tap reads for output 0
+    step: int  # phase rows between consecutive taps
+
+
+def _axis_phases(k: int, s: int, d: int) -> list[_Phase]:
+    """The taps of one axis (kernel k, stride s, dilation d) grouped by stride phase."""
+    phases = []
+    for p in range(s):
+        taps = [t for t in range(k) if t * d % s == p]
+        if taps:
+            step = taps[1] - taps[0] if len(taps) > 1 else 1
+            phases.append(_Phase(p, slice(taps[0], taps[-1] + 1, step), len(taps),
+                                 taps[0] * d // s, step * d // s))
+    return phases
+
+
+def _splits_phases(x_shape, pads, kernel, stride, rows, out_size) -> bool:
+    """Whether a shallow convolution copies its columns from stride phases: when strided, and when
+    the columns of its first (largest) chunk -- output rows ``out_size[0]`` reading padded rows
+    ``rows`` -- are at least PHASE_SPLIT_GAIN times its split input (so the split also fits
+    the "pad" scratch the memory estimate sizes like the columns)."""
+    if all(s == 1 for s in stride):
+        return False
+    extents = [rows[1] - rows[0]] + [n + lo + hi for n, (lo, hi) in zip(x_shape[3:], pads[1:])]
+    split = math.prod(-(-e // s) * s for e, s in zip(extents, stride))
+    return PHASE_SPLIT_GAIN * split <= math.prod(kernel) * math.prod(out_size)
+
+
+def _gemm_weight(weight, groups, phases, bias) -> np.ndarray:
+    """The GEMM's left matrix ``(G, C_out/G, depth)``: taps in the order of ``_column_views``
+    (by stride phase when ``phases`` is given), then ``bias`` as a last column when given."""
+    Co, Cg, *K = weight.shape
+    w = weight.reshape(groups, Co // groups, Cg, *K)
+    blocks = [w] if phases is None else [w[(Ellipsis, *(ph.taps for ph in combo))]
+                                         for combo in itertools.product(*phases)]
+    blocks = [b.reshape(groups, Co // groups, -1) for b in blocks]  # (G, Cout/G, Cg * taps)
+    if bias is not None:
+        blocks.append(bias.reshape(groups, Co // groups, 1))
+    return np.concatenate(blocks, axis=2) if len(blocks) > 1 else blocks[0]
+
+
+def _column_views(x, ns, pads, rows, kernel, stride, dilation, out_size, phases) -> list:
+    """Read-only views ``(nb, C, *taps, *out_size)`` whose taps, in order, are the im2col columns
+    of samples ``x[ns]`` (padded rows ``rows``): one window view of the padded chunk, or with
+    ``phases`` (``_axis_phases`` of every axis) one unit-stride view per combination of phases
+    of the chunk split by ``_split_padded``."""
+    if phases is None:
+        return [_windows(_padded_chunk(x, ns, pads, rows), kernel, stride, dilation, out_size)]
+    split, H = _split_padded(*_slab(x, ns, pads, rows), stride, phases)
+    views = []
+    for combo in itertools.product(*phases):
+        start = tuple(slice(ph.phase * h + ph.first, None) for ph, h in zip(combo, H))
+        views.append(_windows(split[(Ellipsis, *start)], [ph.count for ph in combo],
+                              [1] * len(combo), [ph.step for ph in combo], out_size))
+    return views
+
+
+def _split_padded(part: np.ndarray, pads, stride, phases):
+    """``part (nb, C, *n)`` zero-padded by ``pads`` and split into stride phases, into the reused
+    "pad" scratch: along axis i, phase p (padded positions s_i * j + p) fills rows
+    ``[p * H_i, p * H_i + its length)``, ``H_i = ceil(padded extent / s_i)``.  Only the phases in
+    ``phases`` are written, and no window reads past a phase's length.  Returns the array, H."""
+    nb, C, *n = part.shape
+    extents = [m + lo + hi for m, (lo, hi) in zip(n, pads)]
+    H = [-(-e // s) for e, s in zip(extents, stride)]
+    split = _scratch("pad", (nb, C, *(s * h for s, h in zip(stride, H))), part.dtype)
+    for combo in itertools.product(*phases):
+        src, dst, phase_pads = [], [], []
+        for ph, s, h, m, (lo, _), e in zip(combo, stride, H, n, pads, extents):
+            length = len(range(ph.phase, e, s))  # padded positions in this phase
+            before = min(max(-(-(lo - ph.phase) // s), 0), length)  # of them in the low padding
+            real = max(min(length, -(-(lo + m - ph.phase) // s)) - before, 0)  # and inside part
+            start = ph.phase + s * before - lo  # index in part of the first real one
+            src.append(slice(start, start + s * real, s) if real else slice(0, 0))
+            dst.append(slice(ph.phase * h, ph.phase * h + length))
+            phase_pads.append((before, length - before - real))
+        _pad_constant(part[(Ellipsis, *src)], phase_pads, 0, out=split[(Ellipsis, *dst)])
+    return split, H
 
 
 def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:

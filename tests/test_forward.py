@@ -187,6 +187,21 @@ def test_memory_estimate_and_refusal():
     assert fw.run(net, max_memory=0).ok  # 0: no limit
 
 
+@pytest.mark.parametrize("bias", ["false", "true"])
+def test_scratch_estimate_covers_each_kernel_buffer(monkeypatch, bias):
+    """Every reused scratch buffer a pass grows fits the estimate's, here a resnet-like stem whose
+    BatchNorm (or own bias) becomes an extra GEMM row of its shallow im2col."""
+    monkeypatch.setattr(fw.kernels, "_tls", type(fw.kernels._tls)())  # fresh, empty buffers
+    net = cnncalc.parse(spec("3x64x64", f"conv2d: {{out_channels: 8, kernel_size: 7, stride: 2, padding: 3, "
+                                        f"bias: {bias}}}", "batchnorm2d", "relu"))
+    assert fw.run(net, batch=2, max_memory=0).ok
+    walk = fw._MemoryWalk(cnncalc.analyse(net), 2, 4)
+    walk.sequence(net.root.branches[""], 0)
+    used = {name: buffer.nbytes for name, buffer in vars(fw.kernels._tls).items()}
+    assert used["cols"] == 2 * (3 * 7 * 7 + 1) * 32 * 32 * 4  # the whole batch, plus the row of ones
+    assert all(size <= walk.buffers[name] for name, size in used.items()), (used, walk.buffers)
+
+
 def test_a_huge_batch_is_refused_before_anything_is_allocated():
     # 10⁵ × 3×224×224 float32 inputs alone would be 56 GiB: refused from the estimate, nothing allocated
     with pytest.raises(SpecError, match="more than the limit of 1.00 GiB"):

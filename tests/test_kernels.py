@@ -202,11 +202,18 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
     ((1, 4, 5, 6), (6, 2, 1, 1), (2, 1), ((0, 0), (1, 0)), (1, 1), 2),  # strided grouped 1x1
     ((1, 2, 6, 6), (3, 2, 2, 4), (1, 1), ((0, 1), (1, 2)), (1, 1), 1),  # 'same', even kernel
     ((1, 4, 4, 5, 5), (4, 2, 2, 3, 2), (1, 2, 1), ((1, 0), (1, 1), (0, 1)), (2, 1, 2), 2),
+    ((1, 3, 13, 12), (4, 3, 7, 7), (2, 2), ((3, 3), (3, 3)), (1, 1), 1),  # a resnet stem
+    ((2, 4, 11, 10), (6, 2, 3, 4), (3, 2), ((2, 0), (1, 3)), (2, 3), 2),  # taps across phases
+    ((1, 2, 9, 10), (3, 2, 2, 2), (3, 3), ((0, 2), (1, 0)), (1, 1), 1),  # phases no tap reads
 ]
 
 
 CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
-    "im2col": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9),
+    "im2col": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=0),
+    "shallow": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=10 ** 9,
+                    PHASE_SPLIT_GAIN=10 ** 9),  # im2col with the bias as a GEMM row
+    "phases": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=10 ** 9,
+                   PHASE_SPLIT_GAIN=0),  # ... and every strided input split into stride phases
     "merged": dict(MERGE_PIXELS=10 ** 9, STACK_MIN_ROWS=10 ** 9),
     "stacked": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=1, STACK_MIN_DEPTH=1, STACK_MAX_DEPTH=10 ** 9),
     "default": {},
@@ -226,10 +233,11 @@ def conv_path_forced(name):
             setattr(K, key, value)
 
 
-@pytest.fixture(params=["im2col", "merged", "stacked"])
+@pytest.fixture(params=["im2col", "shallow", "phases", "merged", "stacked"])
 def conv_path(request):
     """Run a test once per GEMM layout of conv (merged only matters for N > 1, stacked for
-    kernels with more than one tap along the first axis and unit stride there)."""
+    kernels with more than one tap along the first axis and unit stride there, phases for
+    strided convolutions)."""
     with conv_path_forced(request.param):
         yield request.param
 
@@ -326,6 +334,33 @@ def test_conv_dtypes():
 def test_conv_rejects_channel_mismatch():
     with pytest.raises(ValueError):
         K.conv(rand(1, 3, 4, 4), rand(2, 2, 3, 3), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+
+
+def test_axis_phases_group_taps_by_the_stride_phase_they_read():
+    """Tap t reads padded position s * (o + t*d // s) + t*d % s for output o."""
+    P = K._Phase
+    assert K._axis_phases(7, 2, 1) == [P(0, slice(0, 7, 2), 4, 0, 1), P(1, slice(1, 6, 2), 3, 0, 1)]
+    assert K._axis_phases(3, 2, 2) == [P(0, slice(0, 3, 1), 3, 0, 1)]  # all taps in phase 0
+    assert K._axis_phases(4, 3, 2) == [P(0, slice(0, 4, 3), 2, 0, 2), P(1, slice(2, 3, 1), 1, 1, 0),
+                                       P(2, slice(1, 2, 1), 1, 0, 0)]
+    assert K._axis_phases(2, 3, 1) == [P(0, slice(0, 1, 1), 1, 0, 0), P(1, slice(1, 2, 1), 1, 0, 0)]
+
+
+def test_shallow_strided_conv_reads_stride_phases(monkeypatch):
+    """By default a resnet-like stem (columns 8.7x its input) copies its columns from stride
+    phases, with the bias in the GEMM, exact in float64; a stride-1 layer does not split."""
+    calls = []
+    split = K._split_padded
+    monkeypatch.setattr(K, "_split_padded", lambda *a: calls.append(a[0].shape) or split(*a))
+    x, w, b = (rand(*shape, seed=i, dtype=np.float64) for i, shape in
+               enumerate([(2, 3, 32, 32), (8, 3, 7, 7), (8,)]))
+    args = (w, b, (2, 2), ((3, 3), (3, 3)), (1, 1), 1)
+    assert_close(K.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
+    assert calls
+    calls.clear()
+    args = (w, b, (1, 1), ((3, 3), (3, 3)), (1, 1), 1)
+    assert_close(K.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
+    assert not calls
 
 
 TRANSPOSE_CASES = [  # x shape, weight shape, stride, padding, output_padding, dilation, groups
