@@ -10,8 +10,9 @@ the time is the best of them (the pass alone: no start-up, weights or data). The
 same YAML read by tests/torch_model.py into torch.nn, in eval mode under torch.no_grad().
 The targets: NumPy time ≤ 1.2 × torch's, NumPy peak RSS ≤ 2 × torch's.
 `--layers N` also prints the N slowest layers of each engine at each batch (from one extra pass).
-`--unfolded` adds a NumPy run that computes each BatchNorm on its own rather than folded into
-the convolution before it (what the pass does when intermediate outputs are not kept).
+`--unfused` adds a NumPy run with every layer computed on its own: by default (when no one asks
+for intermediate outputs) the pass folds a BatchNorm into the convolution before it, as
+inference engines do.
 `--threads N` limits both engines to N threads (OpenBLAS and torch's OpenMP); the default is every
 CPU. Multi-threaded OpenBLAS collapses when another process holds a core (its threads wait on each
 other), so on a shared machine compare at --threads 1 as well.
@@ -48,13 +49,14 @@ def child(engine: str, net: str, batch: int, repeats: int, layers: int) -> dict:
 
 def numpy_engine(net: str, network, engine: str):
     """(timed pass, per-layer profile) for cnncalc's NumPy pass, weights made once; engine
-    'numpy-unfolded' computes every BatchNorm on its own instead of folding it into its conv."""
+    'numpy-unfused' runs every layer on its own (no BatchNorm folded into its conv), as the pass
+    does with keep_outputs."""
     import cnncalc
     from cnncalc import forward as fw
 
     weights = fw.initial_weights(cnncalc.analyse(network))
-    if engine == "numpy-unfolded":
-        fw._Pass.folded_batch_norm = lambda self, node, after: None
+    if engine == "numpy-unfused":
+        fw._Pass.fusion = lambda self, nodes, i: (self.params.get(nodes[i].path, {}), [])
 
     def run(x):
         result = fw.run(network, weights=weights, data=x, max_memory=0)
@@ -123,7 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--unfolded", action="store_true")
+    parser.add_argument("--unfused", action="store_true")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -145,9 +147,9 @@ def main() -> None:
     for net in args.nets:
         for batch in args.batches:
             theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
-            for engine in ("numpy", "numpy-unfolded") if args.unfolded else ("numpy",):
+            for engine in ("numpy", "numpy-unfused") if args.unfused else ("numpy",):
                 ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
-                label = net if engine == "numpy" else f"{net} (BN unfolded)"
+                label = net if engine == "numpy" else f"{net} (unfused)"
                 print(f"{label:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
                       f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} {theirs['rss_mib']:10.0f} "
                       f"{ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)

@@ -478,25 +478,33 @@ class _Pass:
     def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
         i = 0
         while i < len(nodes):
-            node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
-            folded = self.folded_batch_norm(node, after)
-            if folded is not None:  # one kernel for both entries
-                x, owned = self.leaf(node, x, owned, folded, also=after)
-                i += 2
+            node = nodes[i]
+            params, absorbed = self.fusion(nodes, i)
+            if node.leaf:
+                x, owned = self.leaf(node, x, owned, params)
             else:
-                x, owned = self.node(node, x, owned)
-                i += 1
+                x, owned = self.composite(node, x, owned)
+            for done in (node, *absorbed):  # entries fused into this one share its output
+                self.record(done, x)
+            i += 1 + len(absorbed)
         return x, owned
 
-    def node(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
-        if node.leaf:
-            return self.leaf(node, x, owned, self.params.get(node.path, {}))
-        y, owned = self.composite(node, x, owned)
-        self.record(node, y)
-        return y, owned
+    def fusion(self, nodes: list[Node], i: int) -> tuple[dict | None, list[Node]]:
+        """(kernel parameters, entries absorbed) for ``nodes[i]``: an inference BatchNorm right after
+        a convolution is folded into the convolution's weights, as inference engines do (one GEMM,
+        no passes over the conv's output) -- only when no one sees the conv's own output, so not
+        with keep_outputs, where every entry is computed on its own."""
+        node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
+        params = self.params.get(node.path, {}) if node.leaf else None
+        if (self.outputs is not None or after is None or not node.leaf or not after.leaf
+                or not isinstance(node.layer, conv.Conv) or not isinstance(after.layer, norm.BatchNorm)):
+            return params, []
+        statistics = self.params.get(after.path, {})
+        if "running_mean" not in statistics:  # batch statistics are no fixed affine map
+            return params, []
+        return _conv_with_batch_norm(params, statistics, after.layer.eps), [after]
 
-    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, also: Node | None = None):
-        """Apply a leaf's kernel; `also` is a following leaf folded into it, whose output it computes."""
+    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict) -> tuple[np.ndarray, bool]:
         check = self.checks[node.path]
         started = time.perf_counter()
         try:
@@ -505,29 +513,16 @@ class _Pass:
             check.error = f"{type(e).__name__}: {e}"
             raise _Stopped from None
         check.seconds = time.perf_counter() - started
-        for done in (node, also) if also else (node,):
-            self.record(done, y)
-            self.done += 1
-            if self.on_layer:
-                self.on_layer(self.done, self.leaves, done.path)
         return y, owned or not np.may_share_memory(y, x)
 
     def record(self, node: Node, y: np.ndarray) -> None:
         self.checks[node.path].actual = y.shape
         if self.outputs is not None:
             self.outputs[node.path] = y.copy()  # later layers may work in place on y
-
-    def folded_batch_norm(self, node: Node, after: Node | None) -> dict | None:
-        """A convolution's parameters with the inference BatchNorm right after it folded in, as
-        inference engines do (one GEMM, no passes over the conv's output), or None.  Only when no
-        one sees the convolution's own output: with keep_outputs every entry is computed alone."""
-        if (self.outputs is not None or after is None or not node.leaf or not after.leaf
-                or not isinstance(node.layer, conv.Conv) or not isinstance(after.layer, norm.BatchNorm)):
-            return None
-        statistics = self.params.get(after.path, {})
-        if "running_mean" not in statistics:  # batch statistics are not a fixed affine map
-            return None
-        return _conv_with_batch_norm(self.params.get(node.path, {}), statistics, after.layer.eps)
+        if node.leaf:
+            self.done += 1
+            if self.on_layer:
+                self.on_layer(self.done, self.leaves, node.path)
 
     def composite(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
         layer = node.layer

@@ -322,8 +322,7 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
         _conv_winograd(x, pads, weight, out)
         _add_bias(out, b)
     elif all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads)):
-        _conv_pointwise(x, weight, groups, out)
-        _add_bias(out, b)
+        _conv_pointwise(x, weight, b, groups, out)
     elif (stride[0] == 1 and K[0] > 1 and O[0] >= STACK_MIN_ROWS
           and STACK_MIN_DEPTH <= Cg * math.prod(K[1:]) <= STACK_MAX_DEPTH
           and K[0] * Co // groups <= STACK_MAX_DEPTH):
@@ -333,13 +332,28 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     return out
 
 
-def _conv_pointwise(x, weight, groups, out) -> None:
-    """1x1 stride-1 unpadded convolution: one matmul per sample and group, no im2col."""
+def _conv_pointwise(x, weight, bias, groups, out) -> None:
+    """1x1 stride-1 unpadded convolution: one matmul per sample and group, no im2col.
+
+    A layer that widens (C_in < C_out) takes its bias inside the GEMM: a bias column against a row
+    of ones under a copy of the input, per chunk of samples -- a pass over the input instead of
+    one over the wider output.
+    """
     N, C, *S = x.shape
-    Co = weight.shape[0]
-    w = weight.reshape(groups, Co // groups, C // groups)  # (G, Cout/G, Cin/G)
-    xg = np.ascontiguousarray(x).reshape(N, groups, C // groups, -1)  # (N, G, Cin/G, P)
-    np.matmul(w, xg, out=_view(out, (N, groups, Co // groups, xg.shape[-1])))
+    Co, P = weight.shape[0], math.prod(S)
+    xg = x.reshape(N, groups, C // groups, P)  # (N, G, Cin/G, P); a copy only if x is not contiguous
+    out_g = _view(out, (N, groups, Co // groups, P))
+    per_sample = (C + groups) * P * x.dtype.itemsize
+    if bias is None or C >= Co or per_sample > CHUNK_BYTES:
+        np.matmul(weight.reshape(groups, Co // groups, C // groups), xg, out=out_g)
+        _add_bias(out, bias)
+        return
+    w = derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, groups, None, bias))
+    for ns, _ in _chunks(N, 1, per_sample):
+        cols = _scratch("cols", (ns.stop - ns.start, groups, C // groups + 1, P), x.dtype)
+        np.copyto(cols[:, :, :-1], xg[ns])
+        cols[:, :, -1] = 1  # against the bias column of w
+        np.matmul(w, cols, out=out_g[ns])
 
 
 def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
@@ -775,11 +789,14 @@ def _adaptive_axis(y, axis, o, kind):
         for j in range(1, int((end - start).max())):
             np.maximum(acc, np.take(y, np.minimum(start + j, end - 1), axis=axis), out=acc)
         return acc
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-window counts broadcast along later axes
-    cs = np.cumsum(y, axis=axis, dtype=np.float64)  # float64 prefix sums: no cancellation loss
-    cs = np.concatenate([np.zeros_like(np.take(cs, [0], axis=axis)), cs], axis=axis)
-    total = np.take(cs, end, axis=axis) - np.take(cs, start, axis=axis)
-    return (total / (end - start).reshape(shape)).astype(y.dtype)  # counts along axis
+    # Each window summed tap by tap in float64 (not as a difference of prefix sums, where one
+    # infinite value would make every later window inf - inf = NaN).
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-window values broadcast along later axes
+    total = np.zeros(np.take(y, start, axis=axis).shape, np.float64)
+    for j in range(int((end - start).max())):
+        inside = (start + j < end).reshape(shape)  # windows that still have a tap j
+        total += np.where(inside, np.take(y, np.minimum(start + j, end - 1), axis=axis), 0)
+    return (total / (end - start).reshape(shape)).astype(y.dtype)
 
 
 def adaptive_avg_pool(x, out_size):

@@ -294,12 +294,13 @@ def test_cli_composites_are_rows_too(tmp_path):
 
 
 def test_cli_disagreement_is_exit_1(monkeypatch):
-    real = fw._KERNELS[cnncalc.layers.lookup("relu")]
-    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), lambda *a: real(*a)[:, :-1])
+    # LeNet-5's first max pool drops a channel (its ReLUs are applied by the convs, so not those)
+    real = fw._KERNELS[fw.pool.MaxPool]
+    monkeypatch.setitem(fw._KERNELS, fw.pool.MaxPool, lambda *a: real(*a)[:, :-1])
     result = cli("forward")
     assert result.exit_code == 1 and "✗" in result.stdout and "shapes disagree" in result.stdout
     data = json.loads(cli("forward", "-f", "json").stdout)
-    assert data["ok"] is False and data["layers"][1]["actual"] == [19, 28, 28]
+    assert data["ok"] is False and data["layers"][2]["actual"] == [19, 14, 14]
 
 
 def test_cli_data_weights_and_save_output(tmp_path):
@@ -893,6 +894,10 @@ def final_output_error(text: str, batch: int = 2, dtype: str = "float32") -> tup
          "linear: {out_features: 4}"),
     spec("4x9x9", "conv2d: {out_channels: 8, kernel_size: 3, groups: 4}", "batchnorm2d", "conv2d: {out_channels: 8, kernel_size: 1}",
          "batchnorm2d: {track_running_stats: false}"),
+    spec("4x8x8", "residual: {body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}, batchnorm2d, relu,"
+                  " conv2d: {out_channels: 4, kernel_size: 1}, batchnorm2d], shortcut: []}", "relu",
+         "residual: {body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}],"
+         " shortcut: [conv2d: {out_channels: 4, kernel_size: 1}, batchnorm2d]}", "relu6"),
 ])
 def test_folded_batch_norm_gives_pytorchs_output(text):
     error, result = final_output_error(text)

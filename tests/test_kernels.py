@@ -199,6 +199,8 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
     ((2, 6, 7, 6), (6, 1, 3, 3), (2, 1), ((1, 1), (1, 1)), (1, 2), 6),  # depthwise
     ((1, 4, 6, 6), (8, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 4),  # depthwise, multiplier 2
     ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise
+    ((2, 3, 5, 4), (8, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise, widening: bias in the GEMM
+    ((3, 4, 3, 3), (8, 2, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 2),  # the same, grouped
     ((1, 4, 5, 6), (6, 2, 1, 1), (2, 1), ((0, 0), (1, 0)), (1, 1), 2),  # strided grouped 1x1
     ((1, 2, 6, 6), (3, 2, 2, 4), (1, 1), ((0, 1), (1, 2)), (1, 1), 1),  # 'same', even kernel
     ((1, 4, 4, 5, 5), (4, 2, 2, 3, 2), (1, 2, 1), ((1, 0), (1, 1), (0, 1)), (2, 1, 2), 2),
@@ -268,6 +270,16 @@ def test_conv_chunking_matches_unchunked(conv_path, monkeypatch, groups):
     assert_close(K.conv(x, *args), whole, rtol=1e-6)
     monkeypatch.setattr(K, "CHUNK_BYTES", 1)  # one row at a time
     assert_close(K.conv(x, *args), whole, rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
+def test_widening_pointwise_bias_per_sample_chunk(monkeypatch, chunk):
+    """The bias row of a widening 1x1 conv: whole batch, one sample per chunk, or (a sample larger
+    than a chunk) the bias added afterwards -- the same result each way."""
+    x, w, b = rand(3, 3, 4, 4), rand(9, 3, 1, 1, seed=1), rand(9, seed=2)
+    args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
+    assert_close(K.conv(x, *args), naive_conv(x, *args))
 
 
 def test_conv_accepts_non_contiguous_input(conv_path):
@@ -441,6 +453,14 @@ def test_adaptive_pools_vs_naive(xs, out):
     x = rand(*xs)
     assert_close(K.adaptive_avg_pool(x, out), naive_adaptive(x, out, np.mean))
     assert_close(K.adaptive_max_pool(x, out), naive_adaptive(x, out, np.max))
+
+
+def test_adaptive_average_of_infinities_is_pytorchs():
+    """A -inf (a max-pool window of padding only) makes its own windows -inf and no others NaN;
+    +inf and -inf in one window give NaN, as in PyTorch."""
+    x = np.array([[[1.0, -np.inf, 2.0, 3.0, 4.0, np.inf, -np.inf]]], np.float32)  # 7 -> 3 windows
+    got = K.adaptive_avg_pool(x, (3,))  # windows [0, 3), [2, 5), [4, 7)
+    np.testing.assert_array_equal(got, np.array([[[-np.inf, 3.0, np.nan]]], np.float32))
 
 
 # =========================================================================== dense and norms
