@@ -8,6 +8,10 @@ is estimated from the analysis, and a pass that would not fit is refused.
 
 Arrays the pass itself allocated ("owned") are updated in place by ReLU, ReLU6, BatchNorm and
 the residual sum; the caller's data and an input that a residual's shortcut still needs never are.
+Unless every entry's output is kept (`keep_outputs`), an inference BatchNorm right after a
+convolution is folded into the convolution's weights, as inference engines do: one GEMM gives
+the BatchNorm's output, and both entries record its shape. Folded and otherwise prepared weights
+are kept while the weight arrays live (`cnncalc.derived`).
 
 >>> import cnncalc
 >>> result = run(cnncalc.load("lenet5"))
@@ -321,6 +325,13 @@ class _MemoryWalk:
         self.buffers: dict[str, int] = {}  # scratch buffer -> bytes; the kernels keep and reuse them
 
     def sequence(self, nodes: list[Node], held: int) -> int:
+        for node, after in zip(nodes, nodes[1:]):
+            if (node.leaf and after.leaf and isinstance(node.layer, conv.Conv)
+                    and isinstance(after.layer, norm.BatchNorm) and after.layer.track_running_stats):
+                # folded weights and bias (_conv_with_batch_norm), and a widening 1x1 conv's copy of
+                # them with the bias as a column (kernels._conv_pointwise), prepared once and kept
+                row = self.rows[node.path]
+                self.buffers[f"folded {node.path}"] = 2 * (math.prod(row.weight) + row.output[0]) * self.itemsize
         return max((self.node(node, held) for node in nodes), default=held)
 
     def node(self, node: Node, held: int) -> int:

@@ -935,3 +935,13 @@ def test_new_statistics_are_folded_again():
     assert not np.allclose(fw.run(net, weights=shifted, data=x).output, first)
     unfolded = fw.run(net, weights=shifted, data=x, keep_outputs=True).output
     assert relative_error(fw.run(net, weights=shifted, data=x).output, unfolded) <= 1e-5
+
+
+def test_memory_estimate_counts_the_folded_weights():
+    """A conv followed by an inference BatchNorm keeps folded weights and bias (and, for a widening 1x1
+    conv, a copy with the bias as a column): twice its 8·3·3·3 + 8 values, on top of the plain conv."""
+    plain = fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", "conv2d: {out_channels: 8, kernel_size: 3}",
+                                                                 "relu"))), 1)
+    folded = fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", "conv2d: {out_channels: 8, kernel_size: 3}",
+                                                                  "batchnorm2d"))), 1)
+    assert folded.workspace - plain.workspace == 2 * (8 * 3 * 3 * 3 + 8) * 4
