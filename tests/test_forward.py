@@ -945,3 +945,17 @@ def test_memory_estimate_counts_the_folded_weights():
     folded = fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", "conv2d: {out_channels: 8, kernel_size: 3}",
                                                                   "batchnorm2d"))), 1)
     assert folded.workspace - plain.workspace == 2 * (8 * 3 * 3 * 3 + 8) * 4
+
+
+def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch):
+    """At 3x112x112 four of vgg16's convs (128 and 256 channels at 56x56 and 28x28) take Winograd
+    F(4x4, 3x3): every layer still equals torch's within 1e-4, the error carried through the net."""
+    from cnncalc import kernels
+    from cnncalc.spec import resolve
+
+    calls = []
+    real = kernels._conv_winograd
+    monkeypatch.setattr(kernels, "_conv_winograd", lambda *a: (calls.append(a[0].shape), real(*a)))
+    text = resolve("vgg16")[1].replace("input: 3x224x224", "input: 3x112x112", 1)
+    assert_equivalent(text, tmp_path, batch=1, via_npz=False)
+    assert [shape[1:] for shape in calls] == [(128, 56, 56), (128, 28, 28), (256, 28, 28), (256, 28, 28)]
