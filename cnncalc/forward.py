@@ -668,9 +668,9 @@ def _conv_with_batch_norm(conv_p: dict, bn_p: dict, eps: float) -> dict:
     weight, bias = conv_p["weight"], conv_p.get("bias")
 
     def fold() -> dict:
-        scale, shift = _batch_norm_affine(bn_p, eps)
-        folded = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))  # output channels first
-        return {"weight": folded.astype(weight.dtype),
+        scale, shift = _batch_norm_affine(bn_p, eps)  # float64; the weights are scaled in their own dtype
+        per_output = scale.astype(weight.dtype).reshape((-1,) + (1,) * (weight.ndim - 1))  # (C_out, 1, …)
+        return {"weight": weight * per_output,
                 "bias": (shift if bias is None else bias * scale + shift).astype(weight.dtype)}
     sources = (weight, bias, *(bn_p.get(k) for k in ("running_mean", "running_var", "weight", "bias")))
     return derived(f"conv+batchnorm eps={eps!r}", sources, fold)
