@@ -326,8 +326,7 @@ class _MemoryWalk:
 
     def sequence(self, nodes: list[Node], held: int) -> int:
         for node, after in zip(nodes, nodes[1:]):
-            if (node.leaf and after.leaf and isinstance(node.layer, conv.Conv)
-                    and isinstance(after.layer, norm.BatchNorm) and after.layer.track_running_stats):
+            if _folds(node, after):
                 # folded weights and bias (_conv_with_batch_norm), and a widening 1x1 conv's copy of
                 # them with the bias as a column (kernels._conv_pointwise), prepared once and kept
                 row = self.rows[node.path]
@@ -507,13 +506,9 @@ class _Pass:
         with keep_outputs, where every entry is computed on its own."""
         node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
         params = self.params.get(node.path, {}) if node.leaf else None
-        if (self.outputs is not None or after is None or not node.leaf or not after.leaf
-                or not isinstance(node.layer, conv.Conv) or not isinstance(after.layer, norm.BatchNorm)):
+        if self.outputs is not None or not _folds(node, after):
             return params, []
-        statistics = self.params.get(after.path, {})
-        if "running_mean" not in statistics:  # batch statistics are no fixed affine map
-            return params, []
-        return _conv_with_batch_norm(params, statistics, after.layer.eps), [after]
+        return _conv_with_batch_norm(params, self.params[after.path], after.layer.eps), [after]
 
     def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict) -> tuple[np.ndarray, bool]:
         check = self.checks[node.path]
@@ -660,6 +655,13 @@ def _batch_norm_affine(p: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
     if "bias" in p:
         shift += p["bias"]
     return scale, shift
+
+
+def _folds(node: Node, after: Node | None) -> bool:
+    """Whether ``after`` is an inference BatchNorm (running statistics: a fixed affine map) right
+    after the convolution ``node``, which the pass folds into it."""
+    return (after is not None and node.leaf and after.leaf and isinstance(node.layer, conv.Conv)
+            and isinstance(after.layer, norm.BatchNorm) and after.layer.track_running_stats)
 
 
 def _conv_with_batch_norm(conv_p: dict, bn_p: dict, eps: float) -> dict:
