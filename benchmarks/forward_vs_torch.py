@@ -158,5 +158,6 @@ def main() -> None:
             for path, kind, seconds in theirs["slowest"]:
                 print(f"    torch  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
 
+
 if __name__ == "__main__":
     main()

@@ -374,10 +374,9 @@ class _MemoryWalk:
         if not kernels.winograd_suits(x_shape, w_shape, layer.stride, layer.dilation, layer.groups,
                                       row.output[1:], dtype):
             return
-        largest = kernels.winograd_bytes(x_shape, w_shape, row.output[1:])  # 36 x channels x tiles
-        padded = self.batch * row.input[0] * math.prod(4 * -(-o // 4) + 2 for o in row.output[1:]) * self.itemsize
+        largest = kernels.winograd_bytes(x_shape, w_shape, row.output[1:])  # every array it puts in a buffer
         for buffer in ("pad", "cols", "gemm"):
-            self.buffers[buffer] = max(self.buffers.get(buffer, 0), largest, padded)
+            self.buffers[buffer] = max(self.buffers.get(buffer, 0), largest)
         self.buffers[f"winograd {row.path}"] = 4 * math.prod(w_shape) * self.itemsize
 
     def _chunk(self, buffer: str, per_sample: int, per_row: int | None = None) -> None:

@@ -15,12 +15,13 @@ that writes straight into the NCHW output.  Three layouts of that GEMM are chose
 plain im2col (shallow first layers put the bias in the GEMM as one more row and, when strided,
 copy their columns from the input split into stride phases); "stacked" for thin stride-1
 layers (the first axis' taps become GEMM rows, im2col only over the other axes, partial results
-summed with row shifts); "merged" for small outputs
-(several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
-depthwise convolutions a broadcast multiply-add per kernel tap, and wide float32 3x3 stride-1
-layers Winograd F(4x4, 3x3): 4x fewer multiplies, as batched GEMMs between two transform GEMMs.
-Pools are separable: one strided-slice reduction per spatial axis.  Scratch buffers are kept per thread and reused;
-outputs of 32 MiB and more come from a pool of mmap blocks on plain pages, see ``_empty``.
+summed with row shifts); "merged" for small outputs (several samples side by side in one GEMM).
+1x1 stride-1 convolutions are a plain matmul, depthwise convolutions a broadcast multiply-add
+per kernel tap, and wide float32 3x3 stride-1 layers Winograd F(4x4, 3x3): 4x fewer
+multiplies, as batched GEMMs between two transform GEMMs.  Pools are separable: one
+strided-slice reduction per spatial axis.  Scratch buffers are kept per thread and reused;
+outputs of PLAIN_PAGES_BYTES (256 KiB) and more come from a pool of mmap blocks on plain
+pages, see ``_empty``.
 """
 from __future__ import annotations
 
@@ -608,6 +609,7 @@ _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (
 #: 1e-12 agreement float64 promises.
 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MAX_BYTES = 128, 28, 16 << 20
 
+
 def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dtype) -> bool:
     """Whether ``conv`` computes this convolution with Winograd F(4x4, 3x3)."""
     N, C, *_ = x_shape
@@ -621,7 +623,8 @@ def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dt
 
 
 def winograd_bytes(x_shape, weight_shape, out_size) -> int:
-    """Bytes of the largest Winograd scratch array (36 transformed values per tile and channel)."""
+    """Bytes of the largest Winograd scratch array (36 transformed values per tile and channel;
+    the padded input, 4 + 2 rows and columns per tile, and the output tiles are smaller)."""
     tiles = x_shape[0] * math.prod(-(-o // 4) for o in out_size)
     return 36 * max(x_shape[1], weight_shape[0]) * tiles * 4
 
