@@ -10,8 +10,10 @@ Arrays the pass itself allocated ("owned") are updated in place by ReLU, ReLU6, 
 the residual sum; the caller's data and an input that a residual's shortcut still needs never are.
 Unless every entry's output is kept (`keep_outputs`), an inference BatchNorm right after a
 convolution is folded into the convolution's weights, as inference engines do: one GEMM gives
-the BatchNorm's output, and both entries record its shape. Folded and otherwise prepared weights
-are kept while the weight arrays live (`cnncalc.derived`).
+the BatchNorm's output, and both entries record its shape. Likewise a ReLU right before a
+convolution or max pool is left to that kernel (`relu_input`), which applies it where it is
+cheapest: as a 1x1 convolution copies its input in, or on a max pool's smaller output. Folded and
+otherwise prepared weights are kept while the weight arrays live (`cnncalc.derived`).
 
 >>> import cnncalc
 >>> result = run(cnncalc.load("lenet5"))
@@ -351,8 +353,10 @@ class _MemoryWalk:
         if isinstance(layer, conv.Conv):
             # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
             # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
-            # A shallow GEMM has one more row per group, for its bias (kernels.SHALLOW_DEPTH).
+            # An im2col GEMM has one more row per group, for its bias (kernels._conv_im2col).
             self._winograd(layer, row)
+            if row.bias and f"folded {row.path}" not in self.buffers:  # its weights with the bias as a column
+                self.buffers[f"bias column {row.path}"] = (math.prod(row.weight) + row.bias[0]) * self.itemsize
             depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
             per_row = depth * math.prod(row.output[2:])
             for buffer in ("pad", "cols", "gemm"):
@@ -485,17 +489,21 @@ class _Pass:
         return Result(self.report, checks, y, seconds, memory, warnings, self.outputs or {})
 
     def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
-        i = 0
+        i, relu = 0, False
         while i < len(nodes):
             node = nodes[i]
+            if self.outputs is None and _defers_relu(node, nodes[i + 1] if i + 1 < len(nodes) else None):
+                self.record(node, x)  # same shape; the next entry applies the ReLU as it reads x
+                i, relu = i + 1, True
+                continue
             params, absorbed = self.fusion(nodes, i)
             if node.leaf:
-                x, owned = self.leaf(node, x, owned, params)
+                x, owned = self.leaf(node, x, owned, params, relu)
             else:
                 x, owned = self.composite(node, x, owned)
             for done in (node, *absorbed):  # entries fused into this one share its output
                 self.record(done, x)
-            i += 1 + len(absorbed)
+            i, relu = i + 1 + len(absorbed), False
         return x, owned
 
     def fusion(self, nodes: list[Node], i: int) -> tuple[dict | None, list[Node]]:
@@ -509,11 +517,12 @@ class _Pass:
             return params, []
         return _conv_with_batch_norm(params, self.params[after.path], after.layer.eps), [after]
 
-    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict) -> tuple[np.ndarray, bool]:
+    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, relu: bool = False
+             ) -> tuple[np.ndarray, bool]:
         check = self.checks[node.path]
         started = time.perf_counter()
         try:
-            y = _apply(node.layer, x, params, owned)
+            y = _apply(node.layer, x, params, owned, relu)
         except (ValueError, TypeError, IndexError, NotImplementedError, FloatingPointError) as e:
             check.error = f"{type(e).__name__}: {e}"
             raise _Stopped from None
@@ -582,10 +591,11 @@ def _kernel(*classes):
     return add
 
 
-def _apply(layer: Layer, x: np.ndarray, p: dict, owned: bool) -> np.ndarray:
+def _apply(layer: Layer, x: np.ndarray, p: dict, owned: bool, relu: bool = False) -> np.ndarray:
+    """The layer's kernel on x; with ``relu``, on relu(x) (only kernels in _TAKE_RELU are asked)."""
     for cls in type(layer).__mro__:
         if cls in _KERNELS:
-            return _KERNELS[cls](layer, x, p, owned)
+            return _KERNELS[cls](layer, x, p, owned, relu) if relu else _KERNELS[cls](layer, x, p, owned)
     raise NotImplementedError(f"no NumPy kernel for {layer.kind}")
 
 
@@ -595,9 +605,9 @@ def _out_size(layer: Layer, x: np.ndarray) -> tuple:
 
 
 @_kernel(conv.Conv)
-def _conv(layer, x, p, owned):
+def _conv(layer, x, p, owned, relu=False):
     return kernels.conv(x, p["weight"], p.get("bias"), layer.stride, layer.pads, layer.dilation, layer.groups,
-                        layer.padding_mode)
+                        layer.padding_mode, relu_input=relu, overwrite_input=owned)
 
 
 @_kernel(conv.ConvTranspose)
@@ -607,8 +617,20 @@ def _conv_transpose(layer, x, p, owned):
 
 
 @_kernel(pool.MaxPool)
-def _max_pool(layer, x, p, owned):
-    return kernels.max_pool(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, _out_size(layer, x))
+def _max_pool(layer, x, p, owned, relu=False):
+    return kernels.max_pool(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, _out_size(layer, x),
+                            relu_input=relu)
+
+
+#: Kernels that apply a ReLU to their input as they read it (``relu_input``): a ReLU right before
+#: one of them is deferred to it, unless every entry's output is kept.
+_TAKE_RELU = (conv.Conv, pool.MaxPool)
+
+
+def _defers_relu(node: Node, after: Node | None) -> bool:
+    """Whether the ReLU ``node`` is left to the entry ``after`` it (see _TAKE_RELU)."""
+    return (after is not None and node.leaf and after.leaf and type(node.layer) is lookup("relu")
+            and isinstance(after.layer, _TAKE_RELU))
 
 
 @_kernel(pool.AvgPool)

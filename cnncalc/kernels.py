@@ -55,13 +55,11 @@ MERGE_PIXELS = 256
 STACK_MIN_DEPTH, STACK_MAX_DEPTH = 64, 384
 STACK_MIN_ROWS = 32
 #: Shallow convolutions -- GEMM depth C_in/groups * prod(K) at most SHALLOW_DEPTH, e.g. a first
-#: layer on RGB input -- spend more time copying columns and passing over their large output
-#: than in GEMM flops: they add the bias inside the GEMM (a bias column against a row of ones),
-#: and when strided they copy their columns from the input split into stride phases
-#: (unit-stride copies) if the columns are at least PHASE_SPLIT_GAIN times that split input.
-#: Measured with OpenBLAS: the bias row saves a pass over the output (vgg16's first layer 3.4 ->
-#: 2.6 ms in the pass); the split pays on resnet50's 7x7/2 stem (columns 11.6x its input,
-#: 2.9 -> 2.7 ms) but not on alexnet's 11x11/4 (7x) or 3x3/2 stems (2.2x).
+#: layer on RGB input -- spend more time copying columns than in GEMM flops: when strided they
+#: copy their columns from the input split into stride phases (unit-stride copies) if the
+#: columns are at least PHASE_SPLIT_GAIN times that split input.  Measured with OpenBLAS: the
+#: split pays on resnet50's 7x7/2 stem (columns 11.6x its input, 2.9 -> 2.7 ms) but not on
+#: alexnet's 11x11/4 (7x) or 3x3/2 stems (2.2x).
 SHALLOW_DEPTH = 160
 PHASE_SPLIT_GAIN = 8
 
@@ -295,13 +293,17 @@ def _slab(x: np.ndarray, ns: slice, pads, rows=None):
 
 # --------------------------------------------------------------------------- convolution
 
-def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros"):
+def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros", relu_input=False,
+         overwrite_input=False):
     """N-d convolution (cross-correlation) like ``torch.nn.functional.conv{1,2,3}d``.
 
     ``x (N, C_in, *S)``, ``weight (C_out, C_in // groups, *K)``, ``bias (C_out,)`` or None;
     ``stride`` and ``dilation`` per-axis ints; ``padding`` per-axis ``(lo, hi)`` pairs (already
     resolved); ``padding_mode`` zeros | reflect | replicate | circular (padding then applied
-    with that mode, as nn.Conv does).  Returns ``(N, C_out, *O)``.
+    with that mode, as nn.Conv does).  Returns ``(N, C_out, *O)``.  With ``relu_input`` the
+    result is ``conv(relu(x))``: a 1x1 convolution applies the ReLU as it copies ``x`` in (no
+    pass of its own); the others apply it first, in place when ``overwrite_input`` allows.
+    (Into their strided im2col copies a ReLU costs more than its own contiguous pass.)
     """
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
@@ -316,16 +318,21 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
               for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
     out = _empty((N, Co, *O), dtype)
     b = None if bias is None else np.asarray(bias, dtype)  # chunked paths add it while cache-hot
-    if groups == C and Cg == 1 and groups > 1:
+    depthwise = groups == C and Cg == 1 and groups > 1
+    merged = not depthwise and N > 1 and math.prod(O) < MERGE_PIXELS
+    pointwise = all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads))
+    if relu_input and (depthwise or merged or not pointwise):
+        x = np.maximum(x, 0, out=x if overwrite_input else _empty(x.shape, dtype))
+    if depthwise:
         _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
         _add_bias(out, b)
-    elif N > 1 and math.prod(O) < MERGE_PIXELS:
+    elif merged:
         _conv_merged(x, pads, weight, b, stride, dilation, groups, out)
     elif winograd_suits(x.shape, weight.shape, stride, dilation, groups, O, dtype):
         _conv_winograd(x, pads, weight, out)
         _add_bias(out, b)
-    elif all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads)):
-        _conv_pointwise(x, weight, b, groups, out)
+    elif pointwise:
+        _conv_pointwise(x, weight, b, groups, out, bool(relu_input))
     elif (stride[0] == 1 and K[0] > 1 and O[0] >= STACK_MIN_ROWS
           and STACK_MIN_DEPTH <= Cg * math.prod(K[1:]) <= STACK_MAX_DEPTH
           and K[0] * Co // groups <= STACK_MAX_DEPTH):
@@ -335,43 +342,55 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     return out
 
 
-def _conv_pointwise(x, weight, bias, groups, out) -> None:
+def _conv_pointwise(x, weight, bias, groups, out, relu=False) -> None:
     """1x1 stride-1 unpadded convolution: one matmul per sample and group, no im2col.
 
     A layer that widens (C_in < C_out) takes its bias inside the GEMM: a bias column against a row
     of ones under a copy of the input, per chunk of samples -- a pass over the input instead of
-    one over the wider output.
+    one over the wider output.  With ``relu`` the input is copied (through the ReLU) per chunk too.
     """
     N, C, *S = x.shape
     Co, P = weight.shape[0], math.prod(S)
     xg = x.reshape(N, groups, C // groups, P)  # (N, G, Cin/G, P); a copy only if x is not contiguous
     out_g = _view(out, (N, groups, Co // groups, P))
-    per_sample = (C + groups) * P * x.dtype.itemsize
-    if bias is None or C >= Co or per_sample > CHUNK_BYTES:
+    ones = int(bias is not None and C < Co)  # GEMM rows of ones per group, against a bias column
+    per_sample = (C + groups * ones) * P * x.dtype.itemsize
+    if not (ones or relu) or per_sample > CHUNK_BYTES:
+        if relu:  # samples too large for a chunk: a ReLU'd copy of the input
+            xg = np.maximum(xg, 0, out=_empty(xg.shape, xg.dtype))
         np.matmul(weight.reshape(groups, Co // groups, C // groups), xg, out=out_g)
         _add_bias(out, bias)
         return
-    w = derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, groups, None, bias))
+    w = (derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, groups, None, bias))
+         if ones else weight.reshape(groups, Co // groups, C // groups))
     for ns, _ in _chunks(N, 1, per_sample):
-        cols = _scratch("cols", (ns.stop - ns.start, groups, C // groups + 1, P), x.dtype)
-        np.copyto(cols[:, :, :-1], xg[ns])
-        cols[:, :, -1] = 1  # against the bias column of w
+        cols = _scratch("cols", (ns.stop - ns.start, groups, C // groups + ones, P), x.dtype)
+        if relu:  # contiguous runs: no dearer than a plain copy
+            np.maximum(xg[ns], 0, out=cols[:, :, :C // groups])
+        else:
+            np.copyto(cols[:, :, :C // groups], xg[ns])
+        if ones:
+            cols[:, :, -1] = 1  # against the bias column of w
         np.matmul(w, cols, out=out_g[ns])
+    if not ones:
+        _add_bias(out, bias)
 
 
 def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
     """General convolution: per chunk of samples (or of one sample's output rows), im2col into a
     reused buffer and one matmul writing straight into ``out``.
 
-    Shallow GEMMs (depth at most SHALLOW_DEPTH) take the bias as one more GEMM row (ones in the
-    columns, the bias in the weights: no pass over the output) and, when ``_splits_phases``,
-    copy their columns from the input split into stride phases.
+    The bias is one more GEMM row: ones in the columns against the bias as a last column of the
+    weights (prepared once per weight array), so no pass over the output adds it -- vgg16's
+    first layer 3.4 -> 2.6 ms, resnet50's pass about 0.5 ms less.  Shallow GEMMs (depth at most
+    SHALLOW_DEPTH), when ``_splits_phases``, copy their columns from the input split into
+    stride phases.
     """
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
     _, _, O0, *O1 = out.shape
     G, taps, rest = groups, Cg * math.prod(K), (slice(None),) * len(O1)
-    depth = taps + (taps <= SHALLOW_DEPTH and bias is not None)  # GEMM rows: taps, then ones
+    depth = taps + (bias is not None)  # GEMM rows: taps, then ones
     chunks = list(_chunks(N, O0, G * depth * math.prod(O1) * x.dtype.itemsize))
     s0, span0 = stride[0], dilation[0] * (K[0] - 1) + 1
     slab = [(rs.start * s0, (rs.stop - 1) * s0 + span0) for _, rs in chunks]  # padded rows read
@@ -380,7 +399,8 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
               if taps <= SHALLOW_DEPTH and _splits_phases(x.shape, pads, K, stride, slab[0],
                                                            (first.stop - first.start, *O1))
               else None)
-    w = _gemm_weight(weight, G, phases, bias if depth > taps else None)  # (G, Cout/G, depth)
+    w = (_gemm_weight(weight, G, phases, bias) if phases or bias is None  # (G, Cout/G, depth)
+         else derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, G, None, bias)))
     out_g = _view(out, (N, G, Co // G, O0, *O1))  # output channels split by group
     for (ns, rs), rows in zip(chunks, slab):
         nb, r, row = ns.stop - ns.start, rs.stop - rs.start, 0
@@ -394,8 +414,6 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
             cols[:, :, taps] = 1  # against the bias column of w
         dst = out_g[ns][(Ellipsis, rs) + rest]
         np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
-        if bias is not None and depth == taps:
-            dst += bias.reshape(G, -1, *(1,) * (1 + len(O1)))  # (G, Cout/G, 1, ...)
 
 
 class _Phase(NamedTuple):
@@ -715,38 +733,71 @@ def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, g
 
 # --------------------------------------------------------------------------- pooling
 
-def _reduce_axis(y, axis, k, s, d, o, op):
-    """Separable window reduction along one axis: ``op`` over k strided slices of length o."""
-    def tap(j):
-        return y[(slice(None),) * axis + (slice(j * d, j * d + (o - 1) * s + 1, s),)]
-    acc = _empty(tap(0).shape, y.dtype)
-    if k == 1:
-        np.copyto(acc, tap(0))
+def _tap_outputs(n, k, s, d, p, o) -> list[tuple[int, int, int]]:
+    """Window taps along one axis of n real positions, windows at stride s starting p before the
+    first (dilation d, o outputs): ``(j, lo, hi)`` for each tap j that reads a real position,
+    for the outputs ``[lo, hi)`` where it does (output t's tap j reads position t*s - p + j*d)."""
+    taps = []
+    for j in range(k):
+        lo, hi = max(0, -((j * d - p) // s)), min(o, (n - 1 + p - j * d) // s + 1)
+        if lo < hi:
+            taps.append((j, lo, hi))
+    return taps
+
+
+def _covers(n, k, s, d, p, o) -> bool:
+    """Whether every window along the axis (see ``_tap_outputs``) holds a real position."""
+    reached = 0
+    for _, lo, hi in sorted(_tap_outputs(n, k, s, d, p, o), key=lambda tap: tap[1]):
+        if lo > reached:
+            return False
+        reached = max(reached, hi)
+    return reached >= o
+
+
+def _reduce_axis(y, axis, k, s, d, p, o, op, fill):
+    """Separable window reduction along one axis: ``op`` over the k taps, each a strided slice of
+    ``y`` clipped to the real positions (see ``_tap_outputs``), so padding -- ``p`` positions
+    before, and after as far as the last window reaches -- is never copied: it counts as
+    ``fill``, ``op``'s identity, where a window holds nothing else."""
+    n, pre = y.shape[axis], (slice(None),) * axis
+    taps = []  # (outputs, strided slice of y) per tap
+    for j, lo, hi in _tap_outputs(n, k, s, d, p, o):
+        first = lo * s - p + j * d
+        taps.append((slice(lo, hi), y[pre + (slice(first, first + (hi - lo - 1) * s + 1, s),)]))
+    acc = _empty(y.shape[:axis] + (o,) + y.shape[axis + 1:], y.dtype)
+    whole = [src for rows, src in taps if rows == slice(0, o)][:2]  # taps every output has
+    if len(whole) == 2:
+        op(*whole, out=acc)
+    elif whole:
+        np.copyto(acc, whole[0])
     else:
-        op(tap(0), tap(1), out=acc)
-    for j in range(2, k):
-        op(acc, tap(j), out=acc)
+        acc.fill(fill)
+    for rows, src in taps:
+        if not any(src is w for w in whole):
+            part = acc[pre + (rows,)]
+            op(part, src, out=part)
     return acc
 
 
-def _pool_pads(S, kernel, stride, padding, dilation, out_size):
-    """Per-axis (lo, hi) pads: lo = padding, hi extended so the last (ceil_mode) window fits."""
-    return [(p, max(0, (o - 1) * s + d * (k - 1) + 1 - n - p))
-            for n, k, s, p, d, o in zip(S, kernel, stride, padding, dilation, out_size)]
-
-
-def max_pool(x, kernel, stride, padding, dilation, out_size):
+def max_pool(x, kernel, stride, padding, dilation, out_size, relu_input=False):
     """Max pooling like ``F.max_pool{1,2,3}d`` on ``x (N, C, *S)`` -> ``(N, C, *out_size)``.
 
     ``padding`` per-axis ints (implicit -inf); ``out_size`` from the caller (encodes ceil_mode);
-    positions a last window runs past the right edge count as -inf.
+    positions a last window runs past the right edge count as -inf.  With ``relu_input`` the
+    result is ``max_pool(relu(x))``: max and ReLU commute, so the ReLU is applied to the smaller
+    output -- unless a window holds only padding (its -inf must stay), then to the input first.
     """
     N, C, *S = x.shape
     x = np.asarray(x)
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    y = pad(x, _pool_pads(S, kernel, stride, padding, dilation, out_size), value=fill)
-    for axis, (k, s, d, o) in enumerate(zip(kernel, stride, dilation, out_size), start=2):
-        y = _reduce_axis(y, axis, k, s, d, o, np.maximum)
+    axes = list(zip(S, kernel, stride, dilation, padding, out_size))
+    relu_after = relu_input and all(_covers(*axis) for axis in axes)
+    y = np.maximum(x, 0, out=_empty(x.shape, x.dtype)) if relu_input and not relu_after else x
+    for axis, (n, k, s, d, p, o) in enumerate(axes, start=2):
+        y = _reduce_axis(y, axis, k, s, d, p, o, np.maximum, fill)
+    if relu_after:
+        np.maximum(y, 0, out=y)  # y is the last reduction's own array
     return y
 
 
@@ -759,10 +810,9 @@ def avg_pool(x, kernel, stride, padding, out_size, count_include_pad=True, divis
     """
     N, C, *S = x.shape
     x = np.asarray(x, _float_dtype(x))
-    ones = (1,) * len(S)
-    y = pad(x, _pool_pads(S, kernel, stride, padding, ones, out_size), value=0)
+    y = x
     for axis, (n, k, s, p, o) in enumerate(zip(S, kernel, stride, padding, out_size), start=2):
-        y = _reduce_axis(y, axis, k, s, 1, o, np.add)
+        y = _reduce_axis(y, axis, k, s, 1, p, o, np.add, 0)  # zero padding adds nothing
         if divisor_override is None:
             start = np.arange(o) * s - p
             hi = np.minimum(start + k, n + p) if count_include_pad else np.minimum(start + k, n)
@@ -784,7 +834,7 @@ def _adaptive_axis(y, axis, o, kind):
     n = y.shape[axis]
     if n % o == 0:  # uniform windows: a pooling with kernel = stride = n // o
         k = n // o
-        r = _reduce_axis(y, axis, k, k, 1, o, np.maximum if kind == "max" else np.add)
+        r = _reduce_axis(y, axis, k, k, 1, 0, o, np.maximum if kind == "max" else np.add, 0)
         if kind != "max":
             r /= y.dtype.type(k)
         return r

@@ -190,7 +190,7 @@ def test_memory_estimate_and_refusal():
 @pytest.mark.parametrize("bias", ["false", "true"])
 def test_scratch_estimate_covers_each_kernel_buffer(monkeypatch, bias):
     """Every reused scratch buffer a pass grows fits the estimate's, here a resnet-like stem whose
-    BatchNorm (or own bias) becomes an extra GEMM row of its shallow im2col."""
+    BatchNorm (or own bias) becomes an extra GEMM row of its im2col."""
     monkeypatch.setattr(fw.kernels, "_tls", type(fw.kernels._tls)())  # fresh, empty buffers
     net = cnncalc.parse(spec("3x64x64", f"conv2d: {{out_channels: 8, kernel_size: 7, stride: 2, padding: 3, "
                                         f"bias: {bias}}}", "batchnorm2d", "relu"))
@@ -230,9 +230,9 @@ def test_parse_size_refuses_nonsense(text):
 
 def test_a_wrong_shape_is_caught(monkeypatch):
     # a kernel that drops a column: the pass reports ✗ for it and the entries after it
-    real = fw._KERNELS[cnncalc.layers.lookup("relu")]
-    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), lambda *a: real(*a)[..., :-1])
-    result = fw.run(cnncalc.parse(spec("1x4x4", "relu", "conv2d: {out_channels: 1, kernel_size: 1}")))
+    real = fw._KERNELS[cnncalc.layers.lookup("sigmoid")]
+    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("sigmoid"), lambda *a: real(*a)[..., :-1])
+    result = fw.run(cnncalc.parse(spec("1x4x4", "sigmoid", "conv2d: {out_channels: 1, kernel_size: 1}")))
     assert not result.ok
     assert [(c.predicted, c.actual, c.ok) for c in result.checks] == [((1, 4, 4), (1, 4, 3), False),
                                                                       ((1, 4, 4), (1, 4, 3), False)]
@@ -937,14 +937,15 @@ def test_new_statistics_are_folded_again():
     assert relative_error(fw.run(net, weights=shifted, data=x).output, unfolded) <= 1e-5
 
 
-def test_memory_estimate_counts_the_folded_weights():
-    """A conv followed by an inference BatchNorm keeps folded weights and bias (and, for a widening 1x1
-    conv, a copy with the bias as a column): twice its 8·3·3·3 + 8 values, on top of the plain conv."""
-    plain = fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", "conv2d: {out_channels: 8, kernel_size: 3}",
-                                                                 "relu"))), 1)
-    folded = fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", "conv2d: {out_channels: 8, kernel_size: 3}",
-                                                                  "batchnorm2d"))), 1)
-    assert folded.workspace - plain.workspace == 2 * (8 * 3 * 3 * 3 + 8) * 4
+def test_memory_estimate_counts_the_prepared_weights():
+    """A conv followed by an inference BatchNorm keeps folded weights and bias (and a copy with the bias
+    as a GEMM column): twice its 8·3·3·3 + 8 values on top of a conv without bias; a conv with its own
+    bias keeps the copy with the bias column only: once."""
+    def workspace(*layers):
+        return fw.estimate_memory(cnncalc.analyse(cnncalc.parse(spec("3x8x8", *layers))), 1).workspace
+    plain = workspace("conv2d: {out_channels: 8, kernel_size: 3, bias: false}", "relu")
+    assert workspace("conv2d: {out_channels: 8, kernel_size: 3}", "batchnorm2d") - plain == 2 * (8 * 3 * 3 * 3 + 8) * 4
+    assert workspace("conv2d: {out_channels: 8, kernel_size: 3}", "relu") - plain == (8 * 3 * 3 * 3 + 8) * 4
 
 
 def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch):

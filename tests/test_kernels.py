@@ -212,8 +212,6 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
 
 CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
     "im2col": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=0),
-    "shallow": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=10 ** 9,
-                    PHASE_SPLIT_GAIN=10 ** 9),  # im2col with the bias as a GEMM row
     "phases": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=10 ** 9, SHALLOW_DEPTH=10 ** 9,
                    PHASE_SPLIT_GAIN=0),  # ... and every strided input split into stride phases
     "merged": dict(MERGE_PIXELS=10 ** 9, STACK_MIN_ROWS=10 ** 9),
@@ -235,7 +233,7 @@ def conv_path_forced(name):
             setattr(K, key, value)
 
 
-@pytest.fixture(params=["im2col", "shallow", "phases", "merged", "stacked"])
+@pytest.fixture(params=["im2col", "phases", "merged", "stacked"])
 def conv_path(request):
     """Run a test once per GEMM layout of conv (merged only matters for N > 1, stacked for
     kernels with more than one tap along the first axis and unit stride there, phases for
