@@ -38,6 +38,7 @@ def winograd_everywhere(monkeypatch):
     """Thresholds lowered so every float32 3x3 stride-1 conv takes the Winograd path; counts its calls."""
     monkeypatch.setattr(K, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(K, "WINOGRAD_MIN_SIDE", 1)
+    monkeypatch.setattr(K, "WINOGRAD_MIN_WORK", 1)
     monkeypatch.setattr(K, "MERGE_PIXELS", 0)  # batches of tiny outputs would otherwise be merged
     calls = []
     real = K._conv_winograd
@@ -79,17 +80,18 @@ def test_winograd_equals_torch_on_a_vgg_layer():
 
 @pytest.mark.parametrize("change", [
     dict(dtype=np.float64), dict(stride=(2, 1)), dict(dilation=(1, 2)), dict(groups=2),
-    dict(kernel=(3, 1)), dict(channels=64), dict(out_size=(27, 28)), dict(batch=64)])
+    dict(kernel=(3, 1)), dict(channels=64), dict(out_size=(27, 28)), dict(batch=64), dict(channels=128)])
 def test_winograd_is_chosen_only_where_it_pays(change):
-    """256 channels at 28x28 qualify; float64, strides, dilation, groups, other kernels, few channels,
-    small outputs and transforms too large for the cache do not."""
+    """256 channels at 28x28 qualify (and 128 at batch 2: 128 * 98 tiles); float64, strides, dilation,
+    groups, other kernels, few channels, small outputs, GEMMs too small (128 channels, 49 tiles) and
+    transforms too large for the cache do not."""
     base = dict(dtype=np.float32, stride=(1, 1), dilation=(1, 1), groups=1, kernel=(3, 3), channels=256,
                 out_size=(28, 28), batch=1)
 
     def suits(a):
         return K.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
                                 a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"])
-    assert suits(base)
+    assert suits(base) and suits({**base, "channels": 128, "batch": 2})
     assert not suits({**base, **change})
 
 
@@ -119,11 +121,11 @@ def test_winograd_property(n, c, co, h, w, pads, seed):
     pads = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return  # no output: the kernel is larger than the padded input
-    saved = K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.MERGE_PIXELS
-    K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.MERGE_PIXELS = 1, 1, 0
+    saved = K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS
+    K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS = 1, 1, 1, 0
     try:
         x, weight, bias = rand(n, c, h, w, seed=seed), rand(co, c, 3, 3, seed=seed + 1), rand(co, seed=seed + 2)
         got = K.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
     finally:
-        K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.MERGE_PIXELS = saved
+        K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS = saved
     assert relative_error(got, taps_reference(x, weight, bias, pads)) <= 1e-4
