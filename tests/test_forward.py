@@ -175,6 +175,29 @@ def test_in_place_work_does_not_corrupt_a_residual_input():
     assert np.allclose(result.output, np.clip(np.maximum(x, 0) / np.sqrt(1 + 1e-5), 0, 6) + x, atol=1e-6)
 
 
+RELU_BEFORE = spec("3x8x8", "relu", "conv2d: {out_channels: 4, kernel_size: 3, padding: 1}", "relu",
+                   "conv2d: {out_channels: 8, kernel_size: 1}", "relu", "maxpool2d: {kernel_size: 3, stride: 2, padding: 1}",
+                   "relu", "residual: {body: [relu, conv2d: {out_channels: 8, kernel_size: 3, padding: 1}, relu, "
+                   "conv2d: {out_channels: 8, kernel_size: 1}]}", "relu", "maxpool2d: {kernel_size: 2}")
+
+
+def test_a_relu_before_a_conv_or_max_pool_is_left_to_it():
+    """Each ReLU right before a conv (3x3 and 1x1) or max pool is applied by that kernel, also inside a
+    residual body whose input the shortcut still needs: the same output as every entry on its own, the
+    user's data unchanged, and each ReLU's entry still confirmed."""
+    net = cnncalc.parse(RELU_BEFORE)
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    before = x.copy()
+    deferred = []
+    real = fw._apply
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fw, "_apply", lambda layer, x, p, owned, relu=False: (deferred.append(relu), real(layer, x, p, owned, relu))[1])
+        fused = fw.run(net, data=x)
+    assert sum(deferred) == 6  # all ReLUs but the one before the residual (two readers)
+    assert np.array_equal(x, before) and fused.ok
+    assert np.array_equal(fused.output, fw.run(net, data=x, keep_outputs=True).output)
+
+
 def test_memory_estimate_and_refusal():
     net = cnncalc.load("lenet5")
     memory = fw.estimate_memory(cnncalc.analyse(net), batch=1)

@@ -249,6 +249,30 @@ def test_conv_vs_naive(conv_path, xs, ws, stride, pads, dil, groups):
                  naive_conv(x, w, b, stride, pads, dil, groups))
 
 
+@pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_conv_relu_input_is_conv_of_relu(conv_path, xs, ws, stride, pads, dil, groups, overwrite):
+    """relu_input=True gives conv(relu(x)) on every path -- applied in a 1x1 conv's input copy, before
+    the others -- and leaves x alone unless overwrite_input allows."""
+    x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
+    given = x.copy()
+    got = K.conv(given, w, b, stride, pads, dil, groups, relu_input=True, overwrite_input=overwrite)
+    np.testing.assert_array_equal(got, K.conv(np.maximum(x, 0), w, b, stride, pads, dil, groups))
+    if not overwrite:
+        np.testing.assert_array_equal(given, x)
+
+
+@pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
+@pytest.mark.parametrize("cout", [2, 9])
+def test_pointwise_relu_input_in_every_chunking(monkeypatch, chunk, cout):
+    """A 1x1 conv applies the ReLU as it copies its input per chunk of samples -- or, a sample larger
+    than a chunk, into a ReLU'd copy -- narrowing or widening (bias row), the result the same."""
+    x, w, b = rand(3, 3, 4, 4), rand(cout, 3, 1, 1, seed=1), rand(cout, seed=2)
+    args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
+    assert_close(K.conv(x, *args, relu_input=True), naive_conv(np.maximum(x, 0), *args))
+
+
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_conv_padding_mode_pads_then_convolves(mode):
     x, w = rand(1, 2, 6, 5), rand(3, 2, 3, 3, seed=1)
@@ -820,6 +844,40 @@ def test_max_pool_property_vs_torch(torch, problem, seed):
     fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[len(xs) - 3]
     want = fn(torch.from_numpy(x), kernel, stride, padding, dil, ceil_mode=ceil_mode)
     assert_close(K.max_pool(x, kernel, stride, padding, dil, out), want)
+
+
+@PROPERTY
+@given(pool_problems(), st.integers(0, 2 ** 16))
+def test_max_pool_relu_input_property_vs_torch(torch, problem, seed):
+    """relu_input=True is max_pool(relu(x)): the ReLU on the output, or first where a window holds only
+    padding."""
+    xs, kernel, stride, padding, dil, ceil_mode = problem
+    x = rand(*xs, seed=seed)
+    out = _outs(xs, kernel, stride, padding, dil, ceil_mode)
+    F = torch.nn.functional
+    fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[len(xs) - 3]
+    want = fn(F.relu(torch.from_numpy(x)), kernel, stride, padding, dil, ceil_mode=ceil_mode)
+    assert_close(K.max_pool(x, kernel, stride, padding, dil, out, relu_input=True), want)
+
+
+def test_max_pool_relu_input_keeps_a_padding_only_window():
+    """Kernel 2 dilated by 3 over 2 values padded by 1 reads positions -1 and 2: padding only, so
+    PyTorch's max_pool(relu(x)) is -inf there, not the 0 a ReLU on the output would give."""
+    x = np.array([[[-1.0, -2.0]]], np.float32)
+    assert not K._covers(2, 2, 1, 3, 1, 1)
+    np.testing.assert_array_equal(K.max_pool(x, (2,), (1,), (1,), (3,), (1,), relu_input=True), [[[-np.inf]]])
+    np.testing.assert_array_equal(K.max_pool(x, (3,), (1,), (1,), (1,), (2,), relu_input=True), [[[0, 0]]])
+
+
+@pytest.mark.parametrize("n, k, s, d, p, o, outputs", [
+    (5, 3, 2, 1, 1, 3, [(0, 1, 3), (1, 0, 3), (2, 0, 2)]),  # resnet's 3x3/2 max pool: edge windows lose a tap
+    (4, 2, 1, 1, 0, 3, [(0, 0, 3), (1, 0, 3)]),  # no padding: every tap everywhere
+    (2, 2, 1, 3, 1, 1, []),  # dilated past both ends: no tap reads the input
+])
+def test_tap_outputs(n, k, s, d, p, o, outputs):
+    """Which outputs each window tap reads a real position for: output t's tap j reads t*s - p + j*d."""
+    assert K._tap_outputs(n, k, s, d, p, o) == outputs
+    assert K._covers(n, k, s, d, p, o) == bool(outputs)
 
 
 @PROPERTY
