@@ -355,8 +355,8 @@ class _MemoryWalk:
             # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
             # An im2col GEMM has one more row per group, for its bias (kernels._conv_im2col).
             self._winograd(layer, row)
-            if row.bias and f"folded {row.path}" not in self.buffers:  # its weights with the bias as a column
-                self.buffers[f"bias column {row.path}"] = (math.prod(row.weight) + row.bias[0]) * self.itemsize
+            if f"folded {row.path}" not in self.buffers:  # its weights laid out for the GEMM, bias as a column
+                self.buffers[f"prepared {row.path}"] = (math.prod(row.weight) + row.output[0]) * self.itemsize
             depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
             per_row = depth * math.prod(row.output[2:])
             for buffer in ("pad", "cols", "gemm"):

@@ -48,12 +48,15 @@ __all__ = [
 CHUNK_BYTES = 8 << 20
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
-#: Thin convolutions -- C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
-#: STACK_MAX_DEPTH], and first-axis taps * C_out/groups at most STACK_MAX_DEPTH -- with a unit
-#: first stride and at least STACK_MIN_ROWS output rows stack the first axis' taps along the
-#: GEMM's rows (tuned against plain im2col with OpenBLAS on resnet50/vgg16 layers).
-STACK_MIN_DEPTH, STACK_MAX_DEPTH = 64, 384
-STACK_MIN_ROWS = 32
+#: Convolutions with C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
+#: STACK_MAX_DEPTH], first-axis taps * C_out/groups at most STACK_MAX_DEPTH, a unit first
+#: stride and at least STACK_MIN_ROWS output rows stack the first axis' taps along the GEMM's
+#: rows (tuned against plain im2col with OpenBLAS on resnet50/vgg16 layers, cold weights: a
+#: 3x3 layer of 64 channels at 56x56 1.17 against 1.44 ms, 128 at 28x28 1.06 against 1.20,
+#: 256 at 14x14 1.05 against 1.13; 512 at 7x7 is slower, 1.85 against 1.46, and 512 at
+#: 14x14 a tie).
+STACK_MIN_DEPTH, STACK_MAX_DEPTH = 64, 768
+STACK_MIN_ROWS = 14
 #: Shallow convolutions -- GEMM depth C_in/groups * prod(K) at most SHALLOW_DEPTH, e.g. a first
 #: layer on RGB input -- spend more time copying columns than in GEMM flops: when strided they
 #: copy their columns from the input split into stride phases (unit-stride copies) if the
@@ -511,33 +514,49 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
 
     im2col runs over the other axes only (K0 times less copying), the GEMM gets K0 * C_out rows
     (much faster for thin layers), and the K0 row-shifted partial results are summed into
-    ``out``.  Chunks cover samples or output rows (plus the taps' halo of input rows).
+    ``out``.  The bias rides in the GEMM: a row of ones in the columns against a bias column that
+    only the first tap's rows have.  Chunks cover samples or output rows (plus the taps' halo of
+    input rows).  The GEMM's weights are prepared once per weight array.
     """
     N, C, *S = x.shape
     Co, Cg, K0, *Kr = weight.shape
     _, _, O0, *Or = out.shape
     G, Cog, d0 = groups, Co // groups, dilation[0]
-    halo, depth, rest = d0 * (K0 - 1), Cg * math.prod(Kr), (slice(None),) * len(Or)
-    w = weight.reshape(G, Cog, Cg, K0, -1).transpose(0, 3, 1, 2, 4)  # (G, K0, Cog, Cg, prod(Kr))
-    w = w.reshape(G, K0 * Cog, depth)  # GEMM rows ordered (tap along axis 0, output channel)
+    halo, taps, rest = d0 * (K0 - 1), Cg * math.prod(Kr), (slice(None),) * len(Or)
+    depth = taps + (bias is not None)  # GEMM rows: taps of the other axes, then ones
+    w = derived("stacked conv weight", (weight, bias), lambda: _stacked_weight(weight, groups, bias))
     out_g = _view(out, (N, G, Cog, O0, *Or))  # output channels split by group
-    row_bytes = (C * math.prod(Kr) + K0 * Co) * math.prod(Or) * x.dtype.itemsize
+    row_bytes = (C * math.prod(Kr) + G + K0 * Co) * math.prod(Or) * x.dtype.itemsize
     for ns, rs in _chunks(N, O0, row_bytes):
         xp = _padded_chunk(x, ns, pads, (rs.start, rs.stop + halo))  # the rows this chunk reads
         nb, r = xp.shape[0], rs.stop - rs.start
         win = _windows(xp, (1, *Kr), (1, *stride[1:]), (1, *dilation[1:]),
                        (r + halo, *Or))  # (nb, C, 1, *Kr, r + halo, *Or)
-        cols = _scratch("cols", win.shape, x.dtype)
-        np.copyto(cols, win)
+        cols = _scratch("cols", (nb, G, depth, math.prod(win.shape[-1 - len(Or):])), x.dtype)
+        block = win.reshape(nb, G, Cg, *win.shape[2:])  # (nb, G, Cg, 1, *Kr, r + halo, *Or)
+        np.copyto(_view(cols[:, :, :taps], block.shape), block)
+        if depth > taps:
+            cols[:, :, taps] = 1  # against the first tap's bias column
         part = _scratch("gemm", (nb, G, K0, Cog, r + halo, *Or), x.dtype)
         # (G, K0*Cog, depth) @ (nb, G, depth, pixels): per-tap partial sums (nb, G, K0*Cog, pixels)
-        np.matmul(w, cols.reshape(nb, G, depth, -1), out=part.reshape(nb, G, K0 * Cog, -1))
+        np.matmul(w, cols, out=part.reshape(nb, G, K0 * Cog, -1))
         dst = out_g[ns][(Ellipsis, rs) + rest]  # (nb, G, Cog, r, *Or)
         np.add(part[:, :, 0, :, :r], part[:, :, 1, :, d0:d0 + r], out=dst)
         for k in range(2, K0):
             dst += part[:, :, k, :, k * d0:k * d0 + r]
-        if bias is not None:
-            dst += bias.reshape(G, Cog, *(1,) * (1 + len(Or)))  # (G, Cout/G, 1, ...)
+
+
+def _stacked_weight(weight, groups, bias) -> np.ndarray:
+    """``_conv_stacked``'s GEMM weights ``(G, K0 * C_out/G, depth)``: rows ordered (first-axis tap,
+    output channel), columns the other taps, then the bias for the first tap's rows (0 below)."""
+    Co, Cg, K0, *Kr = weight.shape
+    w = weight.reshape(groups, Co // groups, Cg, K0, -1).transpose(0, 3, 1, 2, 4)  # (G, K0, Cog, Cg, taps)
+    w = w.reshape(groups, K0 * (Co // groups), -1)
+    if bias is None:
+        return w
+    column = np.zeros((groups, K0, Co // groups, 1), weight.dtype)
+    column[:, 0, :, 0] = bias.reshape(groups, -1)
+    return np.concatenate([w, column.reshape(groups, -1, 1)], axis=2)
 
 
 def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out) -> None:
