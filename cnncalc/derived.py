@@ -36,8 +36,8 @@ def derived(kind: str, sources: tuple, compute: Callable[[], T]) -> T:
         return entry[2]
     value = compute()
 
-    def forget(_ref, key=key):  # a source array died: its derived value goes with it
-        _cache.pop(key, None)
+    def forget(_ref, key=key, cache=_cache):  # a source array died: its derived value goes with it
+        cache.pop(key, None)  # (the cache held here: at interpreter exit the module's globals are gone)
     _cache[key] = ([weakref.ref(a, forget) for a in arrays], marks, value)
     return value
 
