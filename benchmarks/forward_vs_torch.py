@@ -1,7 +1,7 @@
 """The NumPy forward pass beside PyTorch CPU: same machine, same run, same architecture.
 
     python benchmarks/forward_vs_torch.py [--nets resnet50 vgg16] [--batches 1 32] [--repeats 3] [--layers 8]
-                                          [--threads N]
+                                          [--threads N] [--rounds R]
 
 Every (network, batch, engine) runs in its own child process, so each peak RSS (os.wait4's
 ru_maxrss) is that engine's alone: interpreter, libraries, weights and the pass. Inside the child
@@ -13,6 +13,10 @@ The targets: NumPy time ≤ 1.2 × torch's, NumPy peak RSS ≤ 2 × torch's.
 `--unfused` adds a NumPy run with every layer computed on its own: by default (when no one asks
 for intermediate outputs) the pass folds a BatchNorm into the convolution before it, as
 inference engines do.
+`--rounds R` measures each (network, batch) R times, torch and NumPy children alternating, and
+prints every round's ratio and their median: on a shared VM one process's best pass differs from
+the next one's by several percent (torch's resnet50 batch 1: 46-49 ms), more than a single
+ratio can hide.
 `--threads N` limits both engines to N threads (OpenBLAS and torch's OpenMP); the default is every
 CPU. Multi-threaded OpenBLAS collapses when another process holds a core (its threads wait on each
 other), so on a shared machine compare at --threads 1 as well.
@@ -126,6 +130,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--unfused", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -146,17 +151,25 @@ def main() -> None:
           f"{'NumPy MiB':>10} {'torch MiB':>10} {'RSS ×':>6}")
     for net in args.nets:
         for batch in args.batches:
-            theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
-            for engine in ("numpy", "numpy-unfused") if args.unfused else ("numpy",):
-                ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
-                label = net if engine == "numpy" else f"{net} (unfused)"
-                print(f"{label:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
-                      f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} {theirs['rss_mib']:10.0f} "
-                      f"{ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
-                for path, kind, seconds in ours["slowest"]:
-                    print(f"    NumPy  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
-            for path, kind, seconds in theirs["slowest"]:
-                print(f"    torch  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
+            ratios = {}
+            for _ in range(args.rounds):
+                theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
+                for engine in ("numpy", "numpy-unfused") if args.unfused else ("numpy",):
+                    ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
+                    label = net if engine == "numpy" else f"{net} (unfused)"
+                    ratios.setdefault(label, []).append(ours["seconds"] / theirs["seconds"])
+                    print(f"{label:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
+                          f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} "
+                          f"{theirs['rss_mib']:10.0f} {ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
+                    for path, kind, seconds in ours["slowest"]:
+                        print(f"    NumPy  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
+                for path, kind, seconds in theirs["slowest"]:
+                    print(f"    torch  {path:16} {kind:18} {seconds * 1e3:9.1f} ms")
+            if args.rounds > 1:
+                for label, values in ratios.items():
+                    values.sort()
+                    print(f"{label:10} {batch:5} time × over {len(values)} rounds: median {values[len(values) // 2]:.2f}, "
+                          f"range {values[0]:.2f}-{values[-1]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,18 @@ too).
 Convolutions are GEMM-shaped: each chunk of samples (or of one sample's output rows) is
 zero-padded into a reused buffer, viewed through a strided window view (``_windows``), copied
 into a bounded, reused im2col buffer and multiplied with the weight matrix by one ``np.matmul``
-that writes straight into the NCHW output.  Three layouts of that GEMM are chosen by shape:
-plain im2col (shallow first layers put the bias in the GEMM as one more row and, when strided,
-copy their columns from the input split into stride phases); "stacked" for thin stride-1
-layers (the first axis' taps become GEMM rows, im2col only over the other axes, partial results
-summed with row shifts); "merged" for small outputs (several samples side by side in one GEMM).
-1x1 stride-1 convolutions are a plain matmul, depthwise convolutions a broadcast multiply-add
-per kernel tap, and wide float32 3x3 stride-1 layers Winograd F(4x4, 3x3): 4x fewer
-multiplies, as batched GEMMs between two transform GEMMs.  Pools are separable: one
-strided-slice reduction per spatial axis.  Scratch buffers are kept per thread and reused;
+that writes straight into the NCHW output; the bias is one more GEMM row (ones in the columns
+against a bias column of the weights).  Three layouts of that GEMM are chosen by shape: plain
+im2col (shallow strided first layers copy their columns from the input split into stride
+phases); "stacked" for unit first strides (the first axis' taps become GEMM rows, im2col only
+over the other axes, partial results summed with row shifts); "merged" for small outputs
+(several samples side by side in one GEMM).  1x1 stride-1 convolutions are a plain matmul,
+depthwise convolutions a broadcast multiply-add per kernel tap, and wide float32 3x3 stride-1
+layers Winograd F(4x4, 3x3): 4x fewer multiplies, as batched GEMMs between two transform
+GEMMs.  Weights laid out for a GEMM are prepared once per weight array (``derived``).  A ReLU
+on a conv's or max pool's input can be left to the kernel (``relu_input``).  Pools are
+separable: one strided-slice reduction per spatial axis over the taps that fall inside the
+input (padding is never copied).  Scratch buffers are kept per thread and reused;
 outputs of PLAIN_PAGES_BYTES (256 KiB) and more come from a pool of mmap blocks on plain
 pages, see ``_empty``.
 """
