@@ -3,9 +3,10 @@
 Inference engines prepare weights once (PyTorch's frozen modules fold BatchNorm into the
 convolution before it, oneDNN reorders filters); cnncalc does the same for a BatchNorm folded
 into its convolution, for Winograd-transformed filters, for weights with the bias as one more
-column and for the stacked convolution's tap-major weight layout.  A derived value is found again by the identity of its source arrays and checked against
-a fingerprint of each (shape, dtype and 64 evenly spaced values), so new, reloaded or
-re-initialised weights are prepared again.  Changing a few values of a large weight array in
+column and for the stacked convolution's tap-major weight layout.  A derived value is found
+again by the identity of its source arrays and checked against a fingerprint of each (shape,
+dtype and 64 evenly spaced values), so new, reloaded or re-initialised weights are prepared
+again.  Changing a few values of a large weight array in
 place between passes may go unnoticed: give the pass new arrays instead.
 
 >>> import numpy as np

@@ -323,7 +323,7 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     O = tuple(_out_len(n + lo + hi, k, s, d)
               for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
     out = _empty((N, Co, *O), dtype)
-    b = None if bias is None else np.asarray(bias, dtype)  # chunked paths add it while cache-hot
+    b = None if bias is None else np.asarray(bias, dtype)  # the GEMM paths take it as a row
     depthwise = groups == C and Cg == 1 and groups > 1
     merged = not depthwise and N > 1 and math.prod(O) < MERGE_PIXELS
     pointwise = all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads))
@@ -367,8 +367,7 @@ def _conv_pointwise(x, weight, bias, groups, out, relu=False) -> None:
         np.matmul(weight.reshape(groups, Co // groups, C // groups), xg, out=out_g)
         _add_bias(out, bias)
         return
-    w = (derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, groups, None, bias))
-         if ones else weight.reshape(groups, Co // groups, C // groups))
+    w = _with_bias_column(weight, groups, bias) if ones else weight.reshape(groups, Co // groups, C // groups)
     for ns, _ in _chunks(N, 1, per_sample):
         cols = _scratch("cols", (ns.stop - ns.start, groups, C // groups + ones, P), x.dtype)
         if relu:  # contiguous runs: no dearer than a plain copy
@@ -406,7 +405,7 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
                                                            (first.stop - first.start, *O1))
               else None)
     w = (_gemm_weight(weight, G, phases, bias) if phases or bias is None  # (G, Cout/G, depth)
-         else derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, G, None, bias)))
+         else _with_bias_column(weight, G, bias))
     out_g = _view(out, (N, G, Co // G, O0, *O1))  # output channels split by group
     for (ns, rs), rows in zip(chunks, slab):
         nb, r, row = ns.stop - ns.start, rs.stop - rs.start, 0
@@ -471,6 +470,12 @@ def _gemm_weight(weight, groups, phases, bias) -> np.ndarray:
     if bias is not None:
         blocks.append(bias.reshape(groups, Co // groups, 1))
     return np.concatenate(blocks, axis=2) if len(blocks) > 1 else blocks[0]
+
+
+def _with_bias_column(weight, groups, bias) -> np.ndarray:
+    """``_gemm_weight`` without stride phases, with ``bias`` as the last column: prepared once per
+    weight array (``derived``)."""
+    return derived("conv with bias column", (weight, bias), lambda: _gemm_weight(weight, groups, None, bias))
 
 
 def _column_views(x, ns, pads, rows, kernel, stride, dilation, out_size, phases) -> list:
