@@ -328,7 +328,7 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     merged = not depthwise and N > 1 and math.prod(O) < MERGE_PIXELS
     pointwise = all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads))
     if relu_input and (depthwise or merged or not pointwise):
-        x = np.maximum(x, 0, out=x if overwrite_input else _empty(x.shape, dtype))
+        x = np.maximum(x, 0, out=x) if overwrite_input else relu(x)
     if depthwise:
         _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
         _add_bias(out, b)
@@ -363,7 +363,7 @@ def _conv_pointwise(x, weight, bias, groups, out, relu=False) -> None:
     per_sample = (C + groups * ones) * P * x.dtype.itemsize
     if not (ones or relu) or per_sample > CHUNK_BYTES:
         if relu:  # samples too large for a chunk: a ReLU'd copy of the input
-            xg = np.maximum(xg, 0, out=_empty(xg.shape, xg.dtype))
+            xg = relu(xg)
         np.matmul(weight.reshape(groups, Co // groups, C // groups), xg, out=out_g)
         _add_bias(out, bias)
         return
@@ -825,7 +825,7 @@ def max_pool(x, kernel, stride, padding, dilation, out_size, relu_input=False):
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     axes = list(zip(S, kernel, stride, dilation, padding, out_size))
     relu_after = relu_input and all(_covers(*axis) for axis in axes)
-    y = np.maximum(x, 0, out=_empty(x.shape, x.dtype)) if relu_input and not relu_after else x
+    y = relu(x) if relu_input and not relu_after else x
     for axis, (n, k, s, d, p, o) in enumerate(axes, start=2):
         y = _reduce_axis(y, axis, k, s, d, p, o, np.maximum, fill)
     if relu_after:
