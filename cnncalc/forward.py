@@ -12,7 +12,9 @@ Unless every entry's output is kept (`keep_outputs`), an inference BatchNorm rig
 convolution is folded into the convolution's weights, as inference engines do: one GEMM gives
 the BatchNorm's output, and both entries record its shape. Likewise a ReLU right before a
 convolution or max pool is left to that kernel (`relu_input`), which applies it where it is
-cheapest: as a 1x1 convolution copies its input in, or on a max pool's smaller output. Folded and
+cheapest: as a 1x1 convolution copies its input in, or on a max pool's smaller output. And a
+residual branch that ends in a convolution runs last, its GEMM adding into the other branch's
+output (or into x itself, when the pass owns it) instead of a separate sum. Folded and
 otherwise prepared weights are kept while the weight arrays live (`cnncalc.derived`).
 
 >>> import cnncalc
@@ -33,7 +35,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import kernels
+from . import blas, kernels
 from .analysis import DType, Report, Row, analyse
 from .derived import derived
 from .errors import SpecError
@@ -359,7 +361,8 @@ class _MemoryWalk:
                 self.buffers[f"prepared {row.path}"] = (math.prod(row.weight) + row.output[0]) * self.itemsize
             depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
             per_row = depth * math.prod(row.output[2:])
-            for buffer in ("pad", "cols", "gemm"):
+            # (without BLAS's beta = 1 a residual's last conv adds its products from a "product" buffer)
+            for buffer in ("pad", "cols", "gemm") + (() if blas.available() else ("product",)):
                 self._chunk(buffer, per_row * row.output[1], per_row)
             return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0
         if isinstance(layer, pool._Pool):  # a padded copy, then one partial reduction per axis
@@ -488,7 +491,11 @@ class _Pass:
                 check.actual = _per_sample(check.actual, batch)
         return Result(self.report, checks, y, seconds, memory, warnings, self.outputs or {})
 
-    def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
+    def sequence(self, nodes: list[Node], x: np.ndarray, owned: bool, add_to: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, bool]:
+        """Run ``nodes`` on x; with ``add_to``, return ``add_to`` plus their output, written into
+        ``add_to`` (by the last entry's kernel when it is a convolution, which adds its GEMM's
+        products in)."""
         i, relu = 0, False
         while i < len(nodes):
             node = nodes[i]
@@ -498,12 +505,18 @@ class _Pass:
                 continue
             params, absorbed = self.fusion(nodes, i)
             if node.leaf:
-                x, owned = self.leaf(node, x, owned, params, relu)
+                adds = add_to is not None and i + 1 + len(absorbed) == len(nodes) and _takes_sum(node)
+                x, owned = self.leaf(node, x, owned, params, relu, add_to if adds else None)
+                if adds:
+                    add_to, owned = None, True
             else:
                 x, owned = self.composite(node, x, owned)
             for done in (node, *absorbed):  # entries fused into this one share its output
                 self.record(done, x)
             i, relu = i + 1 + len(absorbed), False
+        if add_to is not None:  # no convolution at the end to add it in
+            add_to += x
+            return add_to, True
         return x, owned
 
     def fusion(self, nodes: list[Node], i: int) -> tuple[dict | None, list[Node]]:
@@ -517,12 +530,17 @@ class _Pass:
             return params, []
         return _conv_with_batch_norm(params, self.params[after.path], after.layer.eps), [after]
 
-    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, relu: bool = False
-             ) -> tuple[np.ndarray, bool]:
+    def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, relu: bool = False,
+             add_to: np.ndarray | None = None):
+        """(output, owned) of one leaf's kernel, on relu(x) with ``relu`` (see _TAKE_RELU), added
+        into ``add_to`` when given (see _takes_sum)."""
         check = self.checks[node.path]
         started = time.perf_counter()
+        options = {"relu": True} if relu else {}
+        if add_to is not None:
+            options["add_to"] = add_to
         try:
-            y = _apply(node.layer, x, params, owned, relu)
+            y = _apply(node.layer, x, params, owned, **options)
         except (ValueError, TypeError, IndexError, NotImplementedError, FloatingPointError) as e:
             check.error = f"{type(e).__name__}: {e}"
             raise _Stopped from None
@@ -543,10 +561,32 @@ class _Pass:
         if not isinstance(layer, (Residual, Concat)):
             return self.sequence(node.branches[""], x, owned)
         # Every branch reads x, so none may change it in place.
-        outputs = [self.sequence(nodes, x, False) for nodes in node.branches.values()]
+        branches = list(node.branches.values())
+        last = _summing_branch(branches) if isinstance(layer, Residual) and self.outputs is None else None
+        outputs = [self.sequence(nodes, x, False) for j, nodes in enumerate(branches) if j != last]
         if isinstance(layer, Concat):
             return np.concatenate([y for y, _ in outputs], axis=1), True
-        return _sum(outputs), True
+        if last is None:
+            return _sum(outputs), True
+        # The other branches' sum, in an array the pass owns (x itself when x is owned and the
+        # other branch is the identity: the last branch reads x before its last GEMM adds into it).
+        if any(mine for _, mine in outputs):
+            total = _sum(outputs)
+        elif owned and len(outputs) == 1 and outputs[0][0] is x:
+            total = x
+        else:
+            return _sum(outputs + [self.sequence(branches[last], x, False)]), True
+        return self.sequence(branches[last], x, False, add_to=total)[0], True
+
+
+def _summing_branch(branches: list[list[Node]]) -> int | None:
+    """The residual branch to run last, adding its output into the others' sum: the last one that
+    ends in a convolution (with its BatchNorm folded in), if any."""
+    for j in reversed(range(len(branches))):
+        nodes = branches[j]
+        if nodes and (_takes_sum(nodes[-1]) or len(nodes) > 1 and _folds(nodes[-2], nodes[-1])):
+            return j
+    return None
 
 
 class _Stopped(Exception):
@@ -591,11 +631,12 @@ def _kernel(*classes):
     return add
 
 
-def _apply(layer: Layer, x: np.ndarray, p: dict, owned: bool, relu: bool = False) -> np.ndarray:
-    """The layer's kernel on x; with ``relu``, on relu(x) (only kernels in _TAKE_RELU are asked)."""
+def _apply(layer: Layer, x: np.ndarray, p: dict, owned: bool, **options) -> np.ndarray:
+    """The layer's kernel on x; options ``relu=True`` (on relu(x): only kernels in _TAKE_RELU are
+    asked) and ``add_to`` (see _takes_sum)."""
     for cls in type(layer).__mro__:
         if cls in _KERNELS:
-            return _KERNELS[cls](layer, x, p, owned, relu) if relu else _KERNELS[cls](layer, x, p, owned)
+            return _KERNELS[cls](layer, x, p, owned, **options)
     raise NotImplementedError(f"no NumPy kernel for {layer.kind}")
 
 
@@ -605,9 +646,9 @@ def _out_size(layer: Layer, x: np.ndarray) -> tuple:
 
 
 @_kernel(conv.Conv)
-def _conv(layer, x, p, owned, relu=False):
+def _conv(layer, x, p, owned, relu=False, add_to=None):
     return kernels.conv(x, p["weight"], p.get("bias"), layer.stride, layer.pads, layer.dilation, layer.groups,
-                        layer.padding_mode, relu_input=relu, overwrite_input=owned)
+                        layer.padding_mode, relu_input=relu, overwrite_input=owned, add_to=add_to)
 
 
 @_kernel(conv.ConvTranspose)
@@ -625,6 +666,13 @@ def _max_pool(layer, x, p, owned, relu=False):
 #: Kernels that apply a ReLU to their input as they read it (``relu_input``): a ReLU right before
 #: one of them is deferred to it, unless every entry's output is kept.
 _TAKE_RELU = (conv.Conv, pool.MaxPool)
+
+
+def _takes_sum(node: Node) -> bool:
+    """Whether ``node``'s kernel adds its output into a given array (``add_to``): a convolution,
+    whose GEMM adds its products in -- a residual block's last convolution adds itself to the
+    shortcut's output with no pass of its own."""
+    return node.leaf and isinstance(node.layer, conv.Conv)
 
 
 def _defers_relu(node: Node, after: Node | None) -> bool:

@@ -20,7 +20,9 @@ over the other axes, partial results summed with row shifts); "merged" for small
 depthwise convolutions a broadcast multiply-add per kernel tap, and wide float32 3x3 stride-1
 layers Winograd F(4x4, 3x3): 4x fewer multiplies, as batched GEMMs between two transform
 GEMMs.  Weights laid out for a GEMM are prepared once per weight array (``derived``).  A ReLU
-on a conv's or max pool's input can be left to the kernel (``relu_input``).  Pools are
+on a conv's or max pool's input can be left to the kernel (``relu_input``), and a conv can add
+its result into an existing array (``add_to``: a residual sum), which its GEMMs do with BLAS's
+beta = 1 where NumPy's own OpenBLAS is reachable (``cnncalc.blas``).  Pools are
 separable: one strided-slice reduction per spatial axis over the taps that fall inside the
 input (padding is never copied).  Scratch buffers are kept per thread and reused;
 outputs of PLAIN_PAGES_BYTES (256 KiB) and more come from a pool of mmap blocks on plain
@@ -38,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import blas
 from .derived import derived
 
 __all__ = [
@@ -205,6 +208,33 @@ def _add_bias(out: np.ndarray, bias) -> None:
         out += _channel_shape(np.asarray(bias, out.dtype), out.ndim)
 
 
+def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:
+    """``out = a @ b``, or with ``accumulate`` ``out += a @ b``, with np.matmul's broadcasting
+    over leading axes.  A sum is one BLAS GEMM with beta = 1 per matrix (``cnncalc.blas``: no
+    pass over ``out`` of its own), else a matmul into the "product" scratch and an add."""
+    if not accumulate:
+        np.matmul(a, b, out=out)
+        return
+    if out.size and blas.available() and not (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+        lead = out.shape[:-2]
+        a = a if a.shape[:-2] == lead else np.broadcast_to(a, lead + a.shape[-2:])
+        b = b if b.shape[:-2] == lead else np.broadcast_to(b, lead + b.shape[-2:])
+        for i in np.ndindex(lead):
+            if not blas.gemm_add(a[i], b[i], out[i]):  # a layout BLAS cannot take
+                out[i] += a[i] @ b[i]
+        return
+    product = _scratch("product", out.shape, out.dtype)
+    np.add(out, np.matmul(a, b, out=product), out=out)
+
+
+def _put(dst: np.ndarray, src: np.ndarray, accumulate: bool) -> None:
+    """``dst[...] = src``, or with ``accumulate`` ``dst += src``."""
+    if accumulate:
+        np.add(dst, src, out=dst)
+    else:
+        np.copyto(dst, src)
+
+
 def _out_len(n: int, k: int, s: int, d: int) -> int:
     """Number of full windows of a (dilated) kernel over an already padded axis of length n."""
     return (n - d * (k - 1) - 1) // s + 1
@@ -300,7 +330,7 @@ def _slab(x: np.ndarray, ns: slice, pads, rows=None):
 # --------------------------------------------------------------------------- convolution
 
 def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros", relu_input=False,
-         overwrite_input=False):
+         overwrite_input=False, add_to=None):
     """N-d convolution (cross-correlation) like ``torch.nn.functional.conv{1,2,3}d``.
 
     ``x (N, C_in, *S)``, ``weight (C_out, C_in // groups, *K)``, ``bias (C_out,)`` or None;
@@ -309,7 +339,10 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     with that mode, as nn.Conv does).  Returns ``(N, C_out, *O)``.  With ``relu_input`` the
     result is ``conv(relu(x))``: a 1x1 convolution applies the ReLU as it copies ``x`` in (no
     pass of its own); the others apply it first, in place when ``overwrite_input`` allows.
-    (Into their strided im2col copies a ReLU costs more than its own contiguous pass.)
+    (Into their strided im2col copies a ReLU costs more than its own contiguous pass.)  With
+    ``add_to`` (an array of the output's shape and dtype) the result is ``add_to + conv(x)``,
+    written into ``add_to`` and returned: the GEMM paths add their products in (BLAS beta = 1)
+    instead of writing an output that a second pass adds -- a residual block's last convolution.
     """
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
@@ -322,66 +355,83 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
         x, pads = pad(x, pads, padding_mode), [(0, 0)] * len(pads)  # pad first, as nn.Conv does
     O = tuple(_out_len(n + lo + hi, k, s, d)
               for n, (lo, hi), k, s, d in zip(x.shape[2:], pads, K, stride, dilation))
-    out = _empty((N, Co, *O), dtype)
+    if add_to is not None:
+        if add_to.shape != (N, Co, *O) or add_to.dtype != dtype or not add_to.flags.writeable:
+            raise ValueError(f"conv: add_to {add_to.shape} {add_to.dtype}, output {(N, Co, *O)} {dtype}")
+        if np.may_share_memory(add_to, x) or not add_to.flags.c_contiguous:  # (GEMMs would
+            # overwrite input still to be read; the kernels write C-contiguous outputs)
+            add_to += conv(x, weight, bias, stride, pads, dilation, groups, relu_input=relu_input)
+            return add_to
+    accumulate = add_to is not None
+    out = add_to if accumulate else _empty((N, Co, *O), dtype)
     b = None if bias is None else np.asarray(bias, dtype)  # the GEMM paths take it as a row
     depthwise = groups == C and Cg == 1 and groups > 1
     merged = not depthwise and N > 1 and math.prod(O) < MERGE_PIXELS
     pointwise = all(k == 1 for k in K) and all(s == 1 for s in stride) and not any(map(any, pads))
     if relu_input and (depthwise or merged or not pointwise):
         x = np.maximum(x, 0, out=x) if overwrite_input else relu(x)
-    if depthwise:
-        _conv_depthwise(pad(x, pads), weight, stride, dilation, out)
-        _add_bias(out, b)
+    if depthwise:  # it writes its output whole: a sum goes through a copy
+        dst = _empty(out.shape, dtype) if accumulate else out
+        _conv_depthwise(pad(x, pads), weight, stride, dilation, dst)
+        _add_bias(dst, b)
+        if accumulate:
+            out += dst
     elif merged:
-        _conv_merged(x, pads, weight, b, stride, dilation, groups, out)
+        _conv_merged(x, pads, weight, b, stride, dilation, groups, out, accumulate)
     elif winograd_suits(x.shape, weight.shape, stride, dilation, groups, O, dtype):
-        _conv_winograd(x, pads, weight, out)
+        _conv_winograd(x, pads, weight, out, accumulate)
         _add_bias(out, b)
     elif pointwise:
-        _conv_pointwise(x, weight, b, groups, out, bool(relu_input))
+        _conv_pointwise(x, weight, b, groups, out, bool(relu_input), accumulate)
     elif (stride[0] == 1 and K[0] > 1 and O[0] >= STACK_MIN_ROWS
           and STACK_MIN_DEPTH <= Cg * math.prod(K[1:]) <= STACK_MAX_DEPTH
           and K[0] * Co // groups <= STACK_MAX_DEPTH):
-        _conv_stacked(x, pads, weight, b, stride, dilation, groups, out)
+        _conv_stacked(x, pads, weight, b, stride, dilation, groups, out, accumulate)
     else:
-        _conv_im2col(x, pads, weight, b, stride, dilation, groups, out)
+        _conv_im2col(x, pads, weight, b, stride, dilation, groups, out, accumulate)
     return out
 
 
-def _conv_pointwise(x, weight, bias, groups, out, relu=False) -> None:
+def _conv_pointwise(x, weight, bias, groups, out, relu_input=False, accumulate=False) -> None:
     """1x1 stride-1 unpadded convolution: one matmul per sample and group, no im2col.
 
     A layer that widens (C_in < C_out) takes its bias inside the GEMM: a bias column against a row
     of ones under a copy of the input, per chunk of samples -- a pass over the input instead of
-    one over the wider output.  With ``relu`` the input is copied (through the ReLU) per chunk too.
+    one over the wider output.  Otherwise, with BLAS's beta = 1 (``cnncalc.blas``), the output
+    starts as the bias and the GEMM adds its products in: a pass BLAS would spend zero-filling
+    the output instead of one adding the bias afterwards.  With ``relu_input`` the input is
+    copied (through the ReLU) per chunk too.
     """
     N, C, *S = x.shape
     Co, P = weight.shape[0], math.prod(S)
     xg = x.reshape(N, groups, C // groups, P)  # (N, G, Cin/G, P); a copy only if x is not contiguous
     out_g = _view(out, (N, groups, Co // groups, P))
     ones = int(bias is not None and C < Co)  # GEMM rows of ones per group, against a bias column
+    if bias is not None and not ones and not accumulate and blas.available():
+        np.copyto(out, _channel_shape(bias, out.ndim))
+        bias, accumulate = None, True  # the GEMMs add to it
     per_sample = (C + groups * ones) * P * x.dtype.itemsize
-    if not (ones or relu) or per_sample > CHUNK_BYTES:
-        if relu:  # samples too large for a chunk: a ReLU'd copy of the input
+    if not (ones or relu_input) or per_sample > CHUNK_BYTES:
+        if relu_input:  # samples too large for a chunk: a ReLU'd copy of the input
             xg = relu(xg)
-        np.matmul(weight.reshape(groups, Co // groups, C // groups), xg, out=out_g)
+        _gemm(weight.reshape(groups, Co // groups, C // groups), xg, out_g, accumulate)
         _add_bias(out, bias)
         return
     w = _with_bias_column(weight, groups, bias) if ones else weight.reshape(groups, Co // groups, C // groups)
     for ns, _ in _chunks(N, 1, per_sample):
         cols = _scratch("cols", (ns.stop - ns.start, groups, C // groups + ones, P), x.dtype)
-        if relu:  # contiguous runs: no dearer than a plain copy
+        if relu_input:  # contiguous runs: no dearer than a plain copy
             np.maximum(xg[ns], 0, out=cols[:, :, :C // groups])
         else:
             np.copyto(cols[:, :, :C // groups], xg[ns])
         if ones:
             cols[:, :, -1] = 1  # against the bias column of w
-        np.matmul(w, cols, out=out_g[ns])
+        _gemm(w, cols, out_g[ns], accumulate)
     if not ones:
         _add_bias(out, bias)
 
 
-def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
+def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out, accumulate=False) -> None:
     """General convolution: per chunk of samples (or of one sample's output rows), im2col into a
     reused buffer and one matmul writing straight into ``out``.
 
@@ -418,7 +468,7 @@ def _conv_im2col(x, pads, weight, bias, stride, dilation, groups, out) -> None:
         if depth > taps:
             cols[:, :, taps] = 1  # against the bias column of w
         dst = out_g[ns][(Ellipsis, rs) + rest]
-        np.matmul(w, cols, out=_view(dst, dst.shape[:3] + (-1,)))
+        _gemm(w, cols, _view(dst, dst.shape[:3] + (-1,)), accumulate)
 
 
 class _Phase(NamedTuple):
@@ -517,14 +567,16 @@ def _split_padded(part: np.ndarray, pads, stride, phases):
     return split, H
 
 
-def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
+def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out, accumulate=False) -> None:
     """Unit stride along the first axis: its K0 taps stacked along the GEMM's rows.
 
     im2col runs over the other axes only (K0 times less copying), the GEMM gets K0 * C_out rows
     (much faster for thin layers), and the K0 row-shifted partial results are summed into
-    ``out``.  The bias rides in the GEMM: a row of ones in the columns against a bias column that
-    only the first tap's rows have.  Chunks cover samples or output rows (plus the taps' halo of
-    input rows).  The GEMM's weights are prepared once per weight array.
+    ``out`` (added to it, with ``accumulate``).  The bias rides in the GEMM: a row of ones in
+    the columns against a bias column that only the first tap's rows have.  Chunks cover
+    samples or output rows (plus the taps' halo of input rows).  The GEMM's weights are
+    prepared once per weight array.  (One GEMM per tap adding into ``out`` with BLAS's beta = 1
+    was 2-5% slower on resnet50's 3x3 layers.)
     """
     N, C, *S = x.shape
     Co, Cg, K0, *Kr = weight.shape
@@ -549,8 +601,8 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out) -> None:
         # (G, K0*Cog, depth) @ (nb, G, depth, pixels): per-tap partial sums (nb, G, K0*Cog, pixels)
         np.matmul(w, cols, out=part.reshape(nb, G, K0 * Cog, -1))
         dst = out_g[ns][(Ellipsis, rs) + rest]  # (nb, G, Cog, r, *Or)
-        np.add(part[:, :, 0, :, :r], part[:, :, 1, :, d0:d0 + r], out=dst)
-        for k in range(2, K0):
+        _put(dst, part[:, :, 0, :, :r], accumulate)
+        for k in range(1, K0):
             dst += part[:, :, k, :, k * d0:k * d0 + r]
 
 
@@ -567,8 +619,9 @@ def _stacked_weight(weight, groups, bias) -> np.ndarray:
     return np.concatenate([w, column.reshape(groups, -1, 1)], axis=2)
 
 
-def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out) -> None:
-    """Small outputs: a chunk of samples side by side in one GEMM, then one transposing copy."""
+def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out, accumulate=False) -> None:
+    """Small outputs: a chunk of samples side by side in one GEMM, then one transposing copy (or
+    add, with ``accumulate``)."""
     N, C, *S = x.shape
     Co, Cg, *K = weight.shape
     O = out.shape[2:]
@@ -585,7 +638,7 @@ def _conv_merged(x, pads, weight, bias, stride, dilation, groups, out) -> None:
         res = _scratch("gemm", (groups, Co // groups, nb * P), x.dtype)
         np.matmul(w, cols.reshape(groups, rows, nb * P), out=res)  # (G, Cout/G, nb * P)
         res = res.reshape(Co, nb, P).transpose(1, 0, 2)  # (Cout, nb, P) -> NCHW order (nb, Cout, P)
-        np.copyto(_view(out[ns], (nb, Co, P)), res)
+        _put(_view(out[ns], (nb, Co, P)), res, accumulate)
         _add_bias(out[ns], bias)
 
 
@@ -688,13 +741,13 @@ def _winograd_filters(weight: np.ndarray) -> np.ndarray:
     return derived("winograd filters", (weight,), transform)
 
 
-def _conv_winograd(x, pads, weight, out) -> None:
+def _conv_winograd(x, pads, weight, out, accumulate=False) -> None:
     """3x3 stride-1 convolution by Winograd F(4x4, 3x3) (see ``winograd_suits``) into ``out``.
 
     The input is zero-padded to whole 6x6 tiles at stride 4; the tiles are gathered with tap
     pairs first, transformed by one GEMM, multiplied by the filters as 36 GEMMs (one per
     transformed tap), transformed back by one GEMM and scattered into ``out`` (through a scratch
-    canvas when the output sides are not multiples of 4).
+    canvas when the output sides are not multiples of 4) -- or with ``accumulate`` added to it.
     """
     N, C, H, W = x.shape
     Co = weight.shape[0]
@@ -717,11 +770,11 @@ def _conv_winograd(x, pads, weight, out) -> None:
     np.matmul(_WINO_OUTPUT, m.reshape(36, -1), out=y.reshape(16, -1))
     tiled = y.transpose(3, 2, 4, 0, 5, 1)  # (N, C_out, ty, a, tx, b)
     if (Ho, Wo) == (4 * th, 4 * tw):
-        np.copyto(_view(out, (N, Co, th, 4, tw, 4)), tiled)
+        _put(_view(out, (N, Co, th, 4, tw, 4)), tiled, accumulate)
     else:
         canvas = _scratch("gemm", (N, Co, 4 * th, 4 * tw), x.dtype)  # v is consumed
         np.copyto(canvas.reshape(N, Co, th, 4, tw, 4), tiled)
-        np.copyto(out, canvas[:, :, :Ho, :Wo])
+        _put(out, canvas[:, :, :Ho, :Wo], accumulate)
 
 
 def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, groups):

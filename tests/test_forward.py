@@ -191,11 +191,13 @@ def test_a_relu_before_a_conv_or_max_pool_is_left_to_it():
     deferred = []
     real = fw._apply
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fw, "_apply", lambda layer, x, p, owned, relu=False: (deferred.append(relu), real(layer, x, p, owned, relu))[1])
+        patch.setattr(fw, "_apply", lambda layer, x, p, owned, **options: (
+            deferred.append(options.get("relu", False)), real(layer, x, p, owned, **options))[1])
         fused = fw.run(net, data=x)
     assert sum(deferred) == 6  # all ReLUs but the one before the residual (two readers)
     assert np.array_equal(x, before) and fused.ok
-    assert np.array_equal(fused.output, fw.run(net, data=x, keep_outputs=True).output)
+    # (the residual's last conv adds its GEMM into the sum: the same up to summation order)
+    np.testing.assert_allclose(fused.output, fw.run(net, data=x, keep_outputs=True).output, rtol=1e-6, atol=1e-6)
 
 
 def test_memory_estimate_and_refusal():
@@ -319,7 +321,7 @@ def test_cli_composites_are_rows_too(tmp_path):
 def test_cli_disagreement_is_exit_1(monkeypatch):
     # LeNet-5's first max pool drops a channel (its ReLUs are applied by the convs, so not those)
     real = fw._KERNELS[fw.pool.MaxPool]
-    monkeypatch.setitem(fw._KERNELS, fw.pool.MaxPool, lambda *a: real(*a)[:, :-1])
+    monkeypatch.setitem(fw._KERNELS, fw.pool.MaxPool, lambda *a, **k: real(*a, **k)[:, :-1])
     result = cli("forward")
     assert result.exit_code == 1 and "✗" in result.stdout and "shapes disagree" in result.stdout
     data = json.loads(cli("forward", "-f", "json").stdout)
@@ -985,3 +987,37 @@ def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch)
     text = resolve("vgg16")[1].replace("input: 3x224x224", "input: 3x112x112", 1)
     assert_equivalent(text, tmp_path, batch=1, via_npz=False)
     assert [shape[1:] for shape in calls] == [(128, 56, 56), (256, 28, 28), (256, 28, 28)]
+
+
+RESIDUALS = spec(
+    "4x6x6",
+    "residual: {body: [conv2d: {out_channels: 4, kernel_size: 1}]}",  # on the caller's data: summed
+    "conv2d: {out_channels: 8, kernel_size: 1}",
+    "residual: {body: [conv2d: {out_channels: 8, kernel_size: 3, padding: 1}, batchnorm2d, relu, "
+    "conv2d: {out_channels: 8, kernel_size: 1}, batchnorm2d]}",  # identity shortcut the pass owns
+    "relu",
+    "residual: {body: [conv2d: {out_channels: 16, kernel_size: 3, stride: 2, padding: 1}, relu, "
+    "conv2d: {out_channels: 16, kernel_size: 3, padding: 1}], "
+    "shortcut: [conv2d: {out_channels: 16, kernel_size: 1, stride: 2}, batchnorm2d]}",  # projection
+    "residual: {body: [conv2d: {out_channels: 16, kernel_size: 1}, relu]}",  # ends in a ReLU: summed
+    "residual: {body: [conv2d: {out_channels: 16, kernel_size: 1}]}")  # reads x, adds into x
+
+
+def test_a_residuals_last_conv_adds_itself_into_the_other_branch(monkeypatch):
+    """The last convolution of a residual branch adds its GEMM into the other branch's output
+    (the shortcut's, or x itself when the pass owns it) instead of a sum afterwards; where it
+    cannot (the caller's data, a branch ending in a ReLU) the branches are summed.  Same output
+    as every entry computed on its own, the caller's data unchanged."""
+    net = cnncalc.parse(RESIDUALS)
+    x = np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    before = x.copy()
+    sums = []
+    real = fw.kernels.conv
+    monkeypatch.setattr(fw.kernels, "conv", lambda *a, add_to=None, **k: (
+        sums.append(add_to is not None), real(*a, add_to=add_to, **k))[1])
+    fused = fw.run(net, data=x)
+    # (the last conv reads x, its add_to: conv computes it on its own first -- the last call)
+    assert sums == [False, False, False, True, False, False, True, False, True, False]
+    assert fused.ok and np.array_equal(x, before)
+    separate = fw.run(net, data=x, keep_outputs=True)
+    np.testing.assert_allclose(fused.output, separate.output, rtol=1e-5, atol=1e-5)

@@ -262,14 +262,72 @@ def test_conv_relu_input_is_conv_of_relu(conv_path, xs, ws, stride, pads, dil, g
         np.testing.assert_array_equal(given, x)
 
 
+@pytest.fixture(params=["blas", "numpy"])
+def gemm_sums(request, monkeypatch):
+    """Run a test with sums of GEMMs done by BLAS (beta = 1, cnncalc.blas) and by matmul and add."""
+    if request.param == "numpy":
+        monkeypatch.setattr(K.blas, "_GEMMS", {})
+    elif not K.blas.available():
+        pytest.skip("NumPy's scipy-openblas not found")
+    return request.param
+
+
+@pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
+def test_conv_add_to_adds_into_it(conv_path, gemm_sums, xs, ws, stride, pads, dil, groups):
+    """add_to=s gives s + conv(x), written into s (which is returned), on every path, also with
+    relu_input; x is left alone."""
+    x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
+    want = naive_conv(x, w, b, stride, pads, dil, groups)
+    total = rand(*want.shape, seed=3)
+    expected = total + want
+    given = x.copy()
+    got = K.conv(given, w, b, stride, pads, dil, groups, add_to=total)
+    assert got is total
+    assert_close(got, expected)
+    np.testing.assert_array_equal(given, x)
+    relu_want = naive_conv(np.maximum(x, 0), w, b, stride, pads, dil, groups)
+    assert_close(K.conv(x, w, b, stride, pads, dil, groups, relu_input=True, add_to=rand(*want.shape, seed=3)),
+                 rand(*want.shape, seed=3) + relu_want)
+
+
+@pytest.mark.parametrize("ws", [(4, 4, 1, 1), (4, 4, 3, 3)])
+def test_conv_add_to_that_is_the_input_or_not_contiguous(gemm_sums, ws):
+    """add_to may be x itself (a residual's shortcut the pass owns) or a strided view: the
+    convolution is computed first, then added."""
+    x, w, b = rand(1, 4, 6, 6), rand(*ws, seed=1), rand(4, seed=2)
+    pads = ((ws[2] // 2,) * 2,) * 2
+    given = x.copy()
+    assert K.conv(given, w, b, (1, 1), pads, (1, 1), 1, relu_input=True, overwrite_input=True,
+                  add_to=given) is given
+    assert_close(given, x + naive_conv(np.maximum(x, 0), w, b, (1, 1), pads, (1, 1), 1))
+    strided = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # x's values, F-ordered planes
+    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=strided),
+                 x + naive_conv(x, w, b, (1, 1), pads, (1, 1), 1))
+    with pytest.raises(ValueError, match="add_to"):
+        K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=rand(1, 4, 5, 6))
+
+
 @pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
 @pytest.mark.parametrize("cout", [2, 9])
-def test_pointwise_relu_input_in_every_chunking(monkeypatch, chunk, cout):
-    """A 1x1 conv applies the ReLU as it copies its input per chunk of samples -- or, a sample larger
-    than a chunk, into a ReLU'd copy -- narrowing or widening (bias row), the result the same."""
-    x, w, b = rand(3, 3, 4, 4), rand(cout, 3, 1, 1, seed=1), rand(cout, seed=2)
+def test_pointwise_bias_first_then_the_products(gemm_sums, monkeypatch, chunk, cout):
+    """A narrowing 1x1 conv starts its output as the bias and adds the GEMM to it (with BLAS) or
+    adds the bias after (without); widening ones take it in the GEMM -- the result the same."""
+    x, w, b = rand(1, 9, 4, 4), rand(cout, 9, 1, 1, seed=1), rand(cout, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
     monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
+    assert_close(K.conv(x, *args), naive_conv(x, *args))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
+@pytest.mark.parametrize("cout", [2, 9])
+def test_pointwise_relu_input_in_every_chunking(monkeypatch, batch, chunk, cout):
+    """A 1x1 conv applies the ReLU as it copies its input per chunk of samples -- or, a sample larger
+    than a chunk, into a ReLU'd copy -- narrowing or widening (bias row), the result the same."""
+    x, w, b = rand(batch, 3, 4, 4), rand(cout, 3, 1, 1, seed=1), rand(cout, seed=2)
+    args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(K, "MERGE_PIXELS", 0)  # (small outputs of several samples go merged)
     assert_close(K.conv(x, *args, relu_input=True), naive_conv(np.maximum(x, 0), *args))
 
 

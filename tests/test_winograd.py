@@ -67,6 +67,18 @@ def test_winograd_equals_the_direct_definition(winograd_everywhere, shape, pads)
     assert relative_error(got, want) <= 1e-4
 
 
+@pytest.mark.parametrize("shape, pads", CASES[:2])
+def test_winograd_adds_into_add_to(winograd_everywhere, shape, pads):
+    """With add_to (a residual's sum) the tiles are added into it, whole or cropped from the canvas."""
+    N, C, Co, H, W = shape
+    x, w, b = rand(N, C, H, W), rand(Co, C, 3, 3, seed=1), rand(Co, seed=2)
+    want = taps_reference(x, w, b, pads)
+    total = rand(*want.shape, seed=3)
+    assert K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total) is total
+    assert winograd_everywhere == [x.shape]
+    assert relative_error(total, want + rand(*want.shape, seed=3)) <= 1e-4
+
+
 def test_winograd_equals_torch_on_a_vgg_layer():
     """A real qualifying layer (no lowered thresholds): 256 channels at 28x28, against torch."""
     torch = pytest.importorskip("torch")

@@ -1,0 +1,90 @@
+"""``c += a @ b`` in one GEMM (beta = 1), through the OpenBLAS that NumPy's own wheels carry.
+
+``np.matmul`` always overwrites its ``out`` -- and OpenBLAS zero-fills ``out`` before it
+multiplies -- so a sum of products (a residual block's last convolution plus its shortcut, the
+taps of a stacked convolution) costs NumPy a pass over the output per term that BLAS does not
+need.  NumPy's wheels bundle scipy-openblas, whose CBLAS is exported under the names
+``scipy_cblas_sgemm64_`` and ``scipy_cblas_dgemm64_`` (64-bit integers); when that library is
+found beside NumPy it is called here through ``ctypes`` -- NumPy has already loaded it, so this
+loads nothing new and uses the same threads.  Where it is not found (NumPy built against
+Accelerate, MKL, a system BLAS) or ``CNNCALC_BLAS=numpy`` is set, ``gemm_add`` returns False
+and the caller uses ``np.matmul`` and an add.
+
+>>> import numpy as np
+>>> a, b, c = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), np.ones((2, 4), np.float32)
+>>> gemm_add(a, b, c) is False or c[0, 0] == 4.0
+True
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+
+_ROW_MAJOR, _NO_TRANS = 101, 111  # CBLAS enum values
+
+
+def _load() -> dict:
+    """{dtype char: the CBLAS gemm for it}, empty when NumPy's scipy-openblas is not found."""
+    if os.environ.get("CNNCALC_BLAS", "").lower() == "numpy":
+        return {}
+    root = Path(np.__file__).parent
+    for folder in (root.parent / "numpy.libs", root / ".dylibs"):  # Linux / Windows wheels, macOS
+        for path in sorted(folder.glob("libscipy_openblas64_*")):
+            try:
+                lib = ctypes.CDLL(str(path))
+                found = {"f": (lib.scipy_cblas_sgemm64_, ctypes.c_float),
+                         "d": (lib.scipy_cblas_dgemm64_, ctypes.c_double)}
+            except (OSError, AttributeError):
+                continue
+            gemms = {}
+            for char, (fn, scalar) in found.items():
+                i64, ptr = ctypes.c_int64, ctypes.c_void_p
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64,
+                               scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
+                fn.restype = None
+                gemms[char] = fn
+            return gemms
+    return {}
+
+
+_GEMMS = _load()
+
+
+def available() -> bool:
+    """Whether ``gemm_add`` calls BLAS (else it always returns False)."""
+    return bool(_GEMMS)
+
+
+def _leading(m: np.ndarray) -> int:
+    """BLAS leading dimension of a 2-D row-major matrix with unit column stride, or 0 if it has none."""
+    (rows, cols), (row_step, col_step), size = m.shape, m.strides, m.itemsize
+    if col_step != size or row_step % size:
+        return 0
+    if rows == 1:
+        return max(cols, 1)  # a single row's stride does not matter
+    return row_step // size if row_step >= max(cols, 1) * size else 0
+
+
+def gemm_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
+    """``c += a @ b`` for 2-D ``a (M, K)``, ``b (K, N)``, ``c (M, N)`` of one float dtype, in
+    one BLAS call; False (``c`` untouched) when BLAS is not available or the arrays do not suit
+    it -- other dtypes, a column stride other than one, misaligned data, ``c`` read-only or
+    overlapping ``a`` or ``b``."""
+    gemm = _GEMMS.get(c.dtype.char)
+    if gemm is None or a.dtype != c.dtype or b.dtype != c.dtype or not c.flags.writeable:
+        return False
+    (M, K), (K2, N) = a.shape, b.shape
+    if c.shape != (M, N) or K2 != K:
+        raise ValueError(f"gemm_add: {a.shape} @ {b.shape} into {c.shape}")
+    if M == 0 or N == 0 or K == 0:
+        return True  # nothing to add
+    lda, ldb, ldc = _leading(a), _leading(b), _leading(c)
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    if (not (lda and ldb and ldc) or (pa | pb | pc) % c.itemsize
+            or np.may_share_memory(c, a) or np.may_share_memory(c, b)):
+        return False
+    gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, K, 1.0, pa, lda, pb, ldb, 1.0, pc, ldc)
+    return True
