@@ -40,3 +40,19 @@ def test_the_value_is_dropped_with_its_source_array():
     del a
     gc.collect()
     assert key not in D._cache
+
+
+def test_values_made_here_are_read_only_and_need_no_fingerprint():
+    """A computed array is sealed: read-only, and as the source of a further value it is known by
+    identity alone (no sampling); a value that is a view of a source array stays sampled."""
+    a = np.arange(100.0)
+    doubled = D.derived("double", (a,), lambda: a * 2)
+    assert not doubled.flags.writeable and D.fingerprint(doubled) == ("made here",)
+    calls = []
+    for _ in range(2):
+        assert D.derived("and again", (doubled,), lambda: calls.append(1) or doubled * 2)[99] == 396
+    assert calls == [1]
+    square = D.derived("square", (a,), lambda: a.reshape(10, 10))  # a view of the caller's array
+    assert square.flags.writeable and D.fingerprint(square) != ("made here",)
+    pair = D.derived("pair", (a,), lambda: {"low": a[:50] * 1, "high": a[50:] * 1})
+    assert not any(v.flags.writeable for v in pair.values())
