@@ -1,7 +1,7 @@
 """The NumPy forward pass beside PyTorch CPU: same machine, same run, same architecture.
 
     python benchmarks/forward_vs_torch.py [--nets resnet50 vgg16] [--batches 1 32] [--repeats 3] [--layers 8]
-                                          [--threads N] [--rounds R]
+                                          [--threads N] [--rounds R] [--unfused] [--run]
 
 Every (network, batch, engine) runs in its own child process, so each peak RSS (os.wait4's
 ru_maxrss) is that engine's alone: interpreter, libraries, weights and the pass. Inside the child
@@ -12,7 +12,9 @@ The targets: NumPy time ≤ 1.2 × torch's, NumPy peak RSS ≤ 2 × torch's.
 `--layers N` also prints the N slowest layers of each engine at each batch (from one extra pass).
 `--unfused` adds a NumPy run with every layer computed on its own: by default (when no one asks
 for intermediate outputs) the pass folds a BatchNorm into the convolution before it, as
-inference engines do.
+inference engines do.  The NumPy pass runs in one `forward.Session` (weights made, checked and
+prepared once); `--run` adds a NumPy run calling `forward.run` for every pass, which finds the
+prepared weights again in its cache after checking their fingerprints.
 `--rounds R` measures each (network, batch) R times, torch and NumPy children alternating, and
 prints every round's ratio and their median: on a shared VM one process's best pass differs from
 the next one's by several percent (torch's resnet50 batch 1: 46-49 ms), more than a single
@@ -52,18 +54,21 @@ def child(engine: str, net: str, batch: int, repeats: int, layers: int) -> dict:
 
 
 def numpy_engine(net: str, network, engine: str):
-    """(timed pass, per-layer profile) for cnncalc's NumPy pass, weights made once; engine
-    'numpy-unfused' runs every layer on its own (no BatchNorm folded into its conv), as the pass
-    does with keep_outputs."""
-    import cnncalc
+    """(timed pass, per-layer profile) for cnncalc's NumPy pass in one forward.Session (weights
+    made and prepared once, as torch's model holds its weights); engine 'numpy-unfused' runs
+    every layer on its own (no BatchNorm folded into its conv), as the pass does with
+    keep_outputs; 'numpy-run' calls forward.run per pass (weights found again in the cache)."""
     from cnncalc import forward as fw
 
-    weights = fw.initial_weights(cnncalc.analyse(network))
+    session = fw.Session(network)
     if engine == "numpy-unfused":
         fw._Pass.fusion = lambda self, nodes, i: (self.params.get(nodes[i].path, {}), [])
 
     def run(x):
-        result = fw.run(network, weights=weights, data=x, max_memory=0)
+        if engine == "numpy-run":
+            result = fw.run(network, weights=session.weights, data=x, max_memory=0)
+        else:
+            result = session.run(x, max_memory=0)
         assert result.ok
         return result
 
@@ -130,6 +135,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--unfused", action="store_true")
+    parser.add_argument("--run", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,18 +153,19 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     print(f"NumPy {numpy.__version__}, torch {torch.__version__}, {threads} thread(s) each, "
           f"{os.cpu_count()} CPUs; input {INPUT}; best of {args.repeats} passes after a warm-up")
-    print(f"{'network':10} {'batch':>5} {'NumPy s':>9} {'torch s':>9} {'time ×':>7} "
+    print(f"{'network':16} {'batch':>5} {'NumPy s':>9} {'torch s':>9} {'time ×':>7} "
           f"{'NumPy MiB':>10} {'torch MiB':>10} {'RSS ×':>6}")
     for net in args.nets:
         for batch in args.batches:
             ratios = {}
             for _ in range(args.rounds):
                 theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
-                for engine in ("numpy", "numpy-unfused") if args.unfused else ("numpy",):
+                engines = ["numpy"] + ["numpy-unfused"] * args.unfused + ["numpy-run"] * args.run
+                for engine in engines:
                     ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
-                    label = net if engine == "numpy" else f"{net} (unfused)"
+                    label = net if engine == "numpy" else f"{net} ({engine[6:]})"
                     ratios.setdefault(label, []).append(ours["seconds"] / theirs["seconds"])
-                    print(f"{label:10} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
+                    print(f"{label:16} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
                           f"{ours['seconds'] / theirs['seconds']:7.2f} {ours['rss_mib']:10.0f} "
                           f"{theirs['rss_mib']:10.0f} {ours['rss_mib'] / theirs['rss_mib']:6.2f}", flush=True)
                     for path, kind, seconds in ours["slowest"]:
@@ -168,7 +175,7 @@ def main() -> None:
             if args.rounds > 1:
                 for label, values in ratios.items():
                     values.sort()
-                    print(f"{label:10} {batch:5} time × over {len(values)} rounds: median {values[len(values) // 2]:.2f}, "
+                    print(f"{label:16} {batch:5} time × over {len(values)} rounds: median {values[len(values) // 2]:.2f}, "
                           f"range {values[0]:.2f}-{values[-1]:.2f}", flush=True)
 
 

@@ -1021,3 +1021,28 @@ def test_a_residuals_last_conv_adds_itself_into_the_other_branch(monkeypatch):
     assert fused.ok and np.array_equal(x, before)
     separate = fw.run(net, data=x, keep_outputs=True)
     np.testing.assert_allclose(fused.output, separate.output, rtol=1e-5, atol=1e-5)
+
+
+def test_a_session_prepares_its_weights_once(monkeypatch):
+    """A Session checks its weights once and folds each BatchNorm on its first pass only; its passes
+    (any batch size) give what one-shot runs give."""
+    net = cnncalc.load("resnet18", "3x32x32")
+    weights = fw.initial_weights(cnncalc.analyse(net), seed=4)
+    folds = []
+    real = fw._conv_with_batch_norm
+    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
+    session = fw.Session(net, weights=weights)
+    x = np.random.default_rng(5).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    first, again, single = session.run(x), session.run(x), session.run(x[1])
+    assert len(folds) == 20  # resnet18's convolutions, each followed by a BatchNorm: folded once
+    np.testing.assert_array_equal(first.output, again.output)
+    np.testing.assert_allclose(single.output[0], first.output[1], rtol=1e-5, atol=1e-6)
+    one_shot = fw.run(net, weights=weights, data=x)
+    assert len(folds) == 40 and first.ok and single.ok
+    np.testing.assert_array_equal(one_shot.output, first.output)
+
+
+def test_a_session_refuses_a_pass_that_does_not_fit_before_making_weights(monkeypatch):
+    monkeypatch.setattr(fw, "initial_weights", lambda *a: pytest.fail("weights made before the memory check"))
+    with pytest.raises(SpecError, match="memory"):
+        fw.Session(cnncalc.load("vgg16"), batch=64, max_memory="1M")
