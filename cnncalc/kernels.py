@@ -601,8 +601,9 @@ def _conv_stacked(x, pads, weight, bias, stride, dilation, groups, out, accumula
         # (G, K0*Cog, depth) @ (nb, G, depth, pixels): per-tap partial sums (nb, G, K0*Cog, pixels)
         np.matmul(w, cols, out=part.reshape(nb, G, K0 * Cog, -1))
         dst = out_g[ns][(Ellipsis, rs) + rest]  # (nb, G, Cog, r, *Or)
-        _put(dst, part[:, :, 0, :, :r], accumulate)
-        for k in range(1, K0):
+        if not accumulate:  # the first two taps' sum written in one pass
+            np.add(part[:, :, 0, :, :r], part[:, :, 1, :, d0:d0 + r], out=dst)
+        for k in range(0 if accumulate else 2, K0):
             dst += part[:, :, k, :, k * d0:k * d0 + r]
 
 
