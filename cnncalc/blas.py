@@ -1,9 +1,8 @@
 """``c += a @ b`` in one GEMM (beta = 1), through the OpenBLAS that NumPy's own wheels carry.
 
 ``np.matmul`` always overwrites its ``out`` -- and OpenBLAS zero-fills ``out`` before it
-multiplies -- so a sum of products (a residual block's last convolution plus its shortcut, the
-taps of a stacked convolution) costs NumPy a pass over the output per term that BLAS does not
-need.  NumPy's wheels bundle scipy-openblas, whose CBLAS is exported under the names
+multiplies -- so a sum with a product (a residual block's last convolution plus its shortcut,
+a 1x1 convolution plus its bias) costs NumPy a pass over the output that BLAS does not need.  NumPy's wheels bundle scipy-openblas, whose CBLAS is exported under the names
 ``scipy_cblas_sgemm64_`` and ``scipy_cblas_dgemm64_`` (64-bit integers); when that library is
 found beside NumPy it is called here through ``ctypes`` -- NumPy has already loaded it, so this
 loads nothing new and uses the same threads.  Where it is not found (NumPy built against
