@@ -1028,3 +1028,17 @@ def test_every_kernel_keeps_float32():
     ] + [fn(x) for fn, _, _ in ACTIVATIONS.values()]
     for out in outs:
         assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("ws", [(3, 6, 1, 1), (8, 6, 1, 1), (5, 6, 3, 3)])
+def test_gemm_sums_with_weights_blas_cannot_read(gemm_sums, ws):
+    """Weights in a layout no BLAS call takes (every other element of a larger array): where a GEMM
+    reads them as they are (a narrowing 1x1 conv, whose output starts as its bias) the sum falls
+    back to matmul and add, per matrix; the other paths lay them out first.  Same results."""
+    x, b = rand(1, 6, 5, 5), rand(ws[0], seed=2)
+    w = rand(ws[0], ws[1], ws[2], 2 * ws[3], seed=1)[..., ::2]  # inner stride 2
+    pads = ((ws[2] // 2,) * 2,) * 2
+    total = rand(1, ws[0], 5, 5, seed=3)
+    want = total + naive_conv(x, np.ascontiguousarray(w), b, (1, 1), pads, (1, 1), 1)
+    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total), want)
+    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1), want - rand(1, ws[0], 5, 5, seed=3))
