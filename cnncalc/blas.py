@@ -2,7 +2,8 @@
 
 ``np.matmul`` always overwrites its ``out`` -- and OpenBLAS zero-fills ``out`` before it
 multiplies -- so a sum with a product (a residual block's last convolution plus its shortcut,
-a 1x1 convolution plus its bias) costs NumPy a pass over the output that BLAS does not need.  NumPy's wheels bundle scipy-openblas, whose CBLAS is exported under the names
+a 1x1 convolution plus its bias) costs NumPy a pass over the output that BLAS does not need.
+NumPy's wheels bundle scipy-openblas, whose CBLAS is exported under the names
 ``scipy_cblas_sgemm64_`` and ``scipy_cblas_dgemm64_`` (64-bit integers); when that library is
 found beside NumPy it is called here through ``ctypes`` -- NumPy has already loaded it, so this
 loads nothing new and uses the same threads.  Where it is not found (NumPy built against
