@@ -151,6 +151,7 @@ class Session:
                  weights: str | Path | Weights | None = None, batch: int = 1, max_memory: int | str | None = None):
         self.network, self.dtype = network, _dtype(dtype)
         self._reports: dict[int, Report] = {}
+        self._estimates: dict[int, Memory] = {}
         report = self.report(batch)
         self._memory(batch, max_memory)  # refuse before making or loading weights that may not fit
         if weights is None:
@@ -169,10 +170,12 @@ class Session:
         return self._reports[batch]
 
     def _memory(self, batch: int, max_memory: int | str | None) -> Memory:
-        """The estimate for a pass of `batch`, or SpecError when it exceeds the limit."""
+        """The estimate for a pass of `batch` (made once per size), or SpecError when it exceeds the limit."""
         if isinstance(max_memory, str):
             max_memory = parse_size(max_memory)
-        memory = estimate_memory(self.report(batch), batch, self.dtype)
+        if batch not in self._estimates:
+            self._estimates[batch] = estimate_memory(self.report(batch), batch, self.dtype)
+        memory = self._estimates[batch]
         check_memory(memory, default_memory_limit() if max_memory is None else max_memory, batch)
         return memory
 
