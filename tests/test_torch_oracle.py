@@ -5,7 +5,6 @@ tests/torch_model.py, which hands the arguments to PyTorch unchanged. Every entr
 shape, params, weight/bias shapes, buffers and MACs (from the torch module's own attributes and the
 hooked shapes) must agree, and so must the totals.
 """
-from importlib import resources
 
 import pytest
 
@@ -220,7 +219,7 @@ def test_every_row_agrees_with_torch(text):
 @pytest.mark.parametrize("name", cnncalc.builtin_names())
 def test_builtin_architectures_agree_with_torch(name):
     """Every row, at 3×96×96 for speed (the arithmetic is the same; tests/test_zoo.py checks 224's totals)."""
-    text = resources.files("cnncalc.architectures").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = cnncalc.spec.resolve(name)[1]
     problems = tm.disagreements(text, input_shape=None if name == "lenet5" else "3x96x96")
     assert problems == [], "\n".join(problems)
 
