@@ -13,7 +13,7 @@ from . import __version__
 from .analysis import DType
 from .errors import SpecError, clip
 from .render import Format, TableOrJson
-from .render.check import SheetFormat
+from .homework.render import SheetFormat
 from .render.forward import ForwardDType
 from .source import Limits, current_limits, set_limits
 
@@ -202,8 +202,8 @@ def check(
     dtype: DTypeOpt = DType.float32,
 ) -> None:
     """Grade the `expect:` answers: ✓/✗, the right value and its working; exit 1 if any is wrong."""
-    from . import check as grading
-    from .render.check import show
+    from .homework import check as grading
+    from .homework.render import show
 
     graded = grading.grade_files(specs, dtype)
     show(graded, format, quiet)
@@ -252,7 +252,7 @@ def conv(
 ) -> None:
     """One convolution with its working: cnncalc conv 3x32x32 --out-channels 10 --kernel-size 5 --padding 2"""
     from .analysis import analyse
-    from .calculator import conv_network
+    from .homework.calculator import conv_network
     from .render.explain import calculator_text
 
     network, note = conv_network(input, out_channels, kernel_size, stride, padding, dilation, groups, bias,
@@ -273,7 +273,7 @@ def pool(
 ) -> None:
     """One pooling layer with its working: cnncalc pool 20x28x28 --kernel-size 2"""
     from .analysis import analyse
-    from .calculator import pool_network
+    from .homework.calculator import pool_network
     from .render.explain import calculator_text
 
     network, note = pool_network(input, kernel_size, stride, padding, dilation, ceil_mode, avg, dims)
@@ -289,7 +289,7 @@ def key(
     dtype: DTypeOpt = DType.float32,
 ) -> None:
     """The spec with every `expect:` filled in: an answer key that `check` passes with 0 failures."""
-    from .key import make_key, write_key
+    from .homework.key import make_key, write_key
 
     text, kept = make_key(spec, dtype)
     if not kept:
@@ -306,7 +306,7 @@ def worksheet(
 ) -> None:
     """The LeNet-5-style table with the answer cells left blank, for a problem sheet."""
     from .analysis import analyse
-    from .render.check import worksheet_text
+    from .homework.render import worksheet_text
     from .spec import load
 
     sys.stdout.write(worksheet_text(analyse(load(spec, input)), format))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import cnncalc
-from cnncalc import check
-from cnncalc.answers import AnswerError, parse_bytes, parse_count, parse_field_answer, parse_shape_answer
+from cnncalc.homework import check
+from cnncalc.homework.answers import AnswerError, parse_bytes, parse_count, parse_field_answer, parse_shape_answer
 from util import analyse, cli
 
 SHEETS = Path(__file__).parent / "sheets"

@@ -5,7 +5,7 @@ import re
 import pytest
 
 import cnncalc
-from cnncalc import working
+from cnncalc.homework import working
 from cnncalc.render.text import count
 from util import analyse, cli
 

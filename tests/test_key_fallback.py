@@ -2,7 +2,7 @@
 import textwrap
 
 import cnncalc
-from cnncalc import check, key
+from cnncalc.homework import check, key
 
 SPEC = textwrap.dedent("""\
     input: 1x8x8

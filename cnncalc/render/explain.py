@@ -1,7 +1,7 @@
 """`cnncalc explain`: every figure of every layer with its formula and the values substituted."""
 from __future__ import annotations
 
-from .. import working
+from ..homework import working
 from ..errors import SpecError
 from ..layers.base import suggest
 from .json import warning_text

@@ -87,7 +87,7 @@ _ARITHMETIC = re.compile(r"[\d\s,_+*·×x()-]+")
 def _evaluate(text: str) -> int:
     """Whole-number arithmetic as students write it: `20·(1·5·5) + 20`, `10 × 32 × 32`, `1,225,000 + 500`
     (the safe parser of block arguments, never eval)."""
-    from .expr import ExprError, evaluate
+    from ..expr import ExprError, evaluate
 
     text = re.sub(r"(?<=\d)[,_](?=\d{3}(?!\d))", "", text.translate(_SPACES))
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import SpecError, Where
-from .spec import Network, parse, parse_shape
+from ..errors import SpecError, Where
+from ..spec import Network, parse, parse_shape
 
 COMMAND_LINE = Where("command line")
 

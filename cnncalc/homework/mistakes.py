@@ -14,15 +14,16 @@ from fractions import Fraction
 from itertools import combinations
 from typing import Callable
 
-from . import arith, working
-from .analysis import Row
-from .errors import SpecError
-from .layers.base import Layer
-from .layers.conv import Conv, ConvTranspose
-from .layers.linear import Linear
-from .layers.norm import BatchNorm
-from .layers.pool import _Pool
-from .render.text import count, shape as fmt_shape
+from .. import arith
+from ..analysis import Row
+from ..errors import SpecError
+from ..layers.base import Layer
+from ..layers.conv import Conv, ConvTranspose
+from ..layers.linear import Linear
+from ..layers.norm import BatchNorm
+from ..layers.pool import _Pool
+from ..render.text import count, shape as fmt_shape
+from . import working
 
 _UNFOLLOWABLE = (SpecError, ArithmeticError, ValueError, IndexError, TypeError, KeyError)  # see check.py
 FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory", "param_bytes")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 
-from . import TableOrJson
+from ..render import TableOrJson
 
 
 class SheetFormat(str, Enum):
@@ -16,7 +16,7 @@ class SheetFormat(str, Enum):
 
 def worksheet_text(report, fmt: SheetFormat) -> str:
     """The LeNet-5-style table with every answer cell blank (only the input row filled in)."""
-    from . import documents
+    from ..render import documents
 
     render = documents.latex_text if SheetFormat(fmt) is SheetFormat.latex else documents.markdown_text
     return render(report, None, blank=True)
@@ -43,7 +43,7 @@ HEADERS = ["", "Layer", "Field", "Answer", "Right value", "Working"]
 
 def table_lines(sheet, color: bool = False) -> list[str]:
     """The graded answers as a box-drawn table; a diagnosis gets a line of its own under its answer."""
-    from .grid import grid, style
+    from ..render.grid import grid, style
 
     rows = []
     for r in sheet.results:
@@ -80,7 +80,7 @@ def show(graded: list, fmt: TableOrJson, quiet: bool = False) -> None:
     """Tables and scores on stdout (a file's error on stderr), or the JSON on stdout."""
     import sys
 
-    from .grid import color_enabled
+    from ..render.grid import color_enabled
 
     if fmt is TableOrJson.json:
         sys.stdout.write(graded_json(graded))

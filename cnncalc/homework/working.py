@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
 
-from . import arith
-from .analysis import Report, Row
-from .arith import PIXEL, Field
-from .layers.activation import Activation
-from .layers.base import Layer
-from .layers.composite import Concat, Residual, Sequential
-from .layers.conv import Conv, ConvTranspose
-from .layers.linear import Linear
-from .layers.norm import BatchNorm, GroupNorm, LayerNorm
-from .layers.pool import MaxPool, _AdaptivePool, _Pool
-from .layers.reshape import Flatten, Upsample, ZeroPad
-from .layers.window import decimal_text, working as size_formula
-from .render.text import count, number, shape as fmt_shape, size_bytes
+from .. import arith
+from ..analysis import Report, Row
+from ..arith import PIXEL, Field
+from ..layers.activation import Activation
+from ..layers.base import Layer
+from ..layers.composite import Concat, Residual, Sequential
+from ..layers.conv import Conv, ConvTranspose
+from ..layers.linear import Linear
+from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
+from ..layers.pool import MaxPool, _AdaptivePool, _Pool
+from ..layers.reshape import Flatten, Upsample, ZeroPad
+from ..layers.window import decimal_text, working as size_formula
+from ..render.text import count, number, shape as fmt_shape, size_bytes
 
 FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
 AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}

@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
 
-from . import arith, mistakes as diagnosis, working
-from .analysis import Report, Row
+from .. import arith
+from ..analysis import Report, Row
+from ..errors import SpecError
+from ..layers.composite import Sequential
+from ..layers.linear import Linear
+from ..render.json import field_dict
+from ..render.text import count, number, shape as fmt_shape, size_bytes
+from ..source import position
+from ..spec import Node
+from . import mistakes as diagnosis, working
 from .answers import (AnswerError, parse_bytes, parse_count, parse_field_answer, parse_shape_answer,
                       shown)
-from .errors import SpecError
-from .layers.composite import Sequential
-from .layers.linear import Linear
 from .mistakes import Mistake
-from .render.json import field_dict
-from .render.text import count, number, shape as fmt_shape, size_bytes
-from .source import position
-from .spec import Node
 
 # A shape the student's answers lead to may be one a layer cannot take at all; following it is then
 # simply given up (it only feeds diagnoses), whatever the layer raises.
@@ -98,8 +99,8 @@ def grade(report: Report) -> Sheet:
 
 def grade_files(specs: list[str], dtype="float32") -> list[tuple[str, Sheet | SpecError]]:
     """Grade each file; a file that is bad input gives its error instead (one file's error is raised)."""
-    from .analysis import analyse
-    from .spec import load
+    from ..analysis import analyse
+    from ..spec import load
 
     graded = []
     for spec in specs:

@@ -17,9 +17,9 @@ from fractions import Fraction
 import yaml
 
 from . import check
-from .analysis import Report, Row, analyse
-from .layers.composite import Composite
-from .spec import COMPOSITES, Network, Node, parse
+from ..analysis import Report, Row, analyse
+from ..layers.composite import Composite
+from ..spec import COMPOSITES, Network, Node, parse
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -79,8 +79,8 @@ def flow(answers: dict) -> str:
 
 def make_key(spec: str | None, dtype="float32") -> tuple[str, bool]:
     """(the answer key of a spec file or built-in, whether its layout and comments were kept)."""
-    from .source import read_text
-    from .spec import resolve
+    from ..source import read_text
+    from ..spec import resolve
 
     source, text = resolve(spec)
     text = text or read_text(source)
@@ -93,7 +93,7 @@ def write_key(text: str, output: str | None, force: bool, spec: str | None) -> N
     import sys
     from pathlib import Path
 
-    from .errors import SpecError, Where
+    from ..errors import SpecError, Where
 
     if output is None or output == "-":
         sys.stdout.write(text)
