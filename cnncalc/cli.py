@@ -12,7 +12,9 @@ from typer.core import TyperGroup, TyperOption
 from . import __version__
 from .analysis import DType
 from .errors import SpecError, clip
+from .pictures import Style
 from .render import Format, TableOrJson
+from .render.table import BarsOf
 from .homework.render import SheetFormat
 from .render.forward import ForwardDType
 from .source import Limits, current_limits, set_limits
@@ -130,14 +132,50 @@ def summary(
     depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, show_default=False,
                                                  help="Show rows nested at most this deep (0: one row per "
                                                       "top-level entry).")] = None,
+    bars: Annotated[bool, typer.Option("--bars", help="Add a column of bars: each row's share of MACs "
+                                                      "(or of --bars-of).")] = False,
+    bars_of: Annotated[Optional[BarsOf], typer.Option("--bars-of", show_default=False,
+                                                      help="Bars of macs (default), params or memory; "
+                                                           "implies --bars.")] = None,
 ) -> None:
-    """Per-layer output size, weight size, params, MACs and receptive field, then the totals."""
+    """Per-layer output size, weight size, params, MACs and receptive field, then the totals.
+    --format html writes one self-contained page: totals, diagram, plots by layer and the table."""
     from .analysis import analyse
     from .spec import load
 
+    if (bars or bars_of) and format is not Format.table:
+        raise SpecError("--bars belongs to the table", fix="leave out --format, or --bars")
     report = analyse(load(spec, input), dtype, batch)
     from .render import render
-    sys.stdout.write(render(report, format, depth))
+    sys.stdout.write(render(report, format, depth, bars=bars_of or (BarsOf.macs if bars else None)))
+
+
+@app.command()
+def draw(
+    spec: SpecArg = None,
+    input: InputOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE.svg", show_default=False,
+                                                  help="Write the SVG here instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let -o overwrite an existing file.")] = False,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, show_default=False,
+                                                 help="Draw blocks nested deeper than this as one block "
+                                                      "(default: as deep as stays readable).")] = None,
+    style: Annotated[Style, typer.Option("--style", help="Feature maps as volumes, or one box per layer.")]
+    = Style.volumes,
+) -> None:
+    """An architecture diagram as a standalone SVG: cnncalc draw lenet5 -o lenet5.svg"""
+    from .analysis import analyse
+    from .pictures import draw as picture
+    from .pictures.output import check_target, write_text
+    from .spec import load
+
+    if output and output != "-":
+        check_target(output, force, (spec,))
+    text = picture(analyse(load(spec, input)), depth, style)
+    if output and output != "-":
+        write_text(text, output, force, (spec,))
+    else:
+        sys.stdout.write(text)
 
 
 @app.command()

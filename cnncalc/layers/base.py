@@ -95,6 +95,10 @@ class Layer:
         """Short description for tables: `Conv (C_out=20, K=5, P=2, S=1)`."""
         return self.kind
 
+    def caption(self, shape: Shape) -> str:
+        """Shorter still, for diagrams (`5×5 conv`); the table's label by default."""
+        return self.label(shape)
+
     def params(self, shape: Shape) -> int:
         return sum(math.prod(s) for s in self.tensors(shape).values())
 

@@ -14,6 +14,7 @@ class Composite(Layer):
     """Base for layers made of other layers; the analysis walks each branch from the same input."""
 
     leaf = False
+    mark: str | None = None     # how a diagram draws the merge of the branches: "add", "mul", "concat"
 
     def __init__(self, kind: str | None = None, display: str | None = None):
         if kind:
@@ -49,6 +50,7 @@ class Residual(Composite):
     """body(x) + shortcut(x); an omitted shortcut is the identity."""
 
     kind = "residual"
+    mark = "add"
 
     def combine(self, shape, outputs):
         shapes = set(outputs.values())
@@ -64,6 +66,7 @@ class Concat(Composite):
     """Branches joined along the channels; every other dimension must agree."""
 
     kind = "concat"
+    mark = "concat"
 
     def combine(self, shape, outputs):
         shapes = list(outputs.values())

@@ -12,6 +12,8 @@ from .window import check_fits, field_per_axis, uneven_notes
 class _Convolution(Layer):
     """What both convolutions share: channels, kernel, stride, dilation, groups, bias."""
 
+    transposed = False
+
     def setup(self, a: ArgReader) -> None:
         n = self.rank
         self.in_channels = a.int("in_channels", allow_none=True)
@@ -36,6 +38,16 @@ class _Convolution(Layer):
 
     def bias_tensor(self) -> dict:
         return {"bias": (self.out_channels,)} if self.bias else {}
+
+    def caption(self, shape: Shape) -> str:
+        """`5×5 conv`, `3×3 conv /2`, `3×3 depthwise conv`: what a lecture figure writes on the arrow."""
+        kind = "transposed conv" if self.transposed else "conv"
+        if self.groups > 1:
+            kind = ("depthwise " if self.groups == shape[0] else f"group({self.groups}) ") + kind
+        text = f"{'×'.join(map(str, self.kernel_size))} {kind}"
+        if any(s != 1 for s in self.stride):
+            text += f" {'×' if self.transposed else '/'}{_axes(self.stride)}"
+        return text
 
     def _args_label(self, padding) -> str:
         k = _axes(self.kernel_size)
@@ -109,6 +121,8 @@ class Conv(_Convolution):
 @register("convtranspose", ranks=(1, 2, 3))
 class ConvTranspose(_Convolution):
     """Transposed convolution: each input unit scatters a C_out/groups × K… filter into the output."""
+
+    transposed = True
 
     signature = dict(in_channels=None, out_channels=REQUIRED, kernel_size=REQUIRED, stride=1, padding=0,
                      output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros")

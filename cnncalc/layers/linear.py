@@ -46,3 +46,6 @@ class Linear(Layer):
 
     def label(self, shape: Shape) -> str:
         return f"Linear ({shape[-1]} → {self.out_features})"
+
+    def caption(self, shape: Shape) -> str:
+        return f"fc {shape[-1]}→{self.out_features}"

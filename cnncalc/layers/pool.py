@@ -37,6 +37,13 @@ class _Pool(Layer):
         return uneven_notes(shape, self.kernel_size, self.stride, [(p, p) for p in self.padding],
                             self.dilation, self.ceil_mode)
 
+    def caption(self, shape: Shape) -> str:
+        """`2×2 max pool`, `3×3 max pool /2`, `3×3 max pool, stride 1` (the stride when not the window)."""
+        text = f"{'×'.join(map(str, self.kernel_size))} {self.caption_name}"
+        if self.stride == self.kernel_size:
+            return text
+        return text + (f" /{_axes(self.stride)}" if any(s > 1 for s in self.stride) else f", stride {_axes(self.stride)}")
+
     def _label(self, name: str) -> str:
         text = f"{name}(K={_axes(self.kernel_size)}, S={_axes(self.stride)}"
         if any(self.padding):
@@ -56,6 +63,8 @@ class MaxPool(_Pool):
         self.dilation = a.ints("dilation", self.rank)
         if a.bool("return_indices"):
             a.fail("return_indices", "is not supported: the layer would return a pair, not a tensor")
+
+    caption_name = "max pool"
 
     def label(self, shape: Shape) -> str:
         return self._label("MaxPool")
@@ -84,6 +93,8 @@ class AvgPool(_Pool):
             raise SpecError(f"avgpool3d's kernel {fmt_shape(self.kernel_size)} is larger than its input "
                             f"{fmt_shape(shape)}; PyTorch's avg_pool3d checks this before padding",
                             fix="use a smaller kernel_size, or a larger input")
+
+    caption_name = "avg pool"
 
     def label(self, shape: Shape) -> str:
         return self._label("AvgPool")
@@ -120,6 +131,10 @@ class _AdaptivePool(Layer):
         sizes = "×".join("·" if o is None else str(o) for o in self.output_size)
         return f"{self.kind_label}({sizes})"
 
+    def caption(self, shape: Shape) -> str:
+        """`global avg pool` to 1×1…, else `adaptive avg pool`."""
+        return ("global " if all(o == 1 for o in self.output_size) else "adaptive ") + self.caption_name
+
 
 def _adaptive_field(f: arith.Field, n: int, out: int) -> arith.Field:
     if n % out == 0:
@@ -134,6 +149,7 @@ class AdaptiveAvgPool(_AdaptivePool):
     """Adaptive average pooling to `output_size` (None keeps that axis)."""
 
     kind_label = "AdaptiveAvgPool"
+    caption_name = "avg pool"
 
 
 @register("adaptivemaxpool", ranks=(1, 2, 3))
@@ -141,6 +157,7 @@ class AdaptiveMaxPool(_AdaptivePool):
     """Adaptive max pooling to `output_size` (None keeps that axis)."""
 
     kind_label = "AdaptiveMaxPool"
+    caption_name = "max pool"
     signature = dict(output_size=REQUIRED, return_indices=False)
 
     def setup(self, a: ArgReader) -> None:

@@ -17,18 +17,23 @@ class Format(str, Enum):
     csv = "csv"
     markdown = "markdown"
     latex = "latex"
+    html = "html"
 
 
-def render(report, fmt: "Format | str" = Format.table, depth: int | None = None) -> str:
-    """The summary of `report` in one of the five formats (the table as plain text with box lines)."""
+def render(report, fmt: "Format | str" = Format.table, depth: int | None = None, bars=None) -> str:
+    """The summary of `report` in one of the six formats (the table as plain text with box lines);
+    `bars` (a table.BarsOf) adds the table's column of bars."""
     fmt = Format(fmt)
+    if fmt is Format.html:
+        from ..pictures.html import html_text
+        return html_text(report, depth)
     if fmt is Format.json:
         from .json import dumps
         return dumps(report)
     if fmt is Format.table:
         from .grid import color_enabled
         from .table import table_text
-        return table_text(report, depth, color=color_enabled())
+        return table_text(report, depth, color=color_enabled(), bars=bars)
     from . import documents
     return {Format.csv: documents.csv_text, Format.markdown: documents.markdown_text,
             Format.latex: documents.latex_text}[fmt](report, depth)

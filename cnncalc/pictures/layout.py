@@ -1,0 +1,421 @@
+"""The diagram's layout: analysis rows in, placed shapes out (numbers and strings only).
+
+Sequences run left to right; branching composites become lanes that split and merge (the spec is
+series-parallel, so a recursive layout suffices). Every size comes from a row's shape: nothing here
+recomputes the arithmetic. `svg.py` turns the placed shapes into SVG.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import Style
+
+SCALE = ("Scale: height and width ∝ √size (8 px per √pixel), depth ∝ log₂ channels, "
+         "bars ∝ log₂ features")
+FONT = 11             # caption font size, px
+LINE = 13             # caption line height, px
+MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, px
+AUTO_BUDGET = 36      # the default depth shows at most this many entries
+
+
+def text_width(text: str, size: float = FONT) -> float:
+    """Width of `text` in a sans-serif font, estimated (no font metrics are available offline)."""
+    narrow = sum(ch in "il.,:;|!'()[]1 ·/" for ch in text)
+    return size * (0.6 * (len(text) - narrow) + 0.33 * narrow)
+
+
+def side(n: int) -> float:
+    """Pixels for a spatial size: 8·√n (224 → 120, 28 → 42, 7 → 21), at most 320."""
+    return min(8 * math.sqrt(n), 320.0)
+
+
+def thickness(c: int) -> float:
+    """Depth for a channel count: 4 + 9·log₂ c (3 → 18, 64 → 58, 2048 → 103), at most 140."""
+    return min(4 + 9 * math.log2(max(c, 1)), 140.0)
+
+
+def bar_length(n: int) -> float:
+    """Height of a vector's bar: 6 + 11·log₂ n (10 → 43, 500 → 105, 4096 → 138)."""
+    return 6 + 11 * math.log2(max(n, 1))
+
+
+def shape_text(shape: tuple) -> str:
+    """`20@28×28` (channels @ the rest), `500` for a vector."""
+    if len(shape) <= 1:
+        return "×".join(map(str, shape)) or "scalar"
+    return f"{shape[0]}@{'×'.join(map(str, shape[1:]))}"
+
+
+# --- placed shapes: what the SVG writer draws --------------------------------------------------------
+
+@dataclass
+class Solid:
+    """A box in oblique projection: the front face (x, y, w, h), its depth drawn up-right by (dx, dy)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    dx: float
+    dy: float
+    tone: str
+    path: str
+    title: str
+    shape: tuple = ()
+    rounded: bool = False
+
+
+@dataclass
+class Text:
+    x: float
+    y: float
+    text: str
+    path: str = ""
+    size: float = FONT
+    anchor: str = "middle"
+    tone: str = "caption"
+
+
+@dataclass
+class Line:
+    points: list
+    arrow: bool = False
+    tone: str = "flow"
+
+
+@dataclass
+class Mark:
+    """Where branches merge: add (⊕), mul (⊗), concat, or another kind written out."""
+
+    x: float
+    y: float
+    kind: str
+    path: str
+    title: str
+    r: float = 9
+
+
+@dataclass
+class Diagram:
+    width: float
+    height: float
+    title: str
+    items: list = field(default_factory=list)
+    depth: int | None = None
+    style: Style = Style.volumes
+
+
+# --- items: measured first, placed second ------------------------------------------------------------
+
+class Item:
+    width = 0.0
+    above = 0.0     # extent above the flow line
+    below = 0.0     # extent below it
+
+    def place(self, x: float, y: float, out: list) -> None:
+        raise NotImplementedError
+
+
+class Map(Item):
+    """A feature map (a volume), a vector (a bar) or, in the boxes style, a labelled box."""
+
+    def __init__(self, shape: tuple, path: str, title: str, tone: str, style: Style, caption: str = ""):
+        self.shape, self.path, self.title, self.tone, self.style = shape, path, title, tone, style
+        self.label = shape_text(shape)
+        self.caption = caption
+        if style is Style.boxes:
+            self.w = max(text_width(caption), text_width(self.label)) + 16
+            self.h, self.dx, self.dy = 2 * LINE + 10, 0.0, 0.0
+        elif len(shape) <= 1:
+            self.w, self.h = 10.0, bar_length(shape[0] if shape else 1)
+            self.dx = self.dy = 4.0
+        else:
+            spatial = shape[1:]
+            self.h = side(spatial[-2] if len(spatial) > 1 else spatial[0])
+            self.w = side(spatial[-1]) if len(spatial) > 1 else side(1)
+            depth = thickness(shape[0])
+            self.dx, self.dy = 0.5 * depth, 0.4 * depth
+        label_room = 0 if style is Style.boxes else LINE + 4
+        self.width = max(self.w + self.dx, 0 if style is Style.boxes else text_width(self.label))
+        self.above = self.h / 2 + self.dy
+        self.below = self.h / 2 + label_room
+        self.face = None
+
+    def place(self, x, y, out):
+        left = x + (self.width - self.w - self.dx) / 2
+        top = y - self.h / 2
+        self.face = (left, top, self.w, self.h)
+        out.append(Solid(left, top, self.w, self.h, self.dx, self.dy, self.tone, self.path, self.title,
+                         self.shape, rounded=self.style is Style.boxes))
+        centre = left + self.w / 2
+        if self.style is Style.boxes:
+            out.append(Text(centre, y - 3, self.caption, self.path, tone="boxcaption"))
+            out.append(Text(centre, y + LINE - 2, self.label, self.path, size=FONT - 1, tone="shape"))
+        else:
+            out.append(Text(centre, top + self.h + LINE, self.label, self.path, tone="shape"))
+
+
+class Gap(Item):
+    """An arrow into the next item, with the captions of the layers it stands for written above it."""
+
+    def __init__(self, captions: list[tuple[str, str, bool]], kernel: tuple | None = None, tail: bool = False):
+        self.captions = captions        # (path, text, is_block)
+        self.kernel = kernel            # (path, kernel sizes, input spatial sizes) of a convolution
+        self.tail = tail                # an arrow into nothing: the last layers of a lane or the network
+        widest = max((text_width(t) + (10 if block else 0) for _, t, block in captions), default=0)
+        self.width = max(36.0, widest + 24)
+        self.above = len(captions) * LINE + 6
+        self.below = 4.0
+
+    def place(self, x, y, out):
+        out.append(Line([(x, y), (x + self.width, y)], arrow=not self.tail))
+        n = len(self.captions)
+        for i, (path, text, block) in enumerate(self.captions):
+            out.append(Text(x + self.width / 2, y - 5 - (n - 1 - i) * LINE, text, path,
+                            tone="block" if block else "caption"))
+
+
+class Series(Item):
+    """Items one after another on a common flow line."""
+
+    def __init__(self, items: list[Item]):
+        self.items = items
+        self.width = sum(i.width for i in items)
+        self.above = max((i.above for i in items), default=4.0)
+        self.below = max((i.below for i in items), default=4.0)
+
+    def place(self, x, y, out):
+        for item in self.items:
+            item.place(x, y, out)
+            x += item.width
+        _kernels(self.items, y, out)
+
+
+class Parallel(Item):
+    """Branches as lanes below one another, split from one point and merged at a mark."""
+
+    SPLIT, LANE_GAP, R = 12.0, 18.0, 9.0
+
+    def __init__(self, lanes: list[Series], mark: str, path: str, title: str, label: str = ""):
+        self.lanes, self.mark, self.path, self.title, self.label = lanes, mark, path, title, label
+        inner = max((lane.width for lane in lanes), default=0.0)
+        self.merge = self.SPLIT + inner + 14 + self.R
+        if label:
+            self.merge = max(self.merge, self.SPLIT + inner + 4 + text_width(label, FONT - 1) / 2)
+        self.width = self.merge + max(self.R, text_width(label, FONT - 1) / 2 if label else 0) + 4
+        self.above = max(lanes[0].above, self.R + (LINE + 2 if label else 0))
+        self.offsets = [0.0]
+        for before, lane in zip(lanes, lanes[1:]):
+            self.offsets.append(self.offsets[-1] + before.below + self.LANE_GAP + lane.above)
+        self.below = self.offsets[-1] + lanes[-1].below if len(lanes) > 1 else max(lanes[0].below, self.R)
+
+    def place(self, x, y, out):
+        split, merge = x + self.SPLIT / 2, x + self.merge
+        out.append(Line([(x, y), (split, y)]))
+        lowest = y + self.offsets[-1]
+        if len(self.lanes) > 1:
+            out.append(Line([(split, y), (split, lowest)]))
+            out.append(Line([(merge, lowest), (merge, y + self.R)]))
+        for lane, offset in zip(self.lanes, self.offsets):
+            ly = y + offset
+            start = x + self.SPLIT
+            out.append(Line([(split, ly), (start, ly)]))
+            lane.place(start, ly, out)
+            end = start + lane.width
+            out.append(Line([(end, ly), (merge - (self.R if offset == 0 else 0), ly)], arrow=offset == 0))
+        out.append(Mark(merge, y, self.mark, self.path, self.title, self.R))
+        if self.label:
+            out.append(Text(merge, y - self.R - 4, self.label, self.path, size=FONT - 1, tone="shape"))
+        out.append(Line([(merge + self.R, y), (x + self.width, y)]))
+
+
+def _kernels(items: list[Item], y: float, out: list) -> None:
+    """A convolution's kernel as a small box on the map it slides over, with lines to the unit it makes."""
+    for before, gap, after in zip(items, items[1:], items[2:]):
+        if not (isinstance(gap, Gap) and gap.kernel and isinstance(before, Map) and isinstance(after, Map)
+                and before.face and after.face and before.style is Style.volumes):
+            continue
+        path, sizes, spatial = gap.kernel
+        left, top, w, h = before.face
+        kh = max(5.0, h * sizes[-2] / spatial[-2]) if len(sizes) > 1 else max(5.0, h * sizes[0] / spatial[0])
+        kw = max(5.0, w * sizes[-1] / spatial[-1]) if len(sizes) > 1 else max(3.0, w * 0.5)
+        kh, kw = min(kh, h * 0.45), min(kw, w * 0.6)
+        kx, ky = left + w - kw - 2, top + h - kh - 2   # lower right of the front face, below the captions
+        out.append(Solid(kx, ky, kw, kh, before.dx, before.dy, "kernel", path,
+                         f"kernel {'×'.join(map(str, sizes))} over all {before.shape[0]} input channels"))
+        ax, ay, aw, ah = after.face
+        target = (ax + aw * 0.35, ay + ah * 0.8)
+        for corner in ((kx + kw, ky), (kx + kw, ky + kh)):
+            out.append(Line([corner, target], tone="kernel"))
+
+
+# --- from the analysis rows to items -----------------------------------------------------------------
+
+def auto_depth(report) -> int:
+    """The deepest nesting whose drawing has at most AUTO_BUDGET volumes and merges (layers that keep
+    their input's shape and compute nothing, ReLU or BatchNorm, share the volume before them), and of
+    the depths that draw as many, the shallowest: resnet50's named blocks rather than their residuals."""
+    deepest = max((r.node.depth for r in report.rows), default=0)
+    counts = []
+    for depth in range(deepest + 1):
+        counts.append(sum(1 for r in report.rows if _drawn(r, depth)))
+        if counts[-1] > AUTO_BUDGET:
+            counts.pop()
+            break
+    if not counts:
+        return 0
+    return counts.index(counts[-1])
+
+
+def _drawn(row, depth: int) -> bool:
+    """Whether `row` is a volume or a merge of its own in a drawing at `depth`."""
+    node = row.node
+    if node.leaf:
+        return node.depth <= depth and not (row.output == row.input and row.macs == 0)
+    if node.depth == depth:
+        return True
+    return node.depth < depth and (node.layer.mark is not None or list(node.branches) != [""])
+
+
+def layout(report, depth: int | None = None, style: Style | str = Style.volumes) -> Diagram:
+    """Place the network of `report`: entries nested deeper than `depth` are drawn as their block."""
+    style = Style(style)
+    depth = auto_depth(report) if depth is None else depth
+    builder = _Builder(report, depth, style)
+    first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
+                caption="input")
+    items = [first] + builder.sequence(report.network.root.branches[""], first)
+    out: list = []
+    top = 46.0
+    width, bottom = _place_rows(_rows(items), top, out)
+    title = report.network.name
+    out.append(Text(14, 22, title, size=16, anchor="start", tone="title"))
+    out.append(Text(14, 38, _subtitle(report, depth, style), size=FONT - 1, anchor="start", tone="note"))
+    if style is Style.volumes:
+        out.append(Text(14, bottom + 18, SCALE, size=FONT - 1, anchor="start", tone="note"))
+        bottom += 18
+    width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28)
+    return Diagram(width, bottom + 10, title, out, depth, style)
+
+
+def _subtitle(report, depth: int, style: Style) -> str:
+    deepest = max((r.node.depth for r in report.rows), default=0)
+    shown = "every layer" if depth >= deepest else f"blocks nested deeper than {depth} collapsed"
+    return (f"input {shape_text(report.network.input)} · {report.totals.params:,} params · "
+            f"{report.totals.macs:,} MACs · {shown}")
+
+
+class _Builder:
+    def __init__(self, report, depth: int, style: Style):
+        self.rows = {id(r.node): r for r in report.rows}
+        self.depth, self.style = depth, style
+
+    def sequence(self, nodes, previous: Item | None) -> list[Item]:
+        """Items for a list of entries; `previous` is the item the first one follows (a Map or None)."""
+        items: list[Item] = []
+        pending: list[tuple[str, str, bool]] = []   # captions waiting for the next map
+        for row in self._flatten(nodes):
+            node = row.node
+            if not node.leaf and node.depth < self.depth:   # a branching composite (groups are opened)
+                if pending:
+                    items.append(Gap(pending))
+                    pending = []
+                items.append(self.parallel(row))
+                previous = items[-1]
+                continue
+            block = not node.leaf
+            caption = (row.path, self._caption(row), block)
+            folds = (self.style is Style.volumes and not block and row.output == row.input and row.macs == 0)
+            if folds and isinstance(previous, Map) and items and isinstance(items[-1], Map) \
+                    and isinstance(items[-2], Gap):
+                items[-2] = _with(items[-2], caption)
+                items[-1].title += f"; {caption[1]}"
+                continue
+            if folds and self.style is Style.volumes and not isinstance(previous, Map):
+                pending.append(caption)
+                continue
+            kernel = None
+            if row.weight is not None and len(row.weight) >= 3 and len(row.input) == len(row.weight) - 1 \
+                    and row.macs:
+                kernel = (row.path, row.weight[2:], row.input[1:])
+            tone = "block" if block else ("weighted" if row.macs else "plain")
+            if len(row.output) <= 1 and not block:
+                tone = "vector" if row.macs else tone
+            items.append(Gap(pending + [caption] if self.style is Style.volumes else pending, kernel))
+            pending = []
+            items.append(Map(row.output, row.path, f"{self._caption(row)} → {shape_text(row.output)}", tone,
+                             self.style, caption=caption[1]))
+            previous = items[-1]
+        if pending:
+            items.append(Gap(pending, tail=True))
+        return items
+
+    def _flatten(self, nodes):
+        """The rows of `nodes`, with plain groups (sequential, blocks, repeats) opened up to the depth."""
+        for node in nodes:
+            row = self.rows[id(node)]
+            if not node.leaf and node.depth < self.depth and node.layer.mark is None \
+                    and list(node.branches) == [""]:
+                yield from self._flatten(node.branches[""])
+            else:
+                yield row
+
+    def parallel(self, row) -> Parallel:
+        node = row.node
+        lanes = [Series(self.sequence(nodes, None)) for nodes in node.branches.values()]
+        label = shape_text(row.output) if row.output != row.input and node.layer.mark == "concat" else ""
+        title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
+        return Parallel(lanes, node.layer.mark or node.kind, row.path, title, label)
+
+    def _caption(self, row) -> str:
+        node = row.node
+        if not node.leaf:
+            return node.name or node.layer.label(row.input)
+        caption = node.layer.caption(row.input)
+        name = node.name or ""
+        said = caption.replace(" ", "").lower()
+        if not name or len(name) > 12 or name.lower() in said or said in name.lower():
+            return caption      # `fc: fc 2048→1000` and `maxpool: 3×3 max pool` say it twice
+        return f"{name}: {caption}"
+
+
+def _with(gap: Gap, caption) -> Gap:
+    return Gap(gap.captions + [caption], gap.kernel, gap.tail)
+
+
+# --- rows of a long network ---------------------------------------------------------------------------
+
+def _rows(items: list[Item]) -> list[list[Item]]:
+    """Break the top-level items into rows of about equal width, as few as keep each under MAX_ROW (an
+    item wider than that, a long branching block, gets a row of its own); a new row starts at an arrow or at
+    the split of branches."""
+    total = sum(i.width for i in items)
+    target = total / math.ceil(total / MAX_ROW) if total > MAX_ROW else MAX_ROW
+    rows, row, width = [], [], 0.0
+    for i, item in enumerate(items):
+        starts = isinstance(item, (Gap, Parallel))          # a row starts at an arrow or a split
+        following = items[i + 1].width if isinstance(item, Gap) and i + 1 < len(items) else 0.0
+        if starts and row and width + (item.width + following) / 2 > target:
+            rows.append(row)
+            row, width = [], 0.0
+        row.append(item)
+        width += item.width
+    return rows + [row] if row else rows
+
+
+def _place_rows(rows: list[list[Item]], top: float, out: list) -> tuple[float, float]:
+    """Place each row below the last, joined by a line that turns back to the left; (width, bottom)."""
+    margin, width, y_end = 28.0, 0.0, None
+    for row in rows:
+        series = Series(row)
+        y = top + series.above
+        if y_end is not None:
+            x_end, y_prev, turn = y_end
+            out.append(Line([(x_end, y_prev), (x_end + 8, y_prev), (x_end + 8, turn), (margin - 14, turn),
+                             (margin - 14, y), (margin, y)]))
+        series.place(margin, y, out)
+        width = max(width, margin + series.width + 24)
+        top = y + series.below + 28
+        y_end = (margin + series.width, y, top - 14)
+    return width, top - 28
