@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 INPUT = "3x224x224"
@@ -62,7 +61,7 @@ def numpy_engine(net: str, network, engine: str):
 
     session = fw.Session(network)
     if engine == "numpy-unfused":
-        fw._Pass.fusion = lambda self, nodes, i: (self.params.get(nodes[i].path, {}), [])
+        fw.session._Pass.fusion = lambda self, nodes, i: (self.params.get(nodes[i].path, {}), [])
 
     def run(x):
         if engine == "numpy-run":
@@ -84,7 +83,9 @@ def torch_engine(net: str, network, engine: str = "torch"):
     sys.path.insert(0, str(ROOT / "tests"))
     import torch_model
 
-    text = resources.files("cnncalc.architectures").joinpath(f"{net}.yaml").read_text()
+    from cnncalc.spec import resolve
+
+    text = resolve(net)[1]  # (from a checkout too, without an install)
     model, _ = torch_model.read(text, network.input)
 
     def timed(x):

@@ -1,4 +1,4 @@
-"""Timing of cnncalc.kernels' convolutions (and whole networks built on them) against PyTorch.
+"""Timing of cnncalc.forward's convolution kernels (and whole networks built on them) against PyTorch.
 
     python benchmarks/kernels_bench.py                 # conv layers of resnet50/vgg16, batch 1 and 32
     python benchmarks/kernels_bench.py --batch 1       # one batch size only
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from cnncalc import kernels as K  # noqa: E402
+from cnncalc.forward import conv, linear, pool  # noqa: E402
 
 #: name, C_in, C_out, input size, kernel, stride (padding = kernel // 2)
 LAYERS = [
@@ -98,7 +98,7 @@ def bench_layers(batches) -> None:
             w = rng.standard_normal((cout, cin, k, k), dtype=np.float32)
             p = k // 2
             reps = 10 if n == 1 else 3
-            t_np = best_time(lambda: K.conv(x, w, None, (s, s), ((p, p), (p, p)), (1, 1), 1), reps)
+            t_np = best_time(lambda: conv.conv(x, w, None, (s, s), ((p, p), (p, p)), (1, 1), 1), reps)
             out = (size + 2 * p - k) // s + 1
             flops = 2 * n * cout * cin * k * k * out * out
             t_th = ratio = float("nan")
@@ -142,15 +142,15 @@ def numpy_resnet50(rng):
 
 
 def numpy_resnet50_forward(x, P):
-    """resnet50 on cnncalc.kernels; BatchNorm and ReLU in place on arrays the pass owns."""
+    """resnet50 on cnncalc.forward's kernels; BatchNorm and ReLU in place on arrays the pass owns."""
     def conv_bn(x, w, bn, stride=1, relu=True):
         p = w.shape[-1] // 2
-        y = K.conv(x, w, None, (stride, stride), ((p, p), (p, p)), (1, 1), 1)
+        y = conv.conv(x, w, None, (stride, stride), ((p, p), (p, p)), (1, 1), 1)
         y *= bn[0]
         y += bn[1]
         return np.maximum(y, 0, out=y) if relu else y
     x = conv_bn(x, P["conv1"], P["bn1"], 2)
-    x = K.max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), ((x.shape[2] - 1) // 2 + 1,) * 2)
+    x = pool.max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), ((x.shape[2] - 1) // 2 + 1,) * 2)
     for blk in P["blocks"]:
         s = blk["stride"]
         idt = conv_bn(x, blk["down"], blk["dbn"], s, relu=False) if "down" in blk else x
@@ -159,8 +159,8 @@ def numpy_resnet50_forward(x, P):
         o = conv_bn(o, blk["c3"], blk["b3"], relu=False)
         o += idt
         x = np.maximum(o, 0, out=o)
-    x = K.adaptive_avg_pool(x, (1, 1)).reshape(x.shape[0], -1)
-    return K.linear(x, *P["fc"])
+    x = pool.adaptive_avg_pool(x, (1, 1)).reshape(x.shape[0], -1)
+    return linear.linear(x, *P["fc"])
 
 
 def numpy_vgg16(rng):
@@ -179,16 +179,16 @@ def numpy_vgg16(rng):
 
 
 def numpy_vgg16_forward(x, P):
-    """vgg16 on cnncalc.kernels; ReLU in place."""
+    """vgg16 on cnncalc.forward's kernels; ReLU in place."""
     for item in P["features"]:
         if item == "M":
-            x = K.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), (x.shape[2] // 2,) * 2)
+            x = pool.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), (x.shape[2] // 2,) * 2)
         else:
-            x = K.conv(x, item[0], item[1], (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+            x = conv.conv(x, item[0], item[1], (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
             np.maximum(x, 0, out=x)
-    x = K.adaptive_avg_pool(x, (7, 7)).reshape(x.shape[0], -1)
+    x = pool.adaptive_avg_pool(x, (7, 7)).reshape(x.shape[0], -1)
     for i, (w, b) in enumerate(P["fc"]):
-        x = K.linear(x, w, b)
+        x = linear.linear(x, w, b)
         if i < 2:
             np.maximum(x, 0, out=x)
     return x

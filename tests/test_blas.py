@@ -1,4 +1,4 @@
-"""cnncalc.blas: ``c += a @ b`` in one BLAS call (beta = 1), or False when that cannot be done.
+"""cnncalc.forward.blas: ``c += a @ b`` in one BLAS call (beta = 1), or False when that cannot be done.
 
 Worked example: a (2x3) of ones times b (3x4) of ones is 3 in every entry; added to c of ones,
 c becomes 4 everywhere -- and a (2x3) block of a larger matrix, read through its leading
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnncalc import blas
+from cnncalc.forward import blas
 
 needs_blas = pytest.mark.skipif(not blas.available(), reason="NumPy's scipy-openblas not found")
 

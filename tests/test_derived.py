@@ -1,11 +1,11 @@
-"""cnncalc.derived: values computed from weight arrays, cached while those arrays live and unchanged."""
+"""cnncalc.forward.derived: values computed from weight arrays, cached while those arrays live and unchanged."""
 from __future__ import annotations
 
 import gc
 
 import numpy as np
 
-from cnncalc import derived as D
+from cnncalc.forward import derived as D
 
 
 def test_same_arrays_reuse_the_value_and_none_is_a_source_position():

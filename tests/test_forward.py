@@ -189,9 +189,9 @@ def test_a_relu_before_a_conv_or_max_pool_is_left_to_it():
     x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
     before = x.copy()
     deferred = []
-    real = fw._apply
+    real = fw.base.apply
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fw, "_apply", lambda layer, x, p, owned, **options: (
+        patch.setattr(fw.base, "apply", lambda layer, x, p, owned, **options: (
             deferred.append(options.get("relu", False)), real(layer, x, p, owned, **options))[1])
         fused = fw.run(net, data=x)
     assert sum(deferred) == 6  # all ReLUs but the one before the residual (two readers)
@@ -216,13 +216,13 @@ def test_memory_estimate_and_refusal():
 def test_scratch_estimate_covers_each_kernel_buffer(monkeypatch, bias):
     """Every reused scratch buffer a pass grows fits the estimate's, here a resnet-like stem whose
     BatchNorm (or own bias) becomes an extra GEMM row of its im2col."""
-    monkeypatch.setattr(fw.kernels, "_tls", type(fw.kernels._tls)())  # fresh, empty buffers
+    monkeypatch.setattr(fw.memory, "_tls", type(fw.memory._tls)())  # fresh, empty buffers
     net = cnncalc.parse(spec("3x64x64", f"conv2d: {{out_channels: 8, kernel_size: 7, stride: 2, padding: 3, "
                                         f"bias: {bias}}}", "batchnorm2d", "relu"))
     assert fw.run(net, batch=2, max_memory=0).ok
-    walk = fw._MemoryWalk(cnncalc.analyse(net), 2, 4)
+    walk = fw.estimate._MemoryWalk(cnncalc.analyse(net), 2, 4)
     walk.sequence(net.root.branches[""], 0)
-    used = {name: buffer.nbytes for name, buffer in vars(fw.kernels._tls).items()}
+    used = {name: buffer.nbytes for name, buffer in vars(fw.memory._tls).items()}
     assert used["cols"] == 2 * (3 * 7 * 7 + 1) * 32 * 32 * 4  # the whole batch, plus the row of ones
     assert all(size <= walk.buffers[name] for name, size in used.items()), (used, walk.buffers)
 
@@ -255,8 +255,8 @@ def test_parse_size_refuses_nonsense(text):
 
 def test_a_wrong_shape_is_caught(monkeypatch):
     # a kernel that drops a column: the pass reports ✗ for it and the entries after it
-    real = fw._KERNELS[cnncalc.layers.lookup("sigmoid")]
-    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("sigmoid"), lambda *a: real(*a)[..., :-1])
+    real = fw.base.KERNELS[cnncalc.layers.lookup("sigmoid")]
+    monkeypatch.setitem(fw.base.KERNELS, cnncalc.layers.lookup("sigmoid"), lambda *a: real(*a)[..., :-1])
     result = fw.run(cnncalc.parse(spec("1x4x4", "sigmoid", "conv2d: {out_channels: 1, kernel_size: 1}")))
     assert not result.ok
     assert [(c.predicted, c.actual, c.ok) for c in result.checks] == [((1, 4, 4), (1, 4, 3), False),
@@ -266,7 +266,7 @@ def test_a_wrong_shape_is_caught(monkeypatch):
 def test_a_failing_kernel_stops_the_pass_and_is_reported(monkeypatch):
     def broken(layer, x, p, owned):
         raise ValueError("boom")
-    monkeypatch.setitem(fw._KERNELS, cnncalc.layers.lookup("relu"), broken)
+    monkeypatch.setitem(fw.base.KERNELS, cnncalc.layers.lookup("relu"), broken)
     result = fw.run(cnncalc.parse(spec("1x4x4", "sigmoid", "relu", "tanh")))
     assert not result.ok and result.output is None
     assert [c.actual for c in result.checks] == [(1, 4, 4), None, None]
@@ -320,8 +320,8 @@ def test_cli_composites_are_rows_too(tmp_path):
 
 def test_cli_disagreement_is_exit_1(monkeypatch):
     # LeNet-5's first max pool drops a channel (its ReLUs are applied by the convs, so not those)
-    real = fw._KERNELS[fw.pool.MaxPool]
-    monkeypatch.setitem(fw._KERNELS, fw.pool.MaxPool, lambda *a, **k: real(*a, **k)[:, :-1])
+    real = fw.base.KERNELS[fw.pool.MaxPool]
+    monkeypatch.setitem(fw.base.KERNELS, fw.pool.MaxPool, lambda *a, **k: real(*a, **k)[:, :-1])
     result = cli("forward")
     assert result.exit_code == 1 and "✗" in result.stdout and "shapes disagree" in result.stdout
     data = json.loads(cli("forward", "-f", "json").stdout)
@@ -675,7 +675,7 @@ def test_norms_over_constant_groups_equal_pytorch(name, seed, tmp_path):
 
 
 def written_out_norms(eps_factor: float = 1.0, ddof: int = 0):
-    """kernels.group_norm and kernels.layer_norm defined plainly in float64 -- or, with eps_factor ≠ 1
+    """forward.norm's group_norm and layer_norm defined plainly in float64 -- or, with eps_factor ≠ 1
     or ddof = 1 (the unbiased variance), wrongly."""
     def normalised(g, axes, eps):
         g = g.astype(np.float64)
@@ -709,8 +709,8 @@ NORMS = {
 def test_norms_written_out_here_pass(name, tmp_path, monkeypatch):
     """The control for the next test: the plain definition, in place of our kernels, passes."""
     group_norm, layer_norm = written_out_norms()
-    monkeypatch.setattr(fw.kernels, "group_norm", group_norm)
-    monkeypatch.setattr(fw.kernels, "layer_norm", layer_norm)
+    monkeypatch.setattr(fw.norm, "group_norm", group_norm)
+    monkeypatch.setattr(fw.norm, "layer_norm", layer_norm)
     assert_equivalent(NORMS[name], tmp_path)
 
 
@@ -720,8 +720,8 @@ def test_norms_written_out_here_pass(name, tmp_path, monkeypatch):
 def test_a_wrong_norm_still_fails(name, bug, tmp_path, monkeypatch):
     """Measured: 4.5e-3 to 5e-2 relative error on the first two, 6.4e-4 to 2.6e-2 beside constant groups."""
     group_norm, layer_norm = written_out_norms(**bug)
-    monkeypatch.setattr(fw.kernels, "group_norm", group_norm)
-    monkeypatch.setattr(fw.kernels, "layer_norm", layer_norm)
+    monkeypatch.setattr(fw.norm, "group_norm", group_norm)
+    monkeypatch.setattr(fw.norm, "layer_norm", layer_norm)
     with pytest.raises(AssertionError, match=r"\((groupnorm|layernorm)\): relative error"):
         assert_equivalent(NORMS[name], tmp_path)
 
@@ -930,8 +930,8 @@ def test_folded_batch_norm_gives_pytorchs_output(text):
 
 def test_resnet18_with_folding_gives_pytorchs_output_and_confirms_every_shape(monkeypatch):
     folds = []
-    real = fw._conv_with_batch_norm
-    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
+    real = fw.norm._conv_with_batch_norm
+    monkeypatch.setattr(fw.norm, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
     from cnncalc.spec import resolve
 
     text = resolve("resnet18")[1].replace("input: 3x224x224", "input: 3x64x64", 1)
@@ -942,7 +942,7 @@ def test_resnet18_with_folding_gives_pytorchs_output_and_confirms_every_shape(mo
 
 
 def test_folding_is_off_when_every_output_is_kept(monkeypatch):
-    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: pytest.fail("folded although outputs are kept"))
+    monkeypatch.setattr(fw.norm, "_conv_with_batch_norm", lambda *a: pytest.fail("folded although outputs are kept"))
     result = fw.run(cnncalc.parse(TINY), keep_outputs=True)
     assert result.ok and set(result.outputs) >= {"0", "1"}
     assert not np.array_equal(result.outputs["0"], result.outputs["1"])  # the conv's own output, then the BN's
@@ -977,12 +977,11 @@ def test_memory_estimate_counts_the_prepared_weights():
 def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch):
     """At 3x112x112 three of vgg16's convs (128 channels at 56x56, 256 at 28x28) take Winograd
     F(4x4, 3x3): every layer still equals torch's within 1e-4, the error carried through the net."""
-    from cnncalc import kernels
     from cnncalc.spec import resolve
 
     calls = []
-    real = kernels._conv_winograd
-    monkeypatch.setattr(kernels, "_conv_winograd", lambda *a: (calls.append(a[0].shape), real(*a)))
+    real = fw.conv._conv_winograd
+    monkeypatch.setattr(fw.conv, "_conv_winograd", lambda *a: (calls.append(a[0].shape), real(*a)))
     text = resolve("vgg16")[1].replace("input: 3x224x224", "input: 3x112x112", 1)
     assert_equivalent(text, tmp_path, batch=1, via_npz=False)
     assert [shape[1:] for shape in calls] == [(128, 56, 56), (256, 28, 28), (256, 28, 28)]
@@ -1011,8 +1010,8 @@ def test_a_residuals_last_conv_adds_itself_into_the_other_branch(monkeypatch):
     x = np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32)
     before = x.copy()
     sums = []
-    real = fw.kernels.conv
-    monkeypatch.setattr(fw.kernels, "conv", lambda *a, add_to=None, **k: (
+    real = fw.conv.conv
+    monkeypatch.setattr(fw.conv, "conv", lambda *a, add_to=None, **k: (
         sums.append(add_to is not None), real(*a, add_to=add_to, **k))[1])
     fused = fw.run(net, data=x)
     # (the last conv reads x, its add_to: conv computes it on its own first -- the last call)
@@ -1028,8 +1027,8 @@ def test_a_session_prepares_its_weights_once(monkeypatch):
     net = cnncalc.load("resnet18", "3x32x32")
     weights = fw.initial_weights(cnncalc.analyse(net), seed=4)
     folds = []
-    real = fw._conv_with_batch_norm
-    monkeypatch.setattr(fw, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
+    real = fw.norm._conv_with_batch_norm
+    monkeypatch.setattr(fw.norm, "_conv_with_batch_norm", lambda *a: folds.append(1) or real(*a))
     session = fw.Session(net, weights=weights)
     x = np.random.default_rng(5).standard_normal((3, 3, 32, 32)).astype(np.float32)
     first, again, single = session.run(x), session.run(x), session.run(x[1])
@@ -1042,6 +1041,6 @@ def test_a_session_prepares_its_weights_once(monkeypatch):
 
 
 def test_a_session_refuses_a_pass_that_does_not_fit_before_making_weights(monkeypatch):
-    monkeypatch.setattr(fw, "initial_weights", lambda *a: pytest.fail("weights made before the memory check"))
+    monkeypatch.setattr(fw.session, "initial_weights", lambda *a: pytest.fail("weights made before the memory check"))
     with pytest.raises(SpecError, match="memory"):
         fw.Session(cnncalc.load("vgg16"), batch=64, max_memory="1M")

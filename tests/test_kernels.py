@@ -1,4 +1,4 @@
-"""Tests of cnncalc.kernels.
+"""Tests of the array kernels in cnncalc.forward (conv, pool, norm, linear, reshape, activation).
 
 Every kernel is checked twice: against a naive loop definition written here (float64, small
 sizes) and, where torch is importable, against ``torch.nn.functional`` -- including hypothesis
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cnncalc import kernels as K
+from cnncalc.forward import activation, blas, conv, linear, memory, norm, pool, reshape
 
 RTOL = 1e-4
 PROPERTY = settings(max_examples=150, deadline=None,
@@ -172,15 +172,15 @@ def naive_linear_1d(v, o, align_corners, scale_factor=None):
 def test_pad_modes_match_numpy_pad(mode, np_mode):
     x = rand(2, 3, 5, 6)
     pads = ((2, 1), (0, 3))
-    assert_close(K.pad(x, pads, mode), np.pad(x, [(0, 0), (0, 0), *pads], mode=np_mode))
+    assert_close(reshape.pad(x, pads, mode), np.pad(x, [(0, 0), (0, 0), *pads], mode=np_mode))
 
 
 def test_pad_constant_value_and_crop():
     x = rand(1, 2, 4, 4)
-    got = K.pad(x, ((1, 2), (3, 0)), "zeros", value=-7.0)
+    got = reshape.pad(x, ((1, 2), (3, 0)), "zeros", value=-7.0)
     assert_close(got, np.pad(x, [(0, 0), (0, 0), (1, 2), (3, 0)], constant_values=-7.0))
-    assert_close(K.pad(x, ((-1, 2), (0, -2))), np.pad(x[:, :, 1:, :2], [(0, 0)] * 2 + [(0, 2), (0, 0)]))
-    assert K.pad(x, ((0, 0), (0, 0))) is x
+    assert_close(reshape.pad(x, ((-1, 2), (0, -2))), np.pad(x[:, :, 1:, :2], [(0, 0)] * 2 + [(0, 2), (0, 0)]))
+    assert reshape.pad(x, ((0, 0), (0, 0))) is x
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
@@ -188,7 +188,7 @@ def test_pad_vs_torch(torch, mode):
     for x, pads in [(rand(2, 3, 7), ((3, 2),)), (rand(1, 2, 5, 6), ((1, 4), (2, 0))),
                     (rand(1, 2, 4, 5, 6), ((1, 2), (3, 0), (2, 2)))]:
         want = torch.nn.functional.pad(torch.from_numpy(x), flat_pads(pads), mode=mode)
-        assert_close(K.pad(x, pads, mode), want)
+        assert_close(reshape.pad(x, pads, mode), want)
 
 
 # =========================================================================== conv
@@ -223,14 +223,14 @@ CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
 @contextlib.contextmanager
 def conv_path_forced(name):
     """Temporarily set the kernel thresholds of CONV_PATHS[name]."""
-    saved = {key: getattr(K, key) for key in CONV_PATHS[name]}
+    saved = {key: getattr(conv, key) for key in CONV_PATHS[name]}
     try:
         for key, value in CONV_PATHS[name].items():
-            setattr(K, key, value)
+            setattr(conv, key, value)
         yield
     finally:
         for key, value in saved.items():
-            setattr(K, key, value)
+            setattr(conv, key, value)
 
 
 @pytest.fixture(params=["im2col", "phases", "merged", "stacked"])
@@ -245,7 +245,7 @@ def conv_path(request):
 @pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
 def test_conv_vs_naive(conv_path, xs, ws, stride, pads, dil, groups):
     x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
-    assert_close(K.conv(x, w, b, stride, pads, dil, groups),
+    assert_close(conv.conv(x, w, b, stride, pads, dil, groups),
                  naive_conv(x, w, b, stride, pads, dil, groups))
 
 
@@ -256,18 +256,18 @@ def test_conv_relu_input_is_conv_of_relu(conv_path, xs, ws, stride, pads, dil, g
     the others -- and leaves x alone unless overwrite_input allows."""
     x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
     given = x.copy()
-    got = K.conv(given, w, b, stride, pads, dil, groups, relu_input=True, overwrite_input=overwrite)
-    np.testing.assert_array_equal(got, K.conv(np.maximum(x, 0), w, b, stride, pads, dil, groups))
+    got = conv.conv(given, w, b, stride, pads, dil, groups, relu_input=True, overwrite_input=overwrite)
+    np.testing.assert_array_equal(got, conv.conv(np.maximum(x, 0), w, b, stride, pads, dil, groups))
     if not overwrite:
         np.testing.assert_array_equal(given, x)
 
 
 @pytest.fixture(params=["blas", "numpy"])
 def gemm_sums(request, monkeypatch):
-    """Run a test with sums of GEMMs done by BLAS (beta = 1, cnncalc.blas) and by matmul and add."""
+    """Run a test with sums of GEMMs done by BLAS (beta = 1, cnncalc.forward.blas) and by matmul and add."""
     if request.param == "numpy":
-        monkeypatch.setattr(K.blas, "_GEMMS", {})
-    elif not K.blas.available():
+        monkeypatch.setattr(blas, "_GEMMS", {})
+    elif not blas.available():
         pytest.skip("NumPy's scipy-openblas not found")
     return request.param
 
@@ -281,12 +281,12 @@ def test_conv_add_to_adds_into_it(conv_path, gemm_sums, xs, ws, stride, pads, di
     total = rand(*want.shape, seed=3)
     expected = total + want
     given = x.copy()
-    got = K.conv(given, w, b, stride, pads, dil, groups, add_to=total)
+    got = conv.conv(given, w, b, stride, pads, dil, groups, add_to=total)
     assert got is total
     assert_close(got, expected)
     np.testing.assert_array_equal(given, x)
     relu_want = naive_conv(np.maximum(x, 0), w, b, stride, pads, dil, groups)
-    assert_close(K.conv(x, w, b, stride, pads, dil, groups, relu_input=True, add_to=rand(*want.shape, seed=3)),
+    assert_close(conv.conv(x, w, b, stride, pads, dil, groups, relu_input=True, add_to=rand(*want.shape, seed=3)),
                  rand(*want.shape, seed=3) + relu_want)
 
 
@@ -297,14 +297,14 @@ def test_conv_add_to_that_is_the_input_or_not_contiguous(gemm_sums, ws):
     x, w, b = rand(1, 4, 6, 6), rand(*ws, seed=1), rand(4, seed=2)
     pads = ((ws[2] // 2,) * 2,) * 2
     given = x.copy()
-    assert K.conv(given, w, b, (1, 1), pads, (1, 1), 1, relu_input=True, overwrite_input=True,
+    assert conv.conv(given, w, b, (1, 1), pads, (1, 1), 1, relu_input=True, overwrite_input=True,
                   add_to=given) is given
     assert_close(given, x + naive_conv(np.maximum(x, 0), w, b, (1, 1), pads, (1, 1), 1))
     strided = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # x's values, F-ordered planes
-    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=strided),
+    assert_close(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=strided),
                  x + naive_conv(x, w, b, (1, 1), pads, (1, 1), 1))
     with pytest.raises(ValueError, match="add_to"):
-        K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=rand(1, 4, 5, 6))
+        conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=rand(1, 4, 5, 6))
 
 
 @pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
@@ -314,8 +314,8 @@ def test_pointwise_bias_first_then_the_products(gemm_sums, monkeypatch, chunk, c
     adds the bias after (without); widening ones take it in the GEMM -- the result the same."""
     x, w, b = rand(1, 9, 4, 4), rand(cout, 9, 1, 1, seed=1), rand(cout, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
-    assert_close(K.conv(x, *args), naive_conv(x, *args))
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
+    assert_close(conv.conv(x, *args), naive_conv(x, *args))
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -326,17 +326,17 @@ def test_pointwise_relu_input_in_every_chunking(monkeypatch, batch, chunk, cout)
     than a chunk, into a ReLU'd copy -- narrowing or widening (bias row), the result the same."""
     x, w, b = rand(batch, 3, 4, 4), rand(cout, 3, 1, 1, seed=1), rand(cout, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
-    monkeypatch.setattr(K, "MERGE_PIXELS", 0)  # (small outputs of several samples go merged)
-    assert_close(K.conv(x, *args, relu_input=True), naive_conv(np.maximum(x, 0), *args))
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(conv, "MERGE_PIXELS", 0)  # (small outputs of several samples go merged)
+    assert_close(conv.conv(x, *args, relu_input=True), naive_conv(np.maximum(x, 0), *args))
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_conv_padding_mode_pads_then_convolves(mode):
     x, w = rand(1, 2, 6, 5), rand(3, 2, 3, 3, seed=1)
     pads = ((1, 1), (2, 1))
-    want = naive_conv(K.pad(x, pads, mode), w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    assert_close(K.conv(x, w, None, (1, 1), pads, (1, 1), 1, padding_mode=mode), want)
+    want = naive_conv(reshape.pad(x, pads, mode), w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    assert_close(conv.conv(x, w, None, (1, 1), pads, (1, 1), 1, padding_mode=mode), want)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -344,12 +344,12 @@ def test_conv_chunking_matches_unchunked(conv_path, monkeypatch, groups):
     """Batch chunks and output-row chunks (tiny chunk limit) give the same result."""
     x, w, b = rand(3, 4, 9, 8), rand(6, 4 // groups, 3, 3, seed=1), rand(6, seed=2)
     args = (w, b, (1, 2), ((1, 1), (2, 0)), (2, 1), groups)
-    whole = K.conv(x, *args)
+    whole = conv.conv(x, *args)
     assert_close(whole, naive_conv(x, *args))
-    monkeypatch.setattr(K, "CHUNK_BYTES", 4 * 4 * 9 * 4 * 3)  # a few output rows of one sample
-    assert_close(K.conv(x, *args), whole, rtol=1e-6)
-    monkeypatch.setattr(K, "CHUNK_BYTES", 1)  # one row at a time
-    assert_close(K.conv(x, *args), whole, rtol=1e-6)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 4 * 4 * 9 * 4 * 3)  # a few output rows of one sample
+    assert_close(conv.conv(x, *args), whole, rtol=1e-6)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)  # one row at a time
+    assert_close(conv.conv(x, *args), whole, rtol=1e-6)
 
 
 @pytest.mark.parametrize("chunk", [10 ** 9, 4 * 4 * 9 * 4, 1])
@@ -358,8 +358,8 @@ def test_widening_pointwise_bias_per_sample_chunk(monkeypatch, chunk):
     than a chunk) the bias added afterwards -- the same result each way."""
     x, w, b = rand(3, 3, 4, 4), rand(9, 3, 1, 1, seed=1), rand(9, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    monkeypatch.setattr(K, "CHUNK_BYTES", chunk)
-    assert_close(K.conv(x, *args), naive_conv(x, *args))
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
+    assert_close(conv.conv(x, *args), naive_conv(x, *args))
 
 
 def test_conv_accepts_non_contiguous_input(conv_path):
@@ -367,21 +367,21 @@ def test_conv_accepts_non_contiguous_input(conv_path):
     x = x.transpose(0, 1, 3, 2)[:, :, ::-1]  # ... then a strided, reversed view (2, 4, 7, 6)
     w = rand(6, 2, 3, 2, seed=1)
     args = (w, None, (1, 2), ((1, 0), (1, 1)), (1, 1), 2)
-    assert_close(K.conv(x, *args), naive_conv(np.ascontiguousarray(x), *args))
+    assert_close(conv.conv(x, *args), naive_conv(np.ascontiguousarray(x), *args))
     w1 = rand(3, 4, 1, 1, seed=2)
-    assert_close(K.conv(x, w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+    assert_close(conv.conv(x, w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
                  naive_conv(np.ascontiguousarray(x), w1, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1))
 
 
 def test_plain_page_allocations_are_ordinary_arrays(monkeypatch):
     """With every output on anonymous-mmap pages the results are the same, writable arrays."""
     x, w, v = rand(2, 4, 9, 9), rand(6, 4, 3, 3, seed=1), np.abs(rand(4, seed=2)) + 0.5
-    calls = [lambda: K.conv(x, w, v[:1].repeat(6), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
-             lambda: K.max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), (5, 5)),
-             lambda: K.relu(x), lambda: K.batch_norm(x, v, v, v, v, 1e-5),
-             lambda: K.linear(x, rand(3, 9, seed=3), None)]
+    calls = [lambda: conv.conv(x, w, v[:1].repeat(6), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+             lambda: pool.max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), (5, 5)),
+             lambda: activation.relu(x), lambda: norm.batch_norm(x, v, v, v, v, 1e-5),
+             lambda: linear.linear(x, rand(3, 9, seed=3), None)]
     usual = [f() for f in calls]
-    monkeypatch.setattr(K, "PLAIN_PAGES_BYTES", 0)
+    monkeypatch.setattr(memory, "PLAIN_PAGES_BYTES", 0)
     for f, want in zip(calls, usual):
         got = f()
         assert got.flags.writeable and got.flags.c_contiguous
@@ -391,67 +391,67 @@ def test_plain_page_allocations_are_ordinary_arrays(monkeypatch):
 
 def test_block_pool_reuses_only_unreferenced_blocks(monkeypatch):
     """Big outputs come from a pool of blocks: never one some array (or view) still uses."""
-    monkeypatch.setattr(K, "PLAIN_PAGES_BYTES", 4096)
-    monkeypatch.setattr(K, "_pool", [])
+    monkeypatch.setattr(memory, "PLAIN_PAGES_BYTES", 4096)
+    monkeypatch.setattr(memory, "_pool", [])
     x = rand(64, 64)  # 16 KiB outputs
-    a = K.relu(x)
+    a = activation.relu(x)
     view = a[3:, ::2]
     del a
-    b = K.relu(x)
+    b = activation.relu(x)
     assert not np.shares_memory(b, view)  # the view keeps a's block in use
     view[:] = -1
     np.testing.assert_array_equal(b, np.maximum(x, 0))
     del view, b
-    blocks = len(K._pool)
+    blocks = len(memory._pool)
     for _ in range(5):  # freed blocks are recycled, not re-mapped
-        c = K.relu(x)
+        c = activation.relu(x)
         del c
-    assert len(K._pool) == blocks
-    monkeypatch.setattr(K, "POOL_IDLE_BYTES", 0)  # idle blocks beyond the limit are unmapped
-    bigger = K.relu(rand(128, 128))  # fits no idle block: a new one, the idle ones unmapped
-    assert [len(block) for block in K._pool] == [bigger.nbytes]
+    assert len(memory._pool) == blocks
+    monkeypatch.setattr(memory, "POOL_IDLE_BYTES", 0)  # idle blocks beyond the limit are unmapped
+    bigger = activation.relu(rand(128, 128))  # fits no idle block: a new one, the idle ones unmapped
+    assert [len(block) for block in memory._pool] == [bigger.nbytes]
     np.testing.assert_array_equal(bigger, np.maximum(rand(128, 128), 0))
 
 
 def test_conv_dtypes():
     x, w = rand(1, 2, 5, 5), rand(3, 2, 3, 3, seed=1)
     pads = ((1, 1), (1, 1))
-    assert K.conv(x, w, None, (1, 1), pads, (1, 1), 1).dtype == np.float32
+    assert conv.conv(x, w, None, (1, 1), pads, (1, 1), 1).dtype == np.float32
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    got = K.conv(x64, w64, None, (1, 1), pads, (1, 1), 1)
+    got = conv.conv(x64, w64, None, (1, 1), pads, (1, 1), 1)
     assert_close(got, naive_conv(x64, w64, None, (1, 1), pads, (1, 1), 1), rtol=1e-12,
                  dtype=np.float64)
 
 
 def test_conv_rejects_channel_mismatch():
     with pytest.raises(ValueError):
-        K.conv(rand(1, 3, 4, 4), rand(2, 2, 3, 3), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+        conv.conv(rand(1, 3, 4, 4), rand(2, 2, 3, 3), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
 
 
 def test_axis_phases_group_taps_by_the_stride_phase_they_read():
     """Tap t reads padded position s * (o + t*d // s) + t*d % s for output o."""
-    P = K._Phase
-    assert K._axis_phases(7, 2, 1) == [P(0, slice(0, 7, 2), 4, 0, 1), P(1, slice(1, 6, 2), 3, 0, 1)]
-    assert K._axis_phases(3, 2, 2) == [P(0, slice(0, 3, 1), 3, 0, 1)]  # all taps in phase 0
-    assert K._axis_phases(4, 3, 2) == [P(0, slice(0, 4, 3), 2, 0, 2), P(1, slice(2, 3, 1), 1, 1, 0),
+    P = conv._Phase
+    assert conv._axis_phases(7, 2, 1) == [P(0, slice(0, 7, 2), 4, 0, 1), P(1, slice(1, 6, 2), 3, 0, 1)]
+    assert conv._axis_phases(3, 2, 2) == [P(0, slice(0, 3, 1), 3, 0, 1)]  # all taps in phase 0
+    assert conv._axis_phases(4, 3, 2) == [P(0, slice(0, 4, 3), 2, 0, 2), P(1, slice(2, 3, 1), 1, 1, 0),
                                        P(2, slice(1, 2, 1), 1, 0, 0)]
-    assert K._axis_phases(2, 3, 1) == [P(0, slice(0, 1, 1), 1, 0, 0), P(1, slice(1, 2, 1), 1, 0, 0)]
+    assert conv._axis_phases(2, 3, 1) == [P(0, slice(0, 1, 1), 1, 0, 0), P(1, slice(1, 2, 1), 1, 0, 0)]
 
 
 def test_shallow_strided_conv_reads_stride_phases(monkeypatch):
     """By default a resnet-like stem (columns 8.7x its input) copies its columns from stride
     phases, with the bias in the GEMM, exact in float64; a stride-1 layer does not split."""
     calls = []
-    split = K._split_padded
-    monkeypatch.setattr(K, "_split_padded", lambda *a: calls.append(a[0].shape) or split(*a))
+    split = conv._split_padded
+    monkeypatch.setattr(conv, "_split_padded", lambda *a: calls.append(a[0].shape) or split(*a))
     x, w, b = (rand(*shape, seed=i, dtype=np.float64) for i, shape in
                enumerate([(2, 3, 32, 32), (8, 3, 7, 7), (8,)]))
     args = (w, b, (2, 2), ((3, 3), (3, 3)), (1, 1), 1)
-    assert_close(K.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
+    assert_close(conv.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
     assert calls
     calls.clear()
     args = (w, b, (1, 1), ((3, 3), (3, 3)), (1, 1), 1)
-    assert_close(K.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
+    assert_close(conv.conv(x, *args), naive_conv(x, *args), rtol=1e-12, dtype=np.float64)
     assert not calls
 
 
@@ -467,16 +467,16 @@ TRANSPOSE_CASES = [  # x shape, weight shape, stride, padding, output_padding, d
 @pytest.mark.parametrize("xs, ws, stride, padding, op, dil, groups", TRANSPOSE_CASES)
 def test_conv_transpose_vs_naive(xs, ws, stride, padding, op, dil, groups):
     x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[1] * groups, seed=2)
-    assert_close(K.conv_transpose(x, w, b, stride, padding, op, dil, groups),
+    assert_close(conv.conv_transpose(x, w, b, stride, padding, op, dil, groups),
                  naive_conv_transpose(x, w, b, stride, padding, op, dil, groups))
 
 
 def test_conv_transpose_is_adjoint_of_conv():
     """<conv(x), y> == <x, conv_transpose(y)> for the same weight (no bias)."""
     x, w = rand(2, 4, 9, 8).astype(np.float64), rand(6, 2, 3, 2, seed=1).astype(np.float64)
-    y = K.conv(x, w, None, (2, 2), ((1, 1), (1, 1)), (1, 2), 2)
+    y = conv.conv(x, w, None, (2, 2), ((1, 1), (1, 1)), (1, 2), 2)
     r = rand(*y.shape, seed=3).astype(np.float64)
-    xt = K.conv_transpose(r, w, None, (2, 2), (1, 1), (0, 1), (1, 2), 2)
+    xt = conv.conv_transpose(r, w, None, (2, 2), (1, 1), (0, 1), (1, 2), 2)
     assert xt.shape == x.shape
     assert np.isclose((y * r).sum(), (x * xt).sum(), rtol=1e-10)
 
@@ -484,9 +484,9 @@ def test_conv_transpose_is_adjoint_of_conv():
 def test_conv_transpose_chunked(monkeypatch):
     x, w = rand(3, 2, 4, 4), rand(2, 3, 3, 3, seed=1)
     args = (w, None, (2, 2), (1, 1), (1, 1), (1, 1), 1)
-    whole = K.conv_transpose(x, *args)
-    monkeypatch.setattr(K, "CHUNK_BYTES", 1)
-    assert_close(K.conv_transpose(x, *args), whole, rtol=1e-6)
+    whole = conv.conv_transpose(x, *args)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    assert_close(conv.conv_transpose(x, *args), whole, rtol=1e-6)
 
 
 # =========================================================================== pooling
@@ -510,7 +510,7 @@ def _outs(xs, kernel, stride, padding, dilation, ceil_mode):
 def test_max_pool_vs_naive(xs, kernel, stride, padding, dilation, ceil_mode):
     x = rand(*xs)
     out = _outs(xs, kernel, stride, padding, dilation, ceil_mode)
-    assert_close(K.max_pool(x, kernel, stride, padding, dilation, out),
+    assert_close(pool.max_pool(x, kernel, stride, padding, dilation, out),
                  naive_max_pool(x, kernel, stride, padding, dilation, out))
 
 
@@ -521,7 +521,7 @@ def test_avg_pool_vs_naive(xs, kernel, stride, padding, dilation, ceil_mode,
                            count_include_pad, divisor_override):
     x = rand(*xs)
     out = _outs(xs, kernel, stride, padding, (1,) * len(kernel), ceil_mode)
-    assert_close(K.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor_override),
+    assert_close(pool.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor_override),
                  naive_avg_pool(x, kernel, stride, padding, out, count_include_pad,
                                 divisor_override))
 
@@ -531,15 +531,15 @@ def test_avg_pool_vs_naive(xs, kernel, stride, padding, dilation, ceil_mode,
                                      ((1, 1, 4, 6, 5), (3, 4, 2)), ((1, 2, 3, 2), (5, 5))])
 def test_adaptive_pools_vs_naive(xs, out):
     x = rand(*xs)
-    assert_close(K.adaptive_avg_pool(x, out), naive_adaptive(x, out, np.mean))
-    assert_close(K.adaptive_max_pool(x, out), naive_adaptive(x, out, np.max))
+    assert_close(pool.adaptive_avg_pool(x, out), naive_adaptive(x, out, np.mean))
+    assert_close(pool.adaptive_max_pool(x, out), naive_adaptive(x, out, np.max))
 
 
 def test_adaptive_average_of_infinities_is_pytorchs():
     """A -inf (a max-pool window of padding only) makes its own windows -inf and no others NaN;
     +inf and -inf in one window give NaN, as in PyTorch."""
     x = np.array([[[1.0, -np.inf, 2.0, 3.0, 4.0, np.inf, -np.inf]]], np.float32)  # 7 -> 3 windows
-    got = K.adaptive_avg_pool(x, (3,))  # windows [0, 3), [2, 5), [4, 7)
+    got = pool.adaptive_avg_pool(x, (3,))  # windows [0, 3), [2, 5), [4, 7)
     np.testing.assert_array_equal(got, np.array([[[-np.inf, 3.0, np.nan]]], np.float32))
 
 
@@ -548,8 +548,8 @@ def test_adaptive_average_of_infinities_is_pytorchs():
 def test_linear_vs_naive():
     x, w, b = rand(2, 3, 5), rand(4, 5, seed=1), rand(4, seed=2)
     want = np.einsum("abi,oi->abo", x.astype(np.float64), w) + b
-    assert_close(K.linear(x, w, b), want)
-    assert_close(K.linear(x[0, 0], w, None), w.astype(np.float64) @ x[0, 0])
+    assert_close(linear.linear(x, w, b), want)
+    assert_close(linear.linear(x[0, 0], w, None), w.astype(np.float64) @ x[0, 0])
 
 
 def test_batch_norm_vs_naive():
@@ -558,10 +558,10 @@ def test_batch_norm_vs_naive():
     w, b = rand(3, seed=3), rand(3, seed=4)
     c = (slice(None), None, None)
     want = (x - mean[c]) / np.sqrt(var[c].astype(np.float64) + 1e-3) * w[c] + b[c]
-    assert_close(K.batch_norm(x, mean, var, w, b, 1e-3), want)
+    assert_close(norm.batch_norm(x, mean, var, w, b, 1e-3), want)
     want = (x - mean[c]) / np.sqrt(var[c].astype(np.float64) + 1e-5)
-    assert_close(K.batch_norm(x, mean, var, None, None, 1e-5), want)
-    assert_close(K.batch_norm(x[:, :, 0, 0], mean, var, w, b, 1e-3),  # BatchNorm1d on (N, C)
+    assert_close(norm.batch_norm(x, mean, var, None, None, 1e-5), want)
+    assert_close(norm.batch_norm(x[:, :, 0, 0], mean, var, w, b, 1e-3),  # BatchNorm1d on (N, C)
                  (x[:, :, 0, 0] - mean) / np.sqrt(var.astype(np.float64) + 1e-3) * w + b)
 
 
@@ -570,8 +570,8 @@ def test_group_norm_vs_naive():
     g = x.astype(np.float64).reshape(2, 3, -1)
     normed = (g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + 1e-5)
     want = normed.reshape(x.shape) * w[:, None, None] + b[:, None, None]
-    assert_close(K.group_norm(x, 3, w, b, 1e-5), want)
-    assert_close(K.group_norm(x, 3, None, None, 1e-5), normed.reshape(x.shape))
+    assert_close(norm.group_norm(x, 3, w, b, 1e-5), want)
+    assert_close(norm.group_norm(x, 3, None, None, 1e-5), normed.reshape(x.shape))
 
 
 def test_layer_norm_vs_naive():
@@ -579,9 +579,9 @@ def test_layer_norm_vs_naive():
     v = x.astype(np.float64)
     mean = v.mean(axis=(2, 3), keepdims=True)
     var = ((v - mean) ** 2).mean(axis=(2, 3), keepdims=True)  # biased
-    assert_close(K.layer_norm(x, 2, w, b, 1e-5), (v - mean) / np.sqrt(var + 1e-5) * w + b)
+    assert_close(norm.layer_norm(x, 2, w, b, 1e-5), (v - mean) / np.sqrt(var + 1e-5) * w + b)
     last = (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-6)
-    assert_close(K.layer_norm(x, 1, None, None, 1e-6), last)
+    assert_close(norm.layer_norm(x, 1, None, None, 1e-6), last)
 
 
 # =========================================================================== upsample
@@ -590,7 +590,7 @@ def test_layer_norm_vs_naive():
 @pytest.mark.parametrize("n, o", [(5, 8), (6, 4), (4, 4), (3, 10), (1, 3)])
 def test_linear_upsample_vs_naive(n, o, align_corners):
     x = rand(2, 3, n)
-    assert_close(K.upsample(x, (o,), "linear", align_corners),
+    assert_close(reshape.upsample(x, (o,), "linear", align_corners),
                  naive_linear_1d(x.astype(np.float64), o, align_corners))
 
 
@@ -598,23 +598,23 @@ def test_bilinear_is_separable_linear():
     x = rand(1, 2, 4, 5)
     want = naive_linear_1d(naive_linear_1d(x.astype(np.float64), 9, False).swapaxes(2, 3), 7,
                            False).swapaxes(2, 3)
-    assert_close(K.upsample(x, (7, 9), "bilinear", False), want)
+    assert_close(reshape.upsample(x, (7, 9), "bilinear", False), want)
 
 
 def test_upsample_scale_factor_sets_coordinate_scale():
     """With scale_factor, the step is 1 / scale_factor, not in / out (here 5/12 != 1/2.5)."""
     x = rand(1, 1, 5)
-    got = K.upsample(x, (12,), "linear", False, scale_factor=2.5)
+    got = reshape.upsample(x, (12,), "linear", False, scale_factor=2.5)
     assert_close(got, naive_linear_1d(x.astype(np.float64), 12, False, scale_factor=2.5))
     idx = [min(int(math.floor(i / 2.5)), 4) for i in range(12)]
-    assert_close(K.upsample(x, (12,), "nearest", scale_factor=2.5), x[..., idx])
+    assert_close(reshape.upsample(x, (12,), "nearest", scale_factor=2.5), x[..., idx])
 
 
 def test_nearest_upsample_vs_naive():
     x = rand(1, 2, 3, 4)
     rows = [min(int(i * 3 / 7), 2) for i in range(7)]
     cols = [min(int(j * 4 / 10), 3) for j in range(10)]
-    assert_close(K.upsample(x, (7, 10), "nearest"), x[:, :, rows][:, :, :, cols])
+    assert_close(reshape.upsample(x, (7, 10), "nearest"), x[:, :, rows][:, :, :, cols])
 
 
 # =========================================================================== activations
@@ -625,22 +625,22 @@ def _erf(v):
 
 
 ACTIVATIONS = {  # name -> (kernel call, float64 definition, torch call)
-    "relu": (K.relu, lambda v: np.maximum(v, 0), lambda F, t: F.relu(t)),
-    "relu6": (K.relu6, lambda v: np.minimum(np.maximum(v, 0), 6), lambda F, t: F.relu6(t)),
-    "leaky_relu": (lambda v: K.leaky_relu(v, 0.1), lambda v: np.where(v > 0, v, 0.1 * v),
+    "relu": (activation.relu, lambda v: np.maximum(v, 0), lambda F, t: F.relu(t)),
+    "relu6": (activation.relu6, lambda v: np.minimum(np.maximum(v, 0), 6), lambda F, t: F.relu6(t)),
+    "leaky_relu": (lambda v: activation.leaky_relu(v, 0.1), lambda v: np.where(v > 0, v, 0.1 * v),
                    lambda F, t: F.leaky_relu(t, 0.1)),
-    "elu": (lambda v: K.elu(v, 1.5), lambda v: np.where(v > 0, v, 1.5 * (np.exp(v) - 1)),
+    "elu": (lambda v: activation.elu(v, 1.5), lambda v: np.where(v > 0, v, 1.5 * (np.exp(v) - 1)),
             lambda F, t: F.elu(t, 1.5)),
-    "gelu": (K.gelu, lambda v: 0.5 * v * (1 + _erf(v / math.sqrt(2))), lambda F, t: F.gelu(t)),
-    "gelu_tanh": (lambda v: K.gelu(v, "tanh"),
+    "gelu": (activation.gelu, lambda v: 0.5 * v * (1 + _erf(v / math.sqrt(2))), lambda F, t: F.gelu(t)),
+    "gelu_tanh": (lambda v: activation.gelu(v, "tanh"),
                   lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
                   lambda F, t: F.gelu(t, approximate="tanh")),
-    "silu": (K.silu, lambda v: v / (1 + np.exp(-v)), lambda F, t: F.silu(t)),
-    "sigmoid": (K.sigmoid, lambda v: 1 / (1 + np.exp(-v)), lambda F, t: F.sigmoid(t)),
-    "tanh": (K.tanh, np.tanh, lambda F, t: F.tanh(t)),
-    "hardswish": (K.hardswish, lambda v: v * np.clip(v + 3, 0, 6) / 6,
+    "silu": (activation.silu, lambda v: v / (1 + np.exp(-v)), lambda F, t: F.silu(t)),
+    "sigmoid": (activation.sigmoid, lambda v: 1 / (1 + np.exp(-v)), lambda F, t: F.sigmoid(t)),
+    "tanh": (activation.tanh, np.tanh, lambda F, t: F.tanh(t)),
+    "hardswish": (activation.hardswish, lambda v: v * np.clip(v + 3, 0, 6) / 6,
                   lambda F, t: F.hardswish(t)),
-    "hardsigmoid": (K.hardsigmoid, lambda v: np.clip(v + 3, 0, 6) / 6,
+    "hardsigmoid": (activation.hardsigmoid, lambda v: np.clip(v + 3, 0, 6) / 6,
                     lambda F, t: F.hardsigmoid(t)),
 }
 
@@ -672,7 +672,7 @@ def test_activation_vs_torch(torch, name):
 def test_erf_accuracy_near_zero():
     """GELU's erf must hold 1e-4 relative accuracy even for tiny arguments."""
     x = np.geomspace(1e-30, 10, 400)
-    got = K.gelu(x)
+    got = activation.gelu(x)
     want = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert got.dtype == np.float64
@@ -699,16 +699,16 @@ def _relative_to_math_erfc(got, want):
 
 
 def test_erfc_is_float64_accurate():
-    """kernels._erfc against math.erfc (libm, ~1 ulp): measured 9.2e-16 = 4.1 eps relative at worst
+    """activation._erfc against math.erfc (libm, ~1 ulp): measured 9.2e-16 = 4.1 eps relative at worst
     (the old Numerical Recipes fit: 1.2e-7), and at most 2 subnormal steps where erfc underflows."""
     z = _erfc_arguments()
-    relative, absolute = _relative_to_math_erfc(K._erfc(z), np.array([math.erfc(v) for v in z]))
+    relative, absolute = _relative_to_math_erfc(activation._erfc(z), np.array([math.erfc(v) for v in z]))
     assert relative <= 1e-14
     assert absolute <= 4 * SUBNORMAL
 
 
 def test_erfc_special_values_and_shape():
-    got = K._erfc(np.array([[np.inf, -np.inf, np.nan], [0.0, -0.0, 40.0]]))
+    got = activation._erfc(np.array([[np.inf, -np.inf, np.nan], [0.0, -0.0, 40.0]]))
     assert got.shape == (2, 3) and got.dtype == np.float64
     assert got[0, :2].tolist() == [0.0, 2.0] and np.isnan(got[0, 2])
     assert got[1].tolist() == [1.0, 1.0, 0.0]
@@ -718,17 +718,17 @@ def test_float64_gelu_is_accurate_elementwise():
     """Every element of float64 GELU, even the tiny negative tail, to a few ulp relative."""
     x = np.concatenate([np.linspace(-38, 10, 4801), rand(3000, dtype=np.float64) * 3])
     want = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x])
-    relative, absolute = _relative_to_math_erfc(K.gelu(x), want)
+    relative, absolute = _relative_to_math_erfc(activation.gelu(x), want)
     assert relative <= 1e-14
     assert absolute <= 16 * SUBNORMAL
 
 
 def test_float32_gelu_works_in_blocks():
     """A float32 input bigger than one block, non-contiguous: float32 out, same as float64 in."""
-    x = rand(3, K.ELEMENTWISE_BLOCK + 7, seed=4)[:, ::2] * 4
-    got = K.gelu(x)
+    x = rand(3, activation.ELEMENTWISE_BLOCK + 7, seed=4)[:, ::2] * 4
+    got = activation.gelu(x)
     assert got.dtype == np.float32 and got.shape == x.shape
-    np.testing.assert_array_equal(got, K.gelu(x.astype(np.float64)).astype(np.float32))
+    np.testing.assert_array_equal(got, activation.gelu(x.astype(np.float64)).astype(np.float32))
 
 
 def test_softmax_stable_and_normalised():
@@ -736,17 +736,17 @@ def test_softmax_stable_and_normalised():
     v = x.astype(np.float64)
     e = np.exp(v - v.max(axis=1, keepdims=True))
     want = e / e.sum(axis=1, keepdims=True)
-    assert_close(K.softmax(x, 1), want)
-    assert_close(K.log_softmax(x, 1), np.log(want))
-    assert_close(K.softmax(x, 0), np.exp(v - v.max(0)) / np.exp(v - v.max(0)).sum(0))
+    assert_close(activation.softmax(x, 1), want)
+    assert_close(activation.log_softmax(x, 1), np.log(want))
+    assert_close(activation.softmax(x, 0), np.exp(v - v.max(0)) / np.exp(v - v.max(0)).sum(0))
 
 
 def test_softmax_vs_torch(torch):
     x = rand(2, 5, 3, 4) * 20
     for axis in range(4):
         t = torch.from_numpy(x)
-        assert_close(K.softmax(x, axis), torch.softmax(t, axis))
-        assert_close(K.log_softmax(x, axis), torch.log_softmax(t, axis))
+        assert_close(activation.softmax(x, axis), torch.softmax(t, axis))
+        assert_close(activation.log_softmax(x, axis), torch.log_softmax(t, axis))
 
 
 # =========================================================================== torch: fixed cases
@@ -757,15 +757,15 @@ def _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode="zeros"):
     t = torch.from_numpy(x)
     if any(lo or hi for lo, hi in pads):
         t = F.pad(t, flat_pads(pads), mode="constant" if mode == "zeros" else mode)
-    conv = (F.conv1d, F.conv2d, F.conv3d)[x.ndim - 3]
-    return conv(t, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                stride, 0, dil, groups)
+    torch_conv = (F.conv1d, F.conv2d, F.conv3d)[x.ndim - 3]
+    return torch_conv(t, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
+                      stride, 0, dil, groups)
 
 
 @pytest.mark.parametrize("xs, ws, stride, pads, dil, groups", CONV_CASES)
 def test_conv_vs_torch(torch, xs, ws, stride, pads, dil, groups):
     x, w, b = rand(*xs), rand(*ws, seed=1), rand(ws[0], seed=2)
-    assert_close(K.conv(x, w, b, stride, pads, dil, groups),
+    assert_close(conv.conv(x, w, b, stride, pads, dil, groups),
                  _torch_conv(torch, x, w, b, stride, pads, dil, groups))
 
 
@@ -774,7 +774,7 @@ def test_conv_padding_modes_vs_torch_module(torch):
     for mode in ["zeros", "reflect", "replicate", "circular"]:
         m = torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2),
                             groups=2, padding_mode=mode)
-        got = K.conv(x, m.weight.numpy(), m.bias.numpy(), (2, 1), ((2, 2), (1, 1)), (1, 2), 2,
+        got = conv.conv(x, m.weight.numpy(), m.bias.numpy(), (2, 1), ((2, 2), (1, 1)), (1, 2), 2,
                      padding_mode=mode)
         assert_close(got, m(torch.from_numpy(x)))
 
@@ -786,7 +786,7 @@ def test_conv_same_padding_even_kernel_vs_torch(torch):
     pads = tuple(((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2) for d, k in zip(dil, (4, 2)))
     want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, 1,
                                       "same", dil)
-    assert_close(K.conv(x, w, None, (1, 1), pads, dil, 1), want)
+    assert_close(conv.conv(x, w, None, (1, 1), pads, dil, 1), want)
 
 
 def test_real_layer_shapes_vs_torch(torch):
@@ -799,7 +799,7 @@ def test_real_layer_shapes_vs_torch(torch):
                             ((2, 32, 15, 15), (32, 1, 3, 3), 2, 1, 32)]:
         x, w, b = rand(*xs), rand(*ws, seed=1) * 0.1, rand(ws[0], seed=2)
         want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), s, p, 1, g)
-        assert_close(K.conv(x, w, b, (s, s), ((p, p), (p, p)), (1, 1), g), want)
+        assert_close(conv.conv(x, w, b, (s, s), ((p, p), (p, p)), (1, 1), g), want)
 
 
 # =========================================================================== torch: properties
@@ -835,13 +835,13 @@ def test_conv_property_vs_torch(torch, problem, path, chunk, seed):
     xs, ws, stride, pads, dil, groups, mode, bias = problem
     x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
     b = rand(ws[0], seed=seed + 2) if bias else None
-    saved = K.CHUNK_BYTES
+    saved = conv.CHUNK_BYTES
     try:
-        K.CHUNK_BYTES = chunk or saved
+        conv.CHUNK_BYTES = chunk or saved
         with conv_path_forced(path):
-            got = K.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
+            got = conv.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
     finally:
-        K.CHUNK_BYTES = saved
+        conv.CHUNK_BYTES = saved
     assert_close(got, _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
 
 
@@ -874,7 +874,7 @@ def test_conv_transpose_property_vs_torch(torch, problem, seed):
     fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(xs) - 3]
     want = fn(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b),
               stride, padding, op, groups, dil)
-    assert_close(K.conv_transpose(x, w, b, stride, padding, op, dil, groups), want)
+    assert_close(conv.conv_transpose(x, w, b, stride, padding, op, dil, groups), want)
 
 
 @st.composite
@@ -901,7 +901,7 @@ def test_max_pool_property_vs_torch(torch, problem, seed):
     F = torch.nn.functional
     fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[len(xs) - 3]
     want = fn(torch.from_numpy(x), kernel, stride, padding, dil, ceil_mode=ceil_mode)
-    assert_close(K.max_pool(x, kernel, stride, padding, dil, out), want)
+    assert_close(pool.max_pool(x, kernel, stride, padding, dil, out), want)
 
 
 @PROPERTY
@@ -915,16 +915,16 @@ def test_max_pool_relu_input_property_vs_torch(torch, problem, seed):
     F = torch.nn.functional
     fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[len(xs) - 3]
     want = fn(F.relu(torch.from_numpy(x)), kernel, stride, padding, dil, ceil_mode=ceil_mode)
-    assert_close(K.max_pool(x, kernel, stride, padding, dil, out, relu_input=True), want)
+    assert_close(pool.max_pool(x, kernel, stride, padding, dil, out, relu_input=True), want)
 
 
 def test_max_pool_relu_input_keeps_a_padding_only_window():
     """Kernel 2 dilated by 3 over 2 values padded by 1 reads positions -1 and 2: padding only, so
     PyTorch's max_pool(relu(x)) is -inf there, not the 0 a ReLU on the output would give."""
     x = np.array([[[-1.0, -2.0]]], np.float32)
-    assert not K._covers(2, 2, 1, 3, 1, 1)
-    np.testing.assert_array_equal(K.max_pool(x, (2,), (1,), (1,), (3,), (1,), relu_input=True), [[[-np.inf]]])
-    np.testing.assert_array_equal(K.max_pool(x, (3,), (1,), (1,), (1,), (2,), relu_input=True), [[[0, 0]]])
+    assert not pool._covers(2, 2, 1, 3, 1, 1)
+    np.testing.assert_array_equal(pool.max_pool(x, (2,), (1,), (1,), (3,), (1,), relu_input=True), [[[-np.inf]]])
+    np.testing.assert_array_equal(pool.max_pool(x, (3,), (1,), (1,), (1,), (2,), relu_input=True), [[[0, 0]]])
 
 
 @pytest.mark.parametrize("n, k, s, d, p, o, outputs", [
@@ -934,8 +934,8 @@ def test_max_pool_relu_input_keeps_a_padding_only_window():
 ])
 def test_tap_outputs(n, k, s, d, p, o, outputs):
     """Which outputs each window tap reads a real position for: output t's tap j reads t*s - p + j*d."""
-    assert K._tap_outputs(n, k, s, d, p, o) == outputs
-    assert K._covers(n, k, s, d, p, o) == bool(outputs)
+    assert pool._tap_outputs(n, k, s, d, p, o) == outputs
+    assert pool._covers(n, k, s, d, p, o) == bool(outputs)
 
 
 @PROPERTY
@@ -953,7 +953,7 @@ def test_avg_pool_property_vs_torch(torch, problem, count_include_pad, divisor, 
     else:
         fn = (F.avg_pool2d, F.avg_pool3d)[len(xs) - 4]
         want = fn(t, kernel, stride, padding, ceil_mode, count_include_pad, divisor)
-    assert_close(K.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor), want)
+    assert_close(pool.avg_pool(x, kernel, stride, padding, out, count_include_pad, divisor), want)
 
 
 @PROPERTY
@@ -965,8 +965,8 @@ def test_adaptive_pools_property_vs_torch(torch, axes, seed):
     F = torch.nn.functional
     avg = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[len(out) - 1]
     mx = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[len(out) - 1]
-    assert_close(K.adaptive_avg_pool(x, out), avg(torch.from_numpy(x), out))
-    assert_close(K.adaptive_max_pool(x, out), mx(torch.from_numpy(x), out))
+    assert_close(pool.adaptive_avg_pool(x, out), avg(torch.from_numpy(x), out))
+    assert_close(pool.adaptive_max_pool(x, out), mx(torch.from_numpy(x), out))
 
 
 # =========================================================================== torch: norms, resampling
@@ -977,12 +977,12 @@ def test_norms_vs_torch(torch):
     mean, var = rand(6, seed=1), np.abs(rand(6, seed=2)) + 0.5
     w, b = rand(6, seed=3), rand(6, seed=4)
     t = torch.from_numpy
-    assert_close(K.batch_norm(x, mean, var, w, b, 1e-5),
+    assert_close(norm.batch_norm(x, mean, var, w, b, 1e-5),
                  F.batch_norm(t(x), t(mean), t(var), t(w), t(b), False, 0.1, 1e-5))
-    assert_close(K.group_norm(x, 2, w, b, 1e-5), F.group_norm(t(x), 2, t(w), t(b), 1e-5))
+    assert_close(norm.group_norm(x, 2, w, b, 1e-5), F.group_norm(t(x), 2, t(w), t(b), 1e-5))
     lw, lb = rand(5, 4, seed=5), rand(5, 4, seed=6)
-    assert_close(K.layer_norm(x, 2, lw, lb, 1e-5), F.layer_norm(t(x), (5, 4), t(lw), t(lb), 1e-5))
-    assert_close(K.linear(x, rand(7, 4, seed=7), rand(7, seed=8)),
+    assert_close(norm.layer_norm(x, 2, lw, lb, 1e-5), F.layer_norm(t(x), (5, 4), t(lw), t(lb), 1e-5))
+    assert_close(linear.linear(x, rand(7, 4, seed=7), rand(7, seed=8)),
                  F.linear(t(x), t(rand(7, 4, seed=7)), t(rand(7, seed=8))))
 
 
@@ -1007,7 +1007,7 @@ def test_upsample_vs_torch(torch, size, mode, align_corners, scale):
         sf = scale
         out = tuple(int(math.floor(n * float(scale))) for n in size)
         m = torch.nn.Upsample(scale_factor=scale, mode=mode, align_corners=align_corners)
-    assert_close(K.upsample(x, out, mode, align_corners, sf), m(torch.from_numpy(x)))
+    assert_close(reshape.upsample(x, out, mode, align_corners, sf), m(torch.from_numpy(x)))
 
 
 # =========================================================================== dtype preservation
@@ -1016,15 +1016,15 @@ def test_every_kernel_keeps_float32():
     x = rand(2, 4, 6, 6)
     v = rand(4, seed=1)
     outs = [
-        K.pad(x, ((1, 1), (1, 1)), "reflect"),
-        K.conv_transpose(x, rand(4, 2, 2, 2), None, (2, 2), (0, 0), (0, 0), (1, 1), 1),
-        K.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), (3, 3)),
-        K.avg_pool(x, (3, 3), (2, 2), (1, 1), (3, 3)),
-        K.adaptive_avg_pool(x, (4, 5)), K.adaptive_max_pool(x, (4, 5)),
-        K.batch_norm(x, v, np.abs(v), v, v, 1e-5), K.group_norm(x, 2, v, v, 1e-5),
-        K.layer_norm(x, 2, None, None, 1e-5), K.upsample(x, (9, 9), "bilinear", False),
-        K.upsample(x, (12, 12), "bicubic", True), K.linear(x, rand(3, 6), v[:3]),
-        K.softmax(x, 1), K.log_softmax(x, 1),
+        reshape.pad(x, ((1, 1), (1, 1)), "reflect"),
+        conv.conv_transpose(x, rand(4, 2, 2, 2), None, (2, 2), (0, 0), (0, 0), (1, 1), 1),
+        pool.max_pool(x, (2, 2), (2, 2), (0, 0), (1, 1), (3, 3)),
+        pool.avg_pool(x, (3, 3), (2, 2), (1, 1), (3, 3)),
+        pool.adaptive_avg_pool(x, (4, 5)), pool.adaptive_max_pool(x, (4, 5)),
+        norm.batch_norm(x, v, np.abs(v), v, v, 1e-5), norm.group_norm(x, 2, v, v, 1e-5),
+        norm.layer_norm(x, 2, None, None, 1e-5), reshape.upsample(x, (9, 9), "bilinear", False),
+        reshape.upsample(x, (12, 12), "bicubic", True), linear.linear(x, rand(3, 6), v[:3]),
+        activation.softmax(x, 1), activation.log_softmax(x, 1),
     ] + [fn(x) for fn, _, _ in ACTIVATIONS.values()]
     for out in outs:
         assert out.dtype == np.float32
@@ -1040,5 +1040,5 @@ def test_gemm_sums_with_weights_blas_cannot_read(gemm_sums, ws):
     pads = ((ws[2] // 2,) * 2,) * 2
     total = rand(1, ws[0], 5, 5, seed=3)
     want = total + naive_conv(x, np.ascontiguousarray(w), b, (1, 1), pads, (1, 1), 1)
-    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total), want)
-    assert_close(K.conv(x, w, b, (1, 1), pads, (1, 1), 1), want - rand(1, ws[0], 5, 5, seed=3))
+    assert_close(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total), want)
+    assert_close(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1), want - rand(1, ws[0], 5, 5, seed=3))

@@ -1,6 +1,6 @@
-"""Winograd F(4x4, 3x3) convolution in cnncalc.kernels: same results as the direct definition.
+"""Winograd F(4x4, 3x3) convolution in cnncalc.forward.conv: same results as the direct definition.
 
-The path is normally taken only by wide float32 layers (see kernels.winograd_suits); the tests
+The path is normally taken only by wide float32 layers (see conv.winograd_suits); the tests
 lower its thresholds so that small shapes go through it, and check that it really ran.
 Reference: a float64 sum over the nine taps of shifted slices of the zero-padded input (and
 torch's conv2d where installed).  Tolerance: 1e-4 relative, as for every float32 kernel.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cnncalc import kernels as K
+from cnncalc.forward import conv
 
 
 def rand(*shape, seed=0):
@@ -36,13 +36,13 @@ def relative_error(got, want):
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
     """Thresholds lowered so every float32 3x3 stride-1 conv takes the Winograd path; counts its calls."""
-    monkeypatch.setattr(K, "WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(K, "WINOGRAD_MIN_SIDE", 1)
-    monkeypatch.setattr(K, "WINOGRAD_MIN_WORK", 1)
-    monkeypatch.setattr(K, "MERGE_PIXELS", 0)  # batches of tiny outputs would otherwise be merged
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_SIDE", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_WORK", 1)
+    monkeypatch.setattr(conv, "MERGE_PIXELS", 0)  # batches of tiny outputs would otherwise be merged
     calls = []
-    real = K._conv_winograd
-    monkeypatch.setattr(K, "_conv_winograd", lambda *args: (calls.append(args[0].shape), real(*args)))
+    real = conv._conv_winograd
+    monkeypatch.setattr(conv, "_conv_winograd", lambda *args: (calls.append(args[0].shape), real(*args)))
     return calls
 
 
@@ -60,7 +60,7 @@ CASES = [  # (N, C_in, C_out, H, W), per-axis (lo, hi) padding
 def test_winograd_equals_the_direct_definition(winograd_everywhere, shape, pads):
     N, C, Co, H, W = shape
     x, w, b = rand(N, C, H, W), rand(Co, C, 3, 3, seed=1), rand(Co, seed=2)
-    got = K.conv(x, w, b, (1, 1), pads, (1, 1), 1)
+    got = conv.conv(x, w, b, (1, 1), pads, (1, 1), 1)
     assert winograd_everywhere == [x.shape]
     want = taps_reference(x, w, b, pads)
     assert got.shape == want.shape and got.dtype == np.float32
@@ -74,7 +74,7 @@ def test_winograd_adds_into_add_to(winograd_everywhere, shape, pads):
     x, w, b = rand(N, C, H, W), rand(Co, C, 3, 3, seed=1), rand(Co, seed=2)
     want = taps_reference(x, w, b, pads)
     total = rand(*want.shape, seed=3)
-    assert K.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total) is total
+    assert conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total) is total
     assert winograd_everywhere == [x.shape]
     assert relative_error(total, want + rand(*want.shape, seed=3)) <= 1e-4
 
@@ -83,8 +83,8 @@ def test_winograd_equals_torch_on_a_vgg_layer():
     """A real qualifying layer (no lowered thresholds): 256 channels at 28x28, against torch."""
     torch = pytest.importorskip("torch")
     x, w, b = rand(1, 256, 28, 28), rand(256, 256, 3, 3, seed=1) / 48, rand(256, seed=2)
-    assert K.winograd_suits(x.shape, w.shape, (1, 1), (1, 1), 1, (28, 28), np.float32)
-    got = K.conv(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    assert conv.winograd_suits(x.shape, w.shape, (1, 1), (1, 1), 1, (28, 28), np.float32)
+    got = conv.conv(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     with torch.no_grad():
         want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1)
     assert relative_error(got, want.numpy()) <= 1e-4
@@ -101,7 +101,7 @@ def test_winograd_is_chosen_only_where_it_pays(change):
                 out_size=(28, 28), batch=1)
 
     def suits(a):
-        return K.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
+        return conv.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
                                 a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"])
     assert suits(base) and suits({**base, "channels": 128, "batch": 2})
     assert not suits({**base, **change})
@@ -114,14 +114,14 @@ def test_transformed_filters_are_prepared_once_per_weight_array(winograd_everywh
     real = np.matmul
 
     def counting_matmul(a, b, *args, **kwargs):  # the filter transform is the matmul with _WINO_FILTER
-        transforms.extend([1] if a is K._WINO_FILTER else [])
+        transforms.extend([1] if a is conv._WINO_FILTER else [])
         return real(a, b, *args, **kwargs)
-    monkeypatch.setattr(K.np, "matmul", counting_matmul)
-    first = K.conv(x, w, None, (1, 1), pads, (1, 1), 1)
-    np.testing.assert_array_equal(K.conv(x, w, None, (1, 1), pads, (1, 1), 1), first)
+    monkeypatch.setattr(np, "matmul", counting_matmul)
+    first = conv.conv(x, w, None, (1, 1), pads, (1, 1), 1)
+    np.testing.assert_array_equal(conv.conv(x, w, None, (1, 1), pads, (1, 1), 1), first)
     assert len(transforms) == 1  # reused, not recomputed
     w *= -2  # changed in place: the fingerprint no longer matches, so the filters are redone
-    assert relative_error(K.conv(x, w, None, (1, 1), pads, (1, 1), 1), -2 * first) <= 1e-6
+    assert relative_error(conv.conv(x, w, None, (1, 1), pads, (1, 1), 1), -2 * first) <= 1e-6
     assert len(transforms) == 2
 
 
@@ -133,11 +133,11 @@ def test_winograd_property(n, c, co, h, w, pads, seed):
     pads = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return  # no output: the kernel is larger than the padded input
-    saved = K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS
-    K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS = 1, 1, 1, 0
+    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS
+    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS = 1, 1, 1, 0
     try:
         x, weight, bias = rand(n, c, h, w, seed=seed), rand(co, c, 3, 3, seed=seed + 1), rand(co, seed=seed + 2)
-        got = K.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
+        got = conv.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
     finally:
-        K.WINOGRAD_MIN_CHANNELS, K.WINOGRAD_MIN_SIDE, K.WINOGRAD_MIN_WORK, K.MERGE_PIXELS = saved
+        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS = saved
     assert relative_error(got, taps_reference(x, weight, bias, pads)) <= 1e-4

@@ -1,12 +1,10 @@
-"""NumPy compute kernels for cnncalc: convolution, pooling, normalisation, resampling, activations.
+"""Kernels of ``cnncalc/layers/conv.py``: convolution and transposed convolution.
 
-Every function here works on plain NumPy arrays and knows nothing of specs, YAML or layers.
-Layout is PyTorch's: batched channel-first arrays ``(N, C, *S)`` with 1, 2 or 3 spatial axes
-``S``, and every argument means exactly what it means in ``torch.nn.functional`` (a dilation of 1
-means no dilation, per-axis tuples are ordered like the spatial axes).  Output sizes that the
-caller already knows (pooling with ``ceil_mode``, adaptive pools, upsampling) are passed in and
-never recomputed here.  The dtype of the input is kept: float32 in, float32 out (float64 works
-too).
+The array functions (``conv``, ``conv_transpose``) work on plain NumPy arrays and know nothing of
+specs or layers.  Layout is PyTorch's: batched channel-first arrays ``(N, C, *S)`` with 1, 2 or 3
+spatial axes ``S``, and every argument means what it means in ``torch.nn.functional`` (a dilation
+of 1 means no dilation, per-axis tuples are ordered like the spatial axes).  The dtype of the
+input is kept: float32 in, float32 out (float64 works too).
 
 Convolutions are GEMM-shaped: each chunk of samples (or of one sample's output rows) is
 zero-padded into a reused buffer, viewed through a strided window view (``_windows``), copied
@@ -20,35 +18,27 @@ over the other axes, partial results summed with row shifts); "merged" for small
 depthwise convolutions a broadcast multiply-add per kernel tap, and wide float32 3x3 stride-1
 layers Winograd F(4x4, 3x3): 4x fewer multiplies, as batched GEMMs between two transform
 GEMMs.  Weights laid out for a GEMM are prepared once per weight array (``derived``).  A ReLU
-on a conv's or max pool's input can be left to the kernel (``relu_input``), and a conv can add
-its result into an existing array (``add_to``: a residual sum), which its GEMMs do with BLAS's
-beta = 1 where NumPy's own OpenBLAS is reachable (``cnncalc.blas``).  Pools are
-separable: one strided-slice reduction per spatial axis over the taps that fall inside the
-input (padding is never copied).  Scratch buffers are kept per thread and reused;
-outputs of PLAIN_PAGES_BYTES (256 KiB) and more come from a pool of mmap blocks on plain
-pages, see ``_empty``.
+on a conv's input can be left to the kernel (``relu_input``), and a conv can add its result
+into an existing array (``add_to``: a residual sum), which its GEMMs do with BLAS's beta = 1
+where NumPy's own OpenBLAS is reachable (``blas``).  Scratch buffers and outputs come from
+``memory``.
 """
 from __future__ import annotations
 
 import itertools
 import math
-import mmap
-import sys
-import threading
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..layers.conv import Conv, ConvTranspose
 from . import blas
+from .activation import relu
+from .base import _add_bias, _channel_shape, _float_dtype, _view, kernel
 from .derived import derived
-
-__all__ = [
-    "pad", "conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool",
-    "adaptive_max_pool", "linear", "batch_norm", "group_norm", "layer_norm", "upsample",
-    "relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
-    "hardsigmoid", "softmax", "log_softmax",
-]
+from .memory import _empty, _scratch
+from .reshape import _pad_constant, pad
 
 #: Upper bound, in bytes, of one im2col / col2im chunk (the batch, then output rows, are split).
 CHUNK_BYTES = 8 << 20
@@ -71,100 +61,6 @@ STACK_MIN_ROWS = 14
 #: alexnet's 11x11/4 (7x) or 3x3/2 stems (2.2x).
 SHALLOW_DEPTH = 160
 PHASE_SPLIT_GAIN = 8
-
-#: Scratch buffers up to this size are kept per thread and reused; larger ones are freed after use.
-SCRATCH_KEEP = 64 << 20
-
-_tls = threading.local()  # per-thread scratch buffers, reused across calls
-
-
-# --------------------------------------------------------------------------- helpers
-
-#: Arrays of at least this many bytes are allocated by ``_empty`` from a pool of anonymous mmap
-#: blocks, whose pages stay mapped between passes.  With the layer outputs of a batch-1 pass
-#: (0.25-32 MiB) from malloc instead, resnet50's pass took 62 rather than 57 ms in the benchmark
-#: (and 65-67 rather than 58-60 ms in a plain loop of passes).
-PLAIN_PAGES_BYTES = 256 << 10
-#: At most this many bytes of idle pool blocks are kept for reuse; the rest are unmapped.
-POOL_IDLE_BYTES = 1 << 30
-
-_pool: list = []  # mmap blocks handed out by _empty, in use or idle
-_pool_lock = threading.Lock()
-
-
-def _refs_when_idle() -> int:
-    """sys.getrefcount of a pool block that no array uses (measured, not assumed)."""
-    probe = [mmap.mmap(-1, mmap.PAGESIZE)]
-    count = _block_refs(probe, 0)
-    probe[0].close()
-    return count
-
-
-def _block_refs(blocks: list, i: int) -> int:
-    """References to ``blocks[i]`` (the pool's own, plus one per array made on it)."""
-    return sys.getrefcount(blocks[i])
-
-
-_IDLE_REFS = _refs_when_idle()
-
-
-def _empty(shape, dtype) -> np.ndarray:
-    """``np.empty`` for the kernels' outputs and big temporaries: large ones from a block pool.
-
-    Arrays from PLAIN_PAGES_BYTES up live on plain pages of an anonymous mmap block.  A block
-    goes back to the pool when no array refers to it any more (every view of an array made
-    here holds a reference to its block), so its pages stay mapped: writing a recycled block
-    costs no page faults.  Why not ``np.empty``: numpy asks for huge pages (MADV_HUGEPAGE) on
-    big arrays, and on a VM that hands freed memory back to its host (virtio balloon free-page
-    reporting, as on this project's machines) the first touch of such an array a few seconds
-    after memory was freed costs about 2 ms per MiB -- a 411 MB conv output took 1.6 s to write
-    instead of 0.83 s.
-    """
-    dtype = np.dtype(dtype)
-    count = math.prod(shape)
-    nbytes = count * dtype.itemsize
-    if nbytes < max(PLAIN_PAGES_BYTES, 1):
-        return np.empty(shape, dtype)
-    with _pool_lock:
-        idle = [i for i in range(len(_pool)) if _block_refs(_pool, i) == _IDLE_REFS]
-        fits = [i for i in idle if nbytes <= len(_pool[i]) <= 2 * nbytes]
-        if fits:
-            block = _pool[min(fits, key=lambda i: len(_pool[i]))]
-        else:
-            spare = POOL_IDLE_BYTES - nbytes  # make room: unmap idle blocks, oldest first
-            for i in reversed(idle):
-                spare -= len(_pool[i])
-                if spare < 0:
-                    _pool.pop(i).close()
-            block = mmap.mmap(-1, nbytes)
-            _pool.append(block)
-    return np.frombuffer(block, dtype, count).reshape(shape)  # views keep `block` referenced
-
-
-def _scratch(key: str, shape, dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array of ``shape`` carved from a per-thread reused buffer."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > SCRATCH_KEEP:
-        return _empty(shape, dtype)
-    buf = getattr(_tls, key, None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(max(nbytes, 64), np.uint8)
-        setattr(_tls, key, buf)
-    return buf[:nbytes].view(dtype).reshape(shape)  # flat bytes -> typed, shaped view
-
-
-def _view(a: np.ndarray, shape) -> np.ndarray:
-    """``a.reshape(shape)`` that is guaranteed to be a view (used for ``out=`` targets)."""
-    r = a.reshape(shape)
-    if r.size and not np.may_share_memory(r, a):
-        raise AssertionError("reshape of an output target would copy")
-    return r
-
-
-def _float_dtype(*arrays) -> np.dtype:
-    """Result dtype of the arrays, at least float32 (None entries ignored)."""
-    return np.result_type(np.float32, *[a for a in arrays if a is not None])
 
 
 def _windows(xp: np.ndarray, kernel, stride, dilation, out_size) -> np.ndarray:
@@ -197,20 +93,9 @@ def _chunks(n: int, rows: int, bytes_per_row: int, limit: int = CHUNK_BYTES):
             yield slice(n0, n0 + 1), slice(r0, min(rows, r0 + step))
 
 
-def _channel_shape(v: np.ndarray, ndim: int) -> np.ndarray:
-    """Reshape a per-channel vector ``(C,)`` to broadcast over ``(N, C, *S)`` of rank ``ndim``."""
-    return v.reshape((-1,) + (1,) * (ndim - 2))  # (C, 1, ..., 1)
-
-
-def _add_bias(out: np.ndarray, bias) -> None:
-    """In-place ``out += bias`` over the channel axis 1 of ``out (N, C, *S)``."""
-    if bias is not None:
-        out += _channel_shape(np.asarray(bias, out.dtype), out.ndim)
-
-
 def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:
     """``out = a @ b``, or with ``accumulate`` ``out += a @ b``, with np.matmul's broadcasting
-    over leading axes.  A sum is one BLAS GEMM with beta = 1 per matrix (``cnncalc.blas``: no
+    over leading axes.  A sum is one BLAS GEMM with beta = 1 per matrix (``cnncalc.forward.blas``: no
     pass over ``out`` of its own), else a matmul into the "product" scratch and an add."""
     if not accumulate:
         np.matmul(a, b, out=out)
@@ -238,68 +123,6 @@ def _put(dst: np.ndarray, src: np.ndarray, accumulate: bool) -> None:
 def _out_len(n: int, k: int, s: int, d: int) -> int:
     """Number of full windows of a (dilated) kernel over an already padded axis of length n."""
     return (n - d * (k - 1) - 1) // s + 1
-
-
-# --------------------------------------------------------------------------- padding
-
-def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
-    """Source indices along one axis for padding modes reflect / replicate / circular."""
-    i = np.arange(-lo, n + hi)
-    if mode == "replicate":
-        return np.clip(i, 0, n - 1)
-    if mode == "reflect":
-        if n == 1:
-            return np.zeros_like(i)
-        i = i % (2 * n - 2)  # fold the infinite reflection into one period
-        return np.where(i >= n, 2 * n - 2 - i, i)
-    return i % n  # circular
-
-
-def pad(x, pads, mode="zeros", value=0.0):
-    """Pad the trailing ``len(pads)`` axes of ``x`` (normally the spatial axes of ``(N, C, *S)``).
-
-    ``pads[i] = (lo, hi)`` for the i-th of those axes, first axis first (not F.pad's reversed
-    flat order).  Modes follow ``torch.nn.functional.pad``: ``zeros``/``constant`` (fill with
-    ``value``), ``reflect`` (mirror without repeating the edge), ``replicate`` (repeat the edge)
-    and ``circular`` (wrap around).  Negative amounts crop.  Returns ``x`` itself when nothing
-    changes.
-    """
-    if mode not in ("zeros", "constant", "reflect", "replicate", "circular"):
-        raise ValueError(f"unknown padding mode {mode!r}")
-    x = np.asarray(x)
-    pads = [(int(lo), int(hi)) for lo, hi in pads]
-    first = x.ndim - len(pads)
-    crop = tuple(slice(max(0, -lo), n - max(0, -hi)) for (lo, hi), n in zip(pads, x.shape[first:]))
-    if any(lo < 0 or hi < 0 for lo, hi in pads):
-        x = x[(Ellipsis,) + crop]  # negative pads crop first
-        pads = [(max(0, lo), max(0, hi)) for lo, hi in pads]
-    if not any(lo or hi for lo, hi in pads):
-        return x
-    if mode in ("zeros", "constant"):
-        return _pad_constant(x, pads, value)
-    for axis, ((lo, hi), n) in enumerate(zip(pads, x.shape[first:]), start=first):
-        if lo or hi:
-            x = np.take(x, _pad_index(n, lo, hi, mode), axis=axis)
-    return x
-
-
-def _pad_constant(x: np.ndarray, pads, value, out=None) -> np.ndarray:
-    """Constant padding: copy ``x`` into the interior, fill only the border slabs with ``value``.
-
-    Writes into ``out`` (of the padded shape) when given, e.g. a reused scratch buffer.
-    """
-    first = x.ndim - len(pads)
-    shape = x.shape[:first] + tuple(n + lo + hi for (lo, hi), n in zip(pads, x.shape[first:]))
-    out = _empty(shape, x.dtype) if out is None else out
-    inner = tuple(slice(lo, lo + n) for (lo, hi), n in zip(pads, x.shape[first:]))
-    out[(Ellipsis,) + inner] = x
-    for i, (lo, hi) in enumerate(pads):  # border slabs, each over the full extent of other axes
-        pre = (slice(None),) * (first + i)
-        if lo:
-            out[pre + (slice(0, lo),)] = value
-        if hi:
-            out[pre + (slice(shape[first + i] - hi, None),)] = value
-    return out
 
 
 def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
@@ -397,7 +220,7 @@ def _conv_pointwise(x, weight, bias, groups, out, relu_input=False, accumulate=F
 
     A layer that widens (C_in < C_out) takes its bias inside the GEMM: a bias column against a row
     of ones under a copy of the input, per chunk of samples -- a pass over the input instead of
-    one over the wider output.  Otherwise, with BLAS's beta = 1 (``cnncalc.blas``), the output
+    one over the wider output.  Otherwise, with BLAS's beta = 1 (``cnncalc.forward.blas``), the output
     starts as the bias and the GEMM adds its products in: a pass BLAS would spend zero-filling
     the output instead of one adding the bias afterwards.  With ``relu_input`` the input is
     copied (through the ReLU) per chunk too.
@@ -817,474 +640,15 @@ def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, g
     return out
 
 
-# --------------------------------------------------------------------------- pooling
+# --------------------------------------------------------------------------- kernels by layer type
 
-def _tap_outputs(n, k, s, d, p, o) -> list[tuple[int, int, int]]:
-    """Window taps along one axis of n real positions, windows at stride s starting p before the
-    first (dilation d, o outputs): ``(j, lo, hi)`` for each tap j that reads a real position,
-    for the outputs ``[lo, hi)`` where it does (output t's tap j reads position t*s - p + j*d)."""
-    taps = []
-    for j in range(k):
-        lo, hi = max(0, -((j * d - p) // s)), min(o, (n - 1 + p - j * d) // s + 1)
-        if lo < hi:
-            taps.append((j, lo, hi))
-    return taps
+@kernel(Conv)
+def _conv(layer, x, p, owned, relu=False, add_to=None):
+    return conv(x, p["weight"], p.get("bias"), layer.stride, layer.pads, layer.dilation, layer.groups,
+                layer.padding_mode, relu_input=relu, overwrite_input=owned, add_to=add_to)
 
 
-def _covers(n, k, s, d, p, o) -> bool:
-    """Whether every window along the axis (see ``_tap_outputs``) holds a real position."""
-    reached = 0
-    for _, lo, hi in sorted(_tap_outputs(n, k, s, d, p, o), key=lambda tap: tap[1]):
-        if lo > reached:
-            return False
-        reached = max(reached, hi)
-    return reached >= o
-
-
-def _reduce_axis(y, axis, k, s, d, p, o, op, fill):
-    """Separable window reduction along one axis: ``op`` over the k taps, each a strided slice of
-    ``y`` clipped to the real positions (see ``_tap_outputs``), so padding -- ``p`` positions
-    before, and after as far as the last window reaches -- is never copied: it counts as
-    ``fill``, ``op``'s identity, where a window holds nothing else."""
-    n, pre = y.shape[axis], (slice(None),) * axis
-    taps = []  # (outputs, strided slice of y) per tap
-    for j, lo, hi in _tap_outputs(n, k, s, d, p, o):
-        first = lo * s - p + j * d
-        taps.append((slice(lo, hi), y[pre + (slice(first, first + (hi - lo - 1) * s + 1, s),)]))
-    acc = _empty(y.shape[:axis] + (o,) + y.shape[axis + 1:], y.dtype)
-    whole = [src for rows, src in taps if rows == slice(0, o)][:2]  # taps every output has
-    if len(whole) == 2:
-        op(*whole, out=acc)
-    elif whole:
-        np.copyto(acc, whole[0])
-    else:
-        acc.fill(fill)
-    for rows, src in taps:
-        if not any(src is w for w in whole):
-            part = acc[pre + (rows,)]
-            op(part, src, out=part)
-    return acc
-
-
-def max_pool(x, kernel, stride, padding, dilation, out_size, relu_input=False):
-    """Max pooling like ``F.max_pool{1,2,3}d`` on ``x (N, C, *S)`` -> ``(N, C, *out_size)``.
-
-    ``padding`` per-axis ints (implicit -inf); ``out_size`` from the caller (encodes ceil_mode);
-    positions a last window runs past the right edge count as -inf.  With ``relu_input`` the
-    result is ``max_pool(relu(x))``: max and ReLU commute, so the ReLU is applied to the smaller
-    output -- unless a window holds only padding (its -inf must stay), then to the input first.
-    """
-    N, C, *S = x.shape
-    x = np.asarray(x)
-    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    axes = list(zip(S, kernel, stride, dilation, padding, out_size))
-    relu_after = relu_input and all(_covers(*axis) for axis in axes)
-    y = relu(x) if relu_input and not relu_after else x
-    for axis, (n, k, s, d, p, o) in enumerate(axes, start=2):
-        y = _reduce_axis(y, axis, k, s, d, p, o, np.maximum, fill)
-    if relu_after:
-        np.maximum(y, 0, out=y)  # y is the last reduction's own array
-    return y
-
-
-def avg_pool(x, kernel, stride, padding, out_size, count_include_pad=True, divisor_override=None):
-    """Average pooling like ``F.avg_pool{1,2,3}d`` on ``x (N, C, *S)`` -> ``(N, C, *out_size)``.
-
-    Divisor per window exactly as PyTorch: ``divisor_override`` if given; else with
-    ``count_include_pad`` the window clipped to ``[-p, n + p)`` (so ceil_mode windows running
-    past the padded edge count only up to it); else the number of real input elements.
-    """
-    N, C, *S = x.shape
-    x = np.asarray(x, _float_dtype(x))
-    y = x
-    for axis, (n, k, s, p, o) in enumerate(zip(S, kernel, stride, padding, out_size), start=2):
-        y = _reduce_axis(y, axis, k, s, 1, p, o, np.add, 0)  # zero padding adds nothing
-        if divisor_override is None:
-            start = np.arange(o) * s - p
-            hi = np.minimum(start + k, n + p) if count_include_pad else np.minimum(start + k, n)
-            lo = start if count_include_pad else np.maximum(start, 0)
-            y /= (hi - lo).astype(y.dtype).reshape((-1,) + (1,) * (y.ndim - axis - 1))  # along axis
-    if divisor_override is not None:
-        y /= y.dtype.type(divisor_override)
-    return y
-
-
-def _adaptive_bounds(n: int, o: int):
-    """PyTorch's adaptive windows: start = floor(i * n / o), end = ceil((i + 1) * n / o)."""
-    i = np.arange(o)
-    return (i * n) // o, -((-(i + 1) * n) // o)
-
-
-def _adaptive_axis(y, axis, o, kind):
-    """Adaptive max/avg along one axis: uniform windows as a k-tap pooling, else gathers."""
-    n = y.shape[axis]
-    if n % o == 0:  # uniform windows: a pooling with kernel = stride = n // o
-        k = n // o
-        r = _reduce_axis(y, axis, k, k, 1, 0, o, np.maximum if kind == "max" else np.add, 0)
-        if kind != "max":
-            r /= y.dtype.type(k)
-        return r
-    start, end = _adaptive_bounds(n, o)
-    if kind == "max":  # clamped taps repeat a window's last element, harmless for max
-        acc = np.take(y, start, axis=axis)
-        for j in range(1, int((end - start).max())):
-            np.maximum(acc, np.take(y, np.minimum(start + j, end - 1), axis=axis), out=acc)
-        return acc
-    # Each window summed tap by tap in float64 (not as a difference of prefix sums, where one
-    # infinite value would make every later window inf - inf = NaN).
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-window values broadcast along later axes
-    total = np.zeros(np.take(y, start, axis=axis).shape, np.float64)
-    for j in range(int((end - start).max())):
-        inside = (start + j < end).reshape(shape)  # windows that still have a tap j
-        total += np.where(inside, np.take(y, np.minimum(start + j, end - 1), axis=axis), 0)
-    return (total / (end - start).reshape(shape)).astype(y.dtype)
-
-
-def adaptive_avg_pool(x, out_size):
-    """Adaptive average pooling like ``F.adaptive_avg_pool{1,2,3}d``.
-
-    ``(N, C, *S) -> (N, C, *out_size)`` with PyTorch's (possibly uneven, overlapping) windows.
-    """
-    N, C, *S = x.shape
-    y = np.asarray(x, _float_dtype(x))
-    if all(o == 1 for o in out_size):  # global average: one matrix-vector product
-        P = math.prod(S)
-        planes = np.ascontiguousarray(y).reshape(N * C, P)  # one row per (sample, channel)
-        mean = planes @ np.full(P, 1.0 / P, y.dtype)
-        return mean.reshape(N, C, *out_size)  # (N * C,) -> (N, C, 1, ...)
-    for axis, o in enumerate(out_size, start=2):
-        y = _adaptive_axis(y, axis, o, "avg")
-    return y
-
-
-def adaptive_max_pool(x, out_size):
-    """Adaptive max pooling like ``F.adaptive_max_pool{1,2,3}d``.
-
-    ``(N, C, *S) -> (N, C, *out_size)`` with PyTorch's (possibly uneven, overlapping) windows.
-    """
-    y = np.asarray(x)
-    for axis, o in enumerate(out_size, start=2):
-        y = _adaptive_axis(y, axis, o, "max")
-    return y
-
-
-# --------------------------------------------------------------------------- dense / norms
-
-def linear(x, weight, bias):
-    """``x (..., in) @ weight (out, in).T + bias (out,)`` -> ``(..., out)`` as one GEMM."""
-    *lead, n_in = x.shape
-    dtype = _float_dtype(x, weight)
-    x2 = np.asarray(x, dtype).reshape(-1, n_in)  # (batch, in): all leading axes in one GEMM
-    y = _empty((x2.shape[0], weight.shape[0]), dtype)
-    np.matmul(x2, np.asarray(weight, dtype).T, out=y)
-    if bias is not None:
-        y += np.asarray(bias, dtype)
-    return y.reshape(*lead, weight.shape[0])  # back to (..., out)
-
-
-def batch_norm(x, running_mean, running_var, weight, bias, eps):
-    """Inference batch norm on ``x (N, C, *S)``: ``(x - mean) / sqrt(var + eps) * weight + bias``.
-
-    Folded into one per-channel scale and shift (computed in float64); weight/bias may be None.
-    """
-    N, C, *S = x.shape
-    x = np.asarray(x, _float_dtype(x))
-    scale = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
-    if weight is not None:
-        scale = scale * weight
-    shift = -np.asarray(running_mean, np.float64) * scale
-    if bias is not None:
-        shift = shift + bias
-    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim), out=_empty(x.shape, x.dtype))
-    y += _channel_shape(shift.astype(x.dtype), x.ndim)
-    return y
-
-
-def _normalize(x, axes, eps):
-    """``(x - mean) / sqrt(var + eps)`` over ``axes`` with the biased variance."""
-    mean = x.mean(axis=axes, keepdims=True)
-    xc = x - mean
-    var = np.mean(np.square(xc), axis=axes, keepdims=True)
-    xc /= np.sqrt(var + eps)
-    return xc
-
-
-def group_norm(x, num_groups, weight, bias, eps):
-    """Group norm on ``x (N, C, *S)``: statistics over each group's ``C/G * prod(S)`` values."""
-    N, C, *S = x.shape
-    x = np.asarray(x, _float_dtype(x))
-    y = _normalize(x.reshape(N, num_groups, -1), 2, eps).reshape(x.shape)  # (N, G, C/G*prod(S))
-    if weight is not None:
-        y *= _channel_shape(np.asarray(weight, y.dtype), y.ndim)
-    _add_bias(y, bias)
-    return y
-
-
-def layer_norm(x, normalized_ndim, weight, bias, eps):
-    """Layer norm over the last ``normalized_ndim`` axes of ``x (N, ...)``.
-
-    Biased variance, as PyTorch; weight/bias of that trailing shape, or None.
-    """
-    x = np.asarray(x, _float_dtype(x))
-    y = _normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
-    if weight is not None:
-        y *= np.asarray(weight, y.dtype)
-    if bias is not None:
-        y += np.asarray(bias, y.dtype)
-    return y
-
-
-# --------------------------------------------------------------------------- upsampling
-
-def _source_coords(n, o, align_corners, scale, cubic, dtype):
-    """PyTorch's ``area_pixel_compute_source_index`` for every output index, in ``dtype``."""
-    i = np.arange(o, dtype=dtype)
-    if align_corners:
-        return i * dtype.type((n - 1) / (o - 1) if o > 1 else 0.0)
-    step = dtype.type(1.0 / scale) if scale else dtype.type(n) / dtype.type(o)
-    src = step * (i + dtype.type(0.5)) - dtype.type(0.5)
-    return src if cubic else np.maximum(src, 0)
-
-
-def _nearest_index(n, o, scale, exact=False):
-    """PyTorch's ``nearest_idx`` (float32 arithmetic, as in ATen); ``exact`` samples pixel centres
-    (``nearest-exact``: ⌊(i + ½)·step⌋)."""
-    if o == n:
-        return np.arange(o)
-    if o == 2 * n:
-        return np.arange(o) >> 1    # both rules agree here: ⌊(i + ½)/2⌋ = ⌊i/2⌋
-    step = np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(o)
-    centre = np.float32(0.5 if exact else 0.0)
-    return np.minimum(np.floor((np.arange(o, dtype=np.float32) + centre) * step).astype(np.int64), n - 1)
-
-
-def _cubic_weights(t):
-    """Keys cubic convolution weights (A = -0.75, as PyTorch) for taps -1, 0, 1, 2 at fraction t."""
-    A = -0.75
-
-    def near(u):  # |u| <= 1
-        return ((A + 2) * u - (A + 3)) * u * u + 1
-
-    def far(u):  # 1 < |u| < 2
-        return ((A * u - 5 * A) * u + 8 * A) * u - 4 * A
-    return far(t + 1), near(t), near(1 - t), far(2 - t)
-
-
-def _interp_axis(y, axis, o, mode, align_corners, scale):
-    """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic)."""
-    n = y.shape[axis]
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-output weights broadcast along later axes
-    if mode in ("nearest", "nearest-exact"):
-        return np.take(y, _nearest_index(n, o, scale, exact=mode == "nearest-exact"), axis=axis)
-    src = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
-    i0 = np.floor(src).astype(np.int64)
-    t = src - i0
-    if mode == "cubic":
-        taps = [np.clip(i0 + j, 0, n - 1) for j in (-1, 0, 1, 2)]
-        weights = _cubic_weights(t)
-    else:
-        i0 = np.minimum(i0, n - 1)
-        lam = np.clip(src - i0, 0, 1).astype(y.dtype)
-        taps, weights = [i0, np.minimum(i0 + 1, n - 1)], [1 - lam, lam]
-    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)  # along axis
-    for idx, wt in zip(taps[1:], weights[1:]):
-        acc += np.take(y, idx, axis=axis) * wt.astype(y.dtype).reshape(shape)
-    return acc
-
-
-def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None):
-    """Resample ``x (N, C, *S)`` to ``(N, C, *out_size)`` like ``torch.nn.Upsample``.
-
-    Modes: nearest, nearest-exact, linear / bilinear / trilinear (one linear pass per axis), bicubic.  When
-    ``scale_factor`` (a number or per-axis tuple) is given, PyTorch's coordinate scale
-    ``1 / scale_factor`` is used instead of ``in / out`` (recompute_scale_factor=None).
-    """
-    N, C, *S = x.shape
-    y = np.asarray(x, _float_dtype(x))
-    if scale_factor is None or np.ndim(scale_factor) == 0:
-        scales = [scale_factor] * len(S)
-    else:
-        scales = list(scale_factor)
-    kind = {"nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "linear", "bilinear": "linear",
-            "trilinear": "linear", "bicubic": "cubic"}.get(mode)
-    if kind is None:
-        raise ValueError(f"upsample: unknown mode {mode!r}")
-    for axis, (o, sc) in enumerate(zip(out_size, scales), start=2):
-        y = _interp_axis(y, axis, o, kind, bool(align_corners), sc)
-    return y if y is not x else y.copy()
-
-
-# --------------------------------------------------------------------------- activations
-
-def _like(x) -> np.ndarray:
-    """A new uninitialised array shaped like ``x`` (see ``_empty``)."""
-    x = np.asarray(x)
-    return _empty(x.shape, x.dtype)
-
-
-def relu(x):
-    """``max(x, 0)`` elementwise (NaN propagates)."""
-    return np.maximum(x, 0, out=_like(x))
-
-
-def relu6(x):
-    """``min(max(x, 0), 6)`` elementwise."""
-    return np.clip(x, 0, 6, out=_like(x))
-
-
-def leaky_relu(x, negative_slope=0.01):
-    """``x if x > 0 else negative_slope * x``."""
-    return np.where(x > 0, x, x * negative_slope)
-
-
-def elu(x, alpha=1.0):
-    """``x if x > 0 else alpha * (exp(x) - 1)``."""
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * alpha)
-
-
-# erf/erfc: W. J. Cody's rational Chebyshev approximations (Math. Comp. 23 (1969) 631-637; the
-# coefficients of his SPECFUN routine CALERF), each a (numerator, denominator) pair of polynomial
-# coefficients, highest power first.  The fits are finer than float64; rounding makes the error:
-# at most 4.1 eps relative to math.erfc (tests/test_kernels.py).
-#: erf(y) = y * P(y²) / Q(y²) for 0 <= y <= _ERF_SMALL_MAX
-_ERF_SMALL = ((1.85777706184603153e-1, 3.16112374387056560e0, 1.13864154151050156e2,
-               3.77485237685302021e2, 3.20937758913846947e3),
-              (1.0, 2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3,
-               2.84423683343917062e3))
-#: erfc(y) = exp(-y²) * P(y) / Q(y) for _ERF_SMALL_MAX < y <= _ERFC_MIDDLE_MAX
-_ERFC_MIDDLE = ((2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e0,
-                 6.61191906371416295e1, 2.98635138197400131e2, 8.81952221241769090e2,
-                 1.71204761263407058e3, 2.05107837782607147e3, 1.23033935479799725e3),
-                (1.0, 1.57449261107098347e1, 1.17693950891312499e2, 5.37181101862009858e2,
-                 1.62138957456669019e3, 3.29079923573345963e3, 4.36261909014324716e3,
-                 3.43936767414372164e3, 1.23033935480374942e3))
-#: erfc(y) = exp(-y²) / y * (1/sqrt(pi) - w * P(w) / Q(w)), w = 1/y², for y > _ERFC_MIDDLE_MAX
-_ERFC_TAIL = ((1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1,
-               1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4),
-              (1.0, 2.56852019228982242e0, 1.87295284992346047e0, 5.27905102951428412e-1,
-               6.05183413124413191e-2, 2.33520497626869185e-3))
-_ERF_SMALL_MAX, _ERFC_MIDDLE_MAX = 0.46875, 4.0
-#: erfc(y) is below the smallest subnormal float64 from y ≈ 27.3: larger y (and inf) use this.
-_ERFC_ZERO_FROM = 28.0
-#: Elements per block of GELU's float64 work, so that its dozen temporaries stay in the L2 cache
-#: (4M float32 elements: 0.16 s in 32K blocks, 0.26 s as whole arrays).
-ELEMENTWISE_BLOCK = 1 << 15
-
-
-def _polyval(coeffs, t):
-    """Horner's rule on array ``t``, ``coeffs`` from the highest power down (one new array)."""
-    p = np.full_like(t, coeffs[0])
-    for c in coeffs[1:]:
-        p *= t
-        p += c
-    return p
-
-
-def _rational(fit, t):
-    """``P(t) / Q(t)`` for ``fit = (P's coefficients, Q's coefficients)``."""
-    numerator, denominator = fit
-    p = _polyval(numerator, t)
-    p /= _polyval(denominator, t)
-    return p
-
-
-def _exp_minus_square(y):
-    """``exp(-y²)`` for ``y >= 0`` to a few ulp.
-
-    The rounding error of ``y * y`` (up to 8e-14 absolute at y = 27) would become the relative
-    error of the exponential, so ``y = s + (y - s)`` with ``s`` = y truncated to 1/16ths: ``s²``
-    is exact and ``exp(-y²) = exp(-s²) · exp(-(y - s)(y + s))``, whose second exponent is small.
-    """
-    s = np.trunc(y * 16.0) / 16.0
-    e = np.exp(-s * s)
-    e *= np.exp(-(y - s) * (y + s))
-    return e
-
-
-def _erfc_nonnegative(y):
-    """erfc of float64 ``y >= 0`` (1-D; NaN stays NaN), to a few ulp relative."""
-    out = np.empty_like(y)
-    small = y <= _ERF_SMALL_MAX
-    middle = (y > _ERF_SMALL_MAX) & (y <= _ERFC_MIDDLE_MAX)
-    tail = ~(small | middle)  # y > 4, and NaN
-    v = y[small]
-    out[small] = 1.0 - v * _rational(_ERF_SMALL, v * v)  # erfc >= 0.5 here: no cancellation
-    v = y[middle]
-    out[middle] = _rational(_ERFC_MIDDLE, v) * _exp_minus_square(v)
-    v = np.minimum(y[tail], _ERFC_ZERO_FROM)  # inf would give inf - inf in _exp_minus_square
-    w = 1.0 / (v * v)
-    out[tail] = (1.0 / math.sqrt(math.pi) - w * _rational(_ERFC_TAIL, w)) / v * _exp_minus_square(v)
-    return out
-
-
-def _erfc(z):
-    """Complementary error function of float64 ``z`` (any shape), to a few ulp relative.
-
-    Every finite argument, ±inf (0 and 2), NaN (NaN); underflows to 0 from z ≈ 27.3 as math.erfc.
-    """
-    z = np.asarray(z, np.float64)
-    out = _erfc_nonnegative(np.abs(z).reshape(-1)).reshape(z.shape)
-    np.subtract(2.0, out, out=out, where=z < 0)  # erfc(-y) = 2 - erfc(y), in [1, 2]: exact enough
-    return out
-
-
-def gelu(x, approximate="none"):
-    """GELU: exact ``x * Phi(x) = x/2 * erfc(-x/sqrt 2)``, or the ``tanh`` approximation.
-
-    The exact form is computed in float64 (to a few ulp), block by block, then cast back.
-    """
-    x = np.asarray(x)
-    if approximate == "tanh":
-        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
-        return 0.5 * x * (1.0 + np.tanh(inner))
-    if approximate != "none":
-        raise ValueError(f"gelu: unknown approximation {approximate!r}")
-    flat = x.reshape(-1)
-    out = _empty(x.shape, _float_dtype(x))
-    out_flat = _view(out, -1)
-    for start in range(0, flat.size, ELEMENTWISE_BLOCK):
-        block = slice(start, start + ELEMENTWISE_BLOCK)
-        v = flat[block].astype(np.float64)
-        out_flat[block] = 0.5 * v * _erfc(-v / math.sqrt(2.0))
-    return out
-
-
-def sigmoid(x):
-    """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
-    x = np.asarray(x)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1, e) / (1 + e)
-
-
-def silu(x):
-    """``x * sigmoid(x)``."""
-    return x * sigmoid(x)
-
-
-def tanh(x):
-    """Hyperbolic tangent."""
-    return np.tanh(x)
-
-
-def hardswish(x):
-    """``x * min(max(x + 3, 0), 6) / 6``."""
-    return x * np.clip(x + 3, 0, 6) / 6
-
-
-def hardsigmoid(x):
-    """``min(max(x + 3, 0), 6) / 6``."""
-    return np.clip(x + 3, 0, 6) / 6
-
-
-def softmax(x, axis):
-    """``exp(x) / sum(exp(x))`` along ``axis``, stabilised by subtracting the maximum."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    e /= e.sum(axis=axis, keepdims=True)
-    return e
-
-
-def log_softmax(x, axis):
-    """``x - logsumexp(x)`` along ``axis``, stabilised by subtracting the maximum."""
-    z = x - np.max(x, axis=axis, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
-    return z
+@kernel(ConvTranspose)
+def _conv_transpose(layer, x, p, owned):
+    return conv_transpose(x, p["weight"], p.get("bias"), layer.stride, layer.padding,
+                          layer.output_padding, layer.dilation, layer.groups)

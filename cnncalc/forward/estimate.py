@@ -1,0 +1,191 @@
+"""The memory guard: a pass's peak memory estimated from the analysis alone, and the limit it must fit."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..analysis import Report, Row
+from ..errors import SpecError
+from ..layers.conv import Conv, ConvTranspose
+from ..layers.pool import _Pool
+from ..layers.base import Layer
+from ..layers.composite import Concat, Residual
+from ..spec import Node
+from . import blas
+from . import conv
+from .norm import _folds
+from .weights import expected_tensors
+
+MEMORY_FRACTION = 0.8          # of the RAM available now: the default --max-memory
+
+
+@dataclass
+class Memory:
+    """Estimated peak bytes of a pass: live activations (batch included), kernel scratch, weights."""
+
+    activations: int
+    workspace: int
+    weights: int
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.workspace + self.weights
+
+
+def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
+    """Peak memory of the pass, from the analysis alone (nothing is allocated).
+
+    Live activations follow the pass: a leaf holds its input and output (plus a padded copy of the
+    input for padded windows); a residual or concat keeps its input and its finished branches'
+    outputs while the next branch runs. Kernel scratch (im2col / col2im chunks) is bounded by
+    conv.CHUNK_BYTES per chunk. Weights and buffers count once, whatever the batch.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    estimator = _MemoryWalk(report, batch, itemsize)
+    peak = estimator.sequence(report.network.root.branches[""], math.prod(report.network.input))
+    weights = sum(math.prod(shape) for shape, _ in expected_tensors(report).values()) * itemsize
+    return Memory(peak * batch * itemsize, estimator.workspace, weights)
+
+
+class _MemoryWalk:
+    """Per-sample element counts of what is alive at the worst moment, walking like the pass."""
+
+    def __init__(self, report: Report, batch: int, itemsize: int):
+        self.rows = {row.path: row for row in report.rows}
+        self.batch, self.itemsize = batch, itemsize
+        self.buffers: dict[str, int] = {}  # scratch buffer -> bytes; the kernels keep and reuse them
+
+    def sequence(self, nodes: list[Node], held: int) -> int:
+        for node, after in zip(nodes, nodes[1:]):
+            if _folds(node, after):
+                # folded weights and bias (norm._conv_with_batch_norm), and a widening 1x1 conv's copy of
+                # them with the bias as a column (conv._conv_pointwise), prepared once and kept
+                row = self.rows[node.path]
+                self.buffers[f"folded {node.path}"] = 2 * (math.prod(row.weight) + row.output[0]) * self.itemsize
+        return max((self.node(node, held) for node in nodes), default=held)
+
+    def node(self, node: Node, held: int) -> int:
+        row = self.rows[node.path]
+        size_in, size_out = math.prod(row.input), math.prod(row.output)
+        if node.leaf:
+            return held + size_in + size_out + self.scratch(node.layer, row)
+        if isinstance(node.layer, (Residual, Concat)):
+            peak, finished = 0, 0
+            for nodes in node.branches.values():
+                peak = max(peak, self.sequence(nodes, held + size_in + finished))
+                finished += math.prod(self.rows[nodes[-1].path].output) if nodes else 0
+            return max(peak, held + size_in + finished + size_out)
+        return self.sequence(node.branches[""], held)
+
+    def scratch(self, layer: Layer, row: Row) -> int:
+        """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace."""
+        if isinstance(layer, Conv):
+            # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
+            # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
+            # An im2col GEMM has one more row per group, for its bias (conv._conv_im2col).
+            self._winograd(layer, row)
+            if f"folded {row.path}" not in self.buffers:  # its weights laid out for the GEMM, bias as a column
+                self.buffers[f"prepared {row.path}"] = (math.prod(row.weight) + row.output[0]) * self.itemsize
+            depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
+            per_row = depth * math.prod(row.output[2:])
+            # (without BLAS's beta = 1 a residual's last conv adds its products from a "product" buffer)
+            for buffer in ("pad", "cols", "gemm") + (() if blas.available() else ("product",)):
+                self._chunk(buffer, per_row * row.output[1], per_row)
+            return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0
+        if isinstance(layer, _Pool):  # a padded copy, then one partial reduction per axis
+            return _padded_size(layer, row.input) + math.prod(row.input)
+        if isinstance(layer, ConvTranspose):
+            self._chunk("cols", layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
+            self._chunk("canvas", 2 * math.prod(row.output))
+            return 0
+        return math.prod(row.output)  # elementwise kernels' temporaries
+
+    def _winograd(self, layer, row: Row) -> None:
+        """A Winograd layer's scratch (its padded input, tiles and transforms in the reused buffers)
+        and its transformed filters, which stay cached beside the weights (36 values per 9 taps)."""
+        x_shape, w_shape = (self.batch, *row.input), row.weight
+        dtype = np.float32 if self.itemsize == 4 else np.float64  # float64 never takes the path
+        if not conv.winograd_suits(x_shape, w_shape, layer.stride, layer.dilation, layer.groups,
+                                      row.output[1:], dtype):
+            return
+        largest = conv.winograd_bytes(x_shape, w_shape, row.output[1:])  # every array it puts in a buffer
+        for buffer in ("pad", "cols", "gemm"):
+            self.buffers[buffer] = max(self.buffers.get(buffer, 0), largest)
+        self.buffers[f"winograd {row.path}"] = 4 * math.prod(w_shape) * self.itemsize
+
+    def _chunk(self, buffer: str, per_sample: int, per_row: int | None = None) -> None:
+        """A scratch buffer holding whole samples up to conv.CHUNK_BYTES, else rows of one sample;
+        each buffer keeps its largest size (the kernels reuse them)."""
+        sample_bytes = per_sample * self.itemsize
+        row_bytes = (per_row or per_sample) * self.itemsize
+        size = min(self.batch * sample_bytes, max(conv.CHUNK_BYTES, row_bytes if sample_bytes > conv.CHUNK_BYTES
+                                                   else sample_bytes))
+        self.buffers[buffer] = max(self.buffers.get(buffer, 0), size)
+
+    @property
+    def workspace(self) -> int:
+        return sum(self.buffers.values())
+
+
+def _padded_size(layer, shape: tuple) -> int:
+    """Elements of a window layer's padded input copy (0 when it pads nothing)."""
+    pads = getattr(layer, "pads", None) or [(p, p) for p in layer.padding]
+    if not any(lo or hi for lo, hi in pads):
+        return 0
+    return shape[0] * math.prod(n + lo + hi for n, (lo, hi) in zip(shape[1:], pads))
+
+
+def default_memory_limit() -> int:
+    """MEMORY_FRACTION of the RAM available now (/proc/meminfo, else sysconf); 0 = unknown, no limit."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * MEMORY_FRACTION)
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * MEMORY_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_memory(memory: Memory, limit: int, batch: int) -> None:
+    """Refuse a pass whose estimate exceeds `limit` bytes (0: no limit) before it allocates anything."""
+    if limit and memory.total > limit:
+        raise SpecError(
+            f"the forward pass would need about {_gib(memory.total)} (activations {_gib(memory.activations)} "
+            f"for batch {batch}, weights {_gib(memory.weights)}, scratch {_gib(memory.workspace)}), "
+            f"more than the limit of {_gib(limit)}",
+            fix="use a smaller --batch or --input, or raise the limit with --max-memory (e.g. --max-memory "
+                f"{math.ceil(memory.total / 2**30 * 1.2)}G) if the machine has the RAM")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1024 ** (i + 1) for i, prefix in enumerate("kmgt")
+                             for suffix in ("", "b", "ib")}}
+
+
+def parse_size(text: str) -> int:
+    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes, in binary units as memory is (G = GB = GiB = 2³⁰);
+    `0` means no limit.
+
+    >>> parse_size("2G"), parse_size("512MiB")
+    (2147483648, 536870912)
+    """
+    value = str(text).strip().lower().replace("_", "").replace(" ", "")
+    number = value.rstrip("kmgtib")
+    unit = value[len(number):]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if unit not in _UNITS or not amount >= 0 or amount == float("inf"):
+        raise SpecError(f"--max-memory '{text}' is not a size", fix="write it like 4G, 512MiB or 2000000000 (bytes)")
+    return int(amount * _UNITS[unit])

@@ -1,0 +1,124 @@
+"""Kernels of ``cnncalc/layers/norm.py``: batch, group and layer norm; BatchNorm folded into a conv.
+
+An inference BatchNorm right after a convolution (``folds``) is folded into the convolution's
+weights (``conv_with_batch_norm``), as inference engines do: the pass runs one GEMM for both.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.conv import Conv
+from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
+from ..spec import Node
+from .base import _add_bias, _channel_shape, _float_dtype, kernel
+from .derived import derived
+from .memory import _empty
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, eps):
+    """Inference batch norm on ``x (N, C, *S)``: ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    Folded into one per-channel scale and shift (computed in float64); weight/bias may be None.
+    """
+    N, C, *S = x.shape
+    x = np.asarray(x, _float_dtype(x))
+    scale = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -np.asarray(running_mean, np.float64) * scale
+    if bias is not None:
+        shift = shift + bias
+    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim), out=_empty(x.shape, x.dtype))
+    y += _channel_shape(shift.astype(x.dtype), x.ndim)
+    return y
+
+
+def _normalize(x, axes, eps):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` with the biased variance."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = np.mean(np.square(xc), axis=axes, keepdims=True)
+    xc /= np.sqrt(var + eps)
+    return xc
+
+
+def group_norm(x, num_groups, weight, bias, eps):
+    """Group norm on ``x (N, C, *S)``: statistics over each group's ``C/G * prod(S)`` values."""
+    N, C, *S = x.shape
+    x = np.asarray(x, _float_dtype(x))
+    y = _normalize(x.reshape(N, num_groups, -1), 2, eps).reshape(x.shape)  # (N, G, C/G*prod(S))
+    if weight is not None:
+        y *= _channel_shape(np.asarray(weight, y.dtype), y.ndim)
+    _add_bias(y, bias)
+    return y
+
+
+def layer_norm(x, normalized_ndim, weight, bias, eps):
+    """Layer norm over the last ``normalized_ndim`` axes of ``x (N, ...)``.
+
+    Biased variance, as PyTorch; weight/bias of that trailing shape, or None.
+    """
+    x = np.asarray(x, _float_dtype(x))
+    y = _normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
+    if weight is not None:
+        y *= np.asarray(weight, y.dtype)
+    if bias is not None:
+        y += np.asarray(bias, y.dtype)
+    return y
+
+
+# --------------------------------------------------------------------------- kernels by layer type
+
+@kernel(BatchNorm)
+def _batch_norm(layer, x, p, owned):
+    if "running_mean" not in p:  # track_running_stats=False: PyTorch uses the batch's statistics
+        axes = (0, *range(2, x.ndim))
+        return batch_norm(x, x.mean(axis=axes), x.var(axis=axes), p.get("weight"), p.get("bias"), layer.eps)
+    if "scale" not in p:  # folded once per layer into y = x·scale + shift
+        shape = (-1,) + (1,) * (x.ndim - 2)  # (C, 1, …)
+        p["scale"], p["shift"] = (v.astype(x.dtype).reshape(shape) for v in _batch_norm_affine(p, layer.eps))
+    y = np.multiply(x, p["scale"], out=x if owned else None)
+    y += p["shift"]
+    return y
+
+
+def _batch_norm_affine(p: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as a per-channel (scale, shift), in float64: y = x·scale + shift."""
+    scale = 1.0 / np.sqrt(p["running_var"].astype(np.float64) + eps)
+    if "weight" in p:
+        scale *= p["weight"]
+    shift = -p["running_mean"] * scale
+    if "bias" in p:
+        shift += p["bias"]
+    return scale, shift
+
+
+def _folds(node: Node, after: Node | None) -> bool:
+    """Whether ``after`` is an inference BatchNorm (running statistics: a fixed affine map) right
+    after the convolution ``node``, which the pass folds into it."""
+    return (after is not None and node.leaf and after.leaf and isinstance(node.layer, Conv)
+            and isinstance(after.layer, BatchNorm) and after.layer.track_running_stats)
+
+
+def _conv_with_batch_norm(conv_p: dict, bn_p: dict, eps: float) -> dict:
+    """Convolution parameters computing conv-then-BatchNorm: weight·scale, bias·scale + shift per
+    output channel (prepared once per set of weights, see cnncalc.forward.derived)."""
+    weight, bias = conv_p["weight"], conv_p.get("bias")
+
+    def fold() -> dict:
+        scale, shift = _batch_norm_affine(bn_p, eps)  # float64; the weights are scaled in their own dtype
+        per_output = scale.astype(weight.dtype).reshape((-1,) + (1,) * (weight.ndim - 1))  # (C_out, 1, …)
+        return {"weight": weight * per_output,
+                "bias": (shift if bias is None else bias * scale + shift).astype(weight.dtype)}
+    sources = (weight, bias, *(bn_p.get(k) for k in ("running_mean", "running_var", "weight", "bias")))
+    return derived(f"conv+batchnorm eps={eps!r}", sources, fold)
+
+
+@kernel(GroupNorm)
+def _group_norm(layer, x, p, owned):
+    return group_norm(x, layer.num_groups, p.get("weight"), p.get("bias"), layer.eps)
+
+
+@kernel(LayerNorm)
+def _layer_norm(layer, x, p, owned):
+    return layer_norm(x, len(layer.normalized(x.shape[1:])), p.get("weight"), p.get("bias"), layer.eps)

@@ -1,0 +1,176 @@
+"""Kernels of ``cnncalc/layers/reshape.py``: flatten, identity and dropout, padding, upsampling."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.reshape import Flatten, Identity, Upsample, ZeroPad, _Dropout
+from .base import _float_dtype, kernel, out_size
+from .memory import _empty
+
+
+# --------------------------------------------------------------------------- padding
+
+def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Source indices along one axis for padding modes reflect / replicate / circular."""
+    i = np.arange(-lo, n + hi)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    if mode == "reflect":
+        if n == 1:
+            return np.zeros_like(i)
+        i = i % (2 * n - 2)  # fold the infinite reflection into one period
+        return np.where(i >= n, 2 * n - 2 - i, i)
+    return i % n  # circular
+
+
+def pad(x, pads, mode="zeros", value=0.0):
+    """Pad the trailing ``len(pads)`` axes of ``x`` (normally the spatial axes of ``(N, C, *S)``).
+
+    ``pads[i] = (lo, hi)`` for the i-th of those axes, first axis first (not F.pad's reversed
+    flat order).  Modes follow ``torch.nn.functional.pad``: ``zeros``/``constant`` (fill with
+    ``value``), ``reflect`` (mirror without repeating the edge), ``replicate`` (repeat the edge)
+    and ``circular`` (wrap around).  Negative amounts crop.  Returns ``x`` itself when nothing
+    changes.
+    """
+    if mode not in ("zeros", "constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"unknown padding mode {mode!r}")
+    x = np.asarray(x)
+    pads = [(int(lo), int(hi)) for lo, hi in pads]
+    first = x.ndim - len(pads)
+    crop = tuple(slice(max(0, -lo), n - max(0, -hi)) for (lo, hi), n in zip(pads, x.shape[first:]))
+    if any(lo < 0 or hi < 0 for lo, hi in pads):
+        x = x[(Ellipsis,) + crop]  # negative pads crop first
+        pads = [(max(0, lo), max(0, hi)) for lo, hi in pads]
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    if mode in ("zeros", "constant"):
+        return _pad_constant(x, pads, value)
+    for axis, ((lo, hi), n) in enumerate(zip(pads, x.shape[first:]), start=first):
+        if lo or hi:
+            x = np.take(x, _pad_index(n, lo, hi, mode), axis=axis)
+    return x
+
+
+def _pad_constant(x: np.ndarray, pads, value, out=None) -> np.ndarray:
+    """Constant padding: copy ``x`` into the interior, fill only the border slabs with ``value``.
+
+    Writes into ``out`` (of the padded shape) when given, e.g. a reused scratch buffer.
+    """
+    first = x.ndim - len(pads)
+    shape = x.shape[:first] + tuple(n + lo + hi for (lo, hi), n in zip(pads, x.shape[first:]))
+    out = _empty(shape, x.dtype) if out is None else out
+    inner = tuple(slice(lo, lo + n) for (lo, hi), n in zip(pads, x.shape[first:]))
+    out[(Ellipsis,) + inner] = x
+    for i, (lo, hi) in enumerate(pads):  # border slabs, each over the full extent of other axes
+        pre = (slice(None),) * (first + i)
+        if lo:
+            out[pre + (slice(0, lo),)] = value
+        if hi:
+            out[pre + (slice(shape[first + i] - hi, None),)] = value
+    return out
+
+
+# --------------------------------------------------------------------------- upsampling
+
+def _source_coords(n, o, align_corners, scale, cubic, dtype):
+    """PyTorch's ``area_pixel_compute_source_index`` for every output index, in ``dtype``."""
+    i = np.arange(o, dtype=dtype)
+    if align_corners:
+        return i * dtype.type((n - 1) / (o - 1) if o > 1 else 0.0)
+    step = dtype.type(1.0 / scale) if scale else dtype.type(n) / dtype.type(o)
+    src = step * (i + dtype.type(0.5)) - dtype.type(0.5)
+    return src if cubic else np.maximum(src, 0)
+
+
+def _nearest_index(n, o, scale, exact=False):
+    """PyTorch's ``nearest_idx`` (float32 arithmetic, as in ATen); ``exact`` samples pixel centres
+    (``nearest-exact``: ⌊(i + ½)·step⌋)."""
+    if o == n:
+        return np.arange(o)
+    if o == 2 * n:
+        return np.arange(o) >> 1    # both rules agree here: ⌊(i + ½)/2⌋ = ⌊i/2⌋
+    step = np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(o)
+    centre = np.float32(0.5 if exact else 0.0)
+    return np.minimum(np.floor((np.arange(o, dtype=np.float32) + centre) * step).astype(np.int64), n - 1)
+
+
+def _cubic_weights(t):
+    """Keys cubic convolution weights (A = -0.75, as PyTorch) for taps -1, 0, 1, 2 at fraction t."""
+    A = -0.75
+
+    def near(u):  # |u| <= 1
+        return ((A + 2) * u - (A + 3)) * u * u + 1
+
+    def far(u):  # 1 < |u| < 2
+        return ((A * u - 5 * A) * u + 8 * A) * u - 4 * A
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _interp_axis(y, axis, o, mode, align_corners, scale):
+    """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic)."""
+    n = y.shape[axis]
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-output weights broadcast along later axes
+    if mode in ("nearest", "nearest-exact"):
+        return np.take(y, _nearest_index(n, o, scale, exact=mode == "nearest-exact"), axis=axis)
+    src = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    if mode == "cubic":
+        taps = [np.clip(i0 + j, 0, n - 1) for j in (-1, 0, 1, 2)]
+        weights = _cubic_weights(t)
+    else:
+        i0 = np.minimum(i0, n - 1)
+        lam = np.clip(src - i0, 0, 1).astype(y.dtype)
+        taps, weights = [i0, np.minimum(i0 + 1, n - 1)], [1 - lam, lam]
+    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)  # along axis
+    for idx, wt in zip(taps[1:], weights[1:]):
+        acc += np.take(y, idx, axis=axis) * wt.astype(y.dtype).reshape(shape)
+    return acc
+
+
+def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None):
+    """Resample ``x (N, C, *S)`` to ``(N, C, *out_size)`` like ``torch.nn.Upsample``.
+
+    Modes: nearest, nearest-exact, linear / bilinear / trilinear (one linear pass per axis), bicubic.  When
+    ``scale_factor`` (a number or per-axis tuple) is given, PyTorch's coordinate scale
+    ``1 / scale_factor`` is used instead of ``in / out`` (recompute_scale_factor=None).
+    """
+    N, C, *S = x.shape
+    y = np.asarray(x, _float_dtype(x))
+    if scale_factor is None or np.ndim(scale_factor) == 0:
+        scales = [scale_factor] * len(S)
+    else:
+        scales = list(scale_factor)
+    kind = {"nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "linear", "bilinear": "linear",
+            "trilinear": "linear", "bicubic": "cubic"}.get(mode)
+    if kind is None:
+        raise ValueError(f"upsample: unknown mode {mode!r}")
+    for axis, (o, sc) in enumerate(zip(out_size, scales), start=2):
+        y = _interp_axis(y, axis, o, kind, bool(align_corners), sc)
+    return y if y is not x else y.copy()
+
+
+# --------------------------------------------------------------------------- kernels by layer type
+
+@kernel(Flatten)
+def _flatten(layer, x, p, owned):
+    first, last = layer.span(x.shape[1:])
+    first, last = first + 1, last + 1  # the batch is axis 0
+    return x.reshape(*x.shape[:first], -1, *x.shape[last + 1:])
+
+
+@kernel(Identity, _Dropout)
+def _identity(layer, x, p, owned):
+    return x
+
+
+@kernel(ZeroPad)
+def _zero_pad(layer, x, p, owned):
+    return pad(x, layer.pads)
+
+
+@kernel(Upsample)
+def _upsample(layer, x, p, owned):
+    # With recompute_scale_factor PyTorch derives the coordinate scale from the sizes, as without one.
+    scale = None if getattr(layer, "recompute_scale_factor", None) else layer.scale_factor
+    return upsample(x, out_size(layer, x), layer.mode, layer.align_corners, scale)
