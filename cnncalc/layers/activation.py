@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import SpecError
-from .base import ArgReader, Layer, Shape, register
+from .base import REGISTRY, ArgReader, Layer, Saved, Shape, register
 
 
 class Activation(Layer):
@@ -21,23 +21,43 @@ class Activation(Layer):
     def label(self, shape: Shape) -> str:
         return self.display
 
+    # What autograd keeps: `keeps` is "input" or "output" (ReLU, sigmoid and tanh compute their
+    # gradient from their output). In place, a type that keeps its output keeps the overwritten tensor;
+    # one that needs its input keeps a copy made before overwriting it.
+    keeps: str = "input"
+    keeps_in_place: str = "copy"
 
-# YAML name -> (PyTorch's display name, its keyword arguments with defaults)
+    def output_storage(self, shape, training):
+        return "inplace" if self.options.get("inplace") else "new"
+
+    def saved(self, shape, out, ctx):
+        inplace = self.options.get("inplace")
+        if self.keeps == "output" or (inplace and self.keeps_in_place == "output"):
+            return (Saved("output", "its output, from which its gradient is computed"),)
+        if inplace:
+            return (Saved("new", "a copy of its input made before it is overwritten in place", shape),)
+        return (Saved("input", "its input, from which its gradient is computed"),)
+
+
+# YAML name -> (PyTorch's display name, its keyword arguments with defaults, what its backward keeps)
 _ACTIVATIONS = {
-    "relu": ("ReLU", dict(inplace=False)),
-    "relu6": ("ReLU6", dict(inplace=False)),
-    "leakyrelu": ("LeakyReLU", dict(negative_slope=0.01, inplace=False)),
-    "elu": ("ELU", dict(alpha=1.0, inplace=False)),
-    "gelu": ("GELU", dict(approximate="none")),
-    "silu": ("SiLU", dict(inplace=False)),
-    "sigmoid": ("Sigmoid", {}),
-    "tanh": ("Tanh", {}),
-    "hardswish": ("Hardswish", dict(inplace=False)),
-    "hardsigmoid": ("Hardsigmoid", dict(inplace=False)),
+    "relu": ("ReLU", dict(inplace=False), "output"),
+    "relu6": ("ReLU6", dict(inplace=False), "input"),
+    "leakyrelu": ("LeakyReLU", dict(negative_slope=0.01, inplace=False), "input"),
+    "elu": ("ELU", dict(alpha=1.0, inplace=False), "input"),
+    "gelu": ("GELU", dict(approximate="none"), "input"),
+    "silu": ("SiLU", dict(inplace=False), "input"),
+    "sigmoid": ("Sigmoid", {}, "output"),
+    "tanh": ("Tanh", {}, "output"),
+    "hardswish": ("Hardswish", dict(inplace=False), "input"),
+    "hardsigmoid": ("Hardsigmoid", dict(inplace=False), "input"),
 }
-for _name, (_display, _signature) in _ACTIVATIONS.items():
-    register(_name)(type(_display, (Activation,), {"signature": _signature, "display": _display,
+for _name, (_display, _signature, _keeps) in _ACTIVATIONS.items():
+    register(_name)(type(_display, (Activation,), {"signature": _signature, "display": _display, "keeps": _keeps,
                                                     "__doc__": f"torch.nn.{_display}, elementwise."}))
+# In place, LeakyReLU and ELU compute their gradient from the overwritten output instead.
+for _name in ("leakyrelu", "elu"):
+    REGISTRY[_name].keeps_in_place = "output"
 
 
 class _Softmax(Layer):
@@ -72,6 +92,9 @@ class _Softmax(Layer):
 
     def field(self, shape, fields):
         return fields if self.axis(shape) == 0 else None
+
+    def saved(self, shape, out, ctx):
+        return (Saved("output", "its output, from which its gradient is computed"),)
 
     def label(self, shape: Shape) -> str:
         return f"{self.display}(dim={self.dim})"

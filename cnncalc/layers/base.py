@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
 from ..arith import Field
@@ -38,6 +39,40 @@ def suggest(word: str, choices) -> str:
     """` — did you mean 'x'?` when a close spelling exists."""
     close = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor PyTorch's autograd keeps for a layer's backward pass in training mode.
+
+    `of` is "input" or "output" (the layer keeps that very tensor, so a storage kept by two layers is
+    counted once), "new" (a tensor of its own: max pool's indices, BatchNorm's statistics, dropout's
+    mask) or "weight" (a parameter: costs nothing, except under autocast, where the layer keeps the
+    half-precision copy it computed with). `cast`: under autocast the layer keeps the half-precision
+    copy it made of a float32 input (False for what it keeps before casting, e.g. a padding's input). `shape` (new tensors) is per sample when `per_sample`, else the whole tensor (BatchNorm's
+    per-channel statistics do not grow with the batch). `dtype`: "value" (the activations' element
+    type), "stat" (statistics: float32 under autocast, else the model's type), "int64", or "mask"
+    (dropout: a bool on CUDA, the value type on CPU).
+    """
+
+    of: str
+    why: str
+    shape: tuple = ()
+    dtype: str = "value"
+    per_sample: bool = True
+    cast: bool = True
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a saved-tensor rule may depend on besides shapes: the device whose kernels run ("cuda" or
+    "cpu") and whether the layer's input requires a gradient (false before the first parameter)."""
+
+    device: str = "cuda"
+    input_grad: bool = True
+
+
+KEEPS_INPUT = (Saved("input", "its input (the default rule for a layer type without its own)"),)
 
 
 class Layer:
@@ -101,6 +136,32 @@ class Layer:
 
     def params(self, shape: Shape) -> int:
         return sum(math.prod(s) for s in self.tensors(shape).values())
+
+    # --- training (cnncalc.training): what autograd keeps, what storage the output uses ------------
+    storage: ClassVar[str] = "new"
+    """How the output relates to the input's storage: "new" (allocated), "view" (shares it, as
+    flatten does) or "inplace" (overwrites it). `output_storage` may decide per instance."""
+    autocast: ClassVar[bool] = False
+    """True where torch.autocast runs the layer in half precision (conv, linear: their matmuls)."""
+
+    def output_storage(self, shape: Shape, training: bool) -> str:
+        """"new", "view" or "inplace" for this instance, in training or at inference."""
+        return self.storage
+
+    def saved(self, shape: Shape, out: Shape, ctx: TrainContext) -> tuple[Saved, ...]:
+        """The tensors autograd keeps for this layer's backward in training mode (parameters aside).
+
+        The safe default for a new layer type is to keep its input, which is what most operations
+        keep (and at worst over-counts); a type whose backward needs less (views: nothing; ReLU: its
+        output) says so here, and tests/test_training.py checks the rule against PyTorch.
+        """
+        return KEEPS_INPUT
+
+    def backward_macs(self, shape: Shape, out: Shape, input_grad: bool) -> int:
+        """Multiply-adds of the backward pass: a weight's gradient costs the forward MACs again, and
+        the input's gradient (only when the input requires one) too."""
+        macs = self.macs(shape, out)
+        return macs * (("weight" in self.tensors(shape)) + input_grad) if macs else 0
 
 
 def fmt_shape(shape) -> str:

@@ -5,7 +5,7 @@ import math
 
 from .. import arith
 from ..errors import SpecError
-from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 from .window import check_fits, field_per_axis, uneven_notes
 
 
@@ -13,6 +13,7 @@ class _Convolution(Layer):
     """What both convolutions share: channels, kernel, stride, dilation, groups, bias."""
 
     transposed = False
+    autocast = True
 
     def setup(self, a: ArgReader) -> None:
         n = self.rank
@@ -113,6 +114,19 @@ class Conv(_Convolution):
     def notes(self, shape: Shape) -> list[str]:
         return uneven_notes(shape, self.kernel_size, self.stride, self.pads, self.dilation)
 
+    def saved(self, shape, out, ctx):
+        """Its input (for the weight's gradient); with reflect, replicate or circular padding the
+        padded copy it really convolves, and reflect/replicate padding also keeps the unpadded input
+        (when that needs a gradient)."""
+        if self.padding_mode == "zeros":
+            return (Saved("input", "its input, for the weight's gradient"), WEIGHT)
+        padded = (shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:], self.pads)))
+        copy = Saved("new", f"the {self.padding_mode}-padded copy of its input, which it convolves", padded)
+        if self.padding_mode == "circular" or not ctx.input_grad:   # no gradient through the padding
+            return (copy, WEIGHT)
+        return (Saved("input", f"its input, for the gradient of the {self.padding_mode} padding", cast=False),
+                copy, WEIGHT)
+
     def label(self, shape: Shape) -> str:
         pad = self.padding if isinstance(self.padding, str) else _axes(lo for lo, _ in self.pads)
         return f"Conv ({self._args_label(pad)})"
@@ -153,8 +167,14 @@ class ConvTranspose(_Convolution):
         return tuple(arith.field_through_transposed(f, k, s, p, d) for f, k, s, p, d
                      in zip(fields, self.kernel_size, self.stride, self.padding, self.dilation))
 
+    def saved(self, shape, out, ctx):
+        return (Saved("input", "its input, for the weight's gradient"), WEIGHT)
+
     def label(self, shape: Shape) -> str:
         return f"ConvTranspose ({self._args_label(_axes(self.padding))})"
+
+
+WEIGHT = Saved("weight", "its weight, for the input's gradient")
 
 
 def _axes(values) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..errors import SpecError
-from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
 
 @register("linear")
@@ -12,6 +12,7 @@ class Linear(Layer):
     """y = x·Wᵀ + b on the last dimension; weight stored out × in as PyTorch does."""
 
     signature = dict(in_features=None, out_features=REQUIRED, bias=True)
+    autocast = True
 
     def setup(self, a: ArgReader) -> None:
         self.in_features = a.int("in_features", allow_none=True)
@@ -36,6 +37,11 @@ class Linear(Layer):
 
     def field(self, shape, fields):
         return None
+
+    def saved(self, shape, out, ctx):
+        keep = Saved("input", "its input, for the weight's gradient (a view of it when it has several dimensions)")
+        # The weight only when the input needs a gradient (a first layer's matmul does not keep it).
+        return (keep, Saved("weight", "its weight, for the input's gradient")) if ctx.input_grad else (keep,)
 
     def notes(self, shape: Shape) -> list[str]:
         if len(shape) > 1:

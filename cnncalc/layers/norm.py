@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import SpecError
-from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
 
 @register("batchnorm", ranks=(1, 2, 3))
@@ -40,6 +40,12 @@ class BatchNorm(Layer):
         # inference, so every output depends on every position: the field is global.
         return fields if self.track_running_stats else None
 
+    def saved(self, shape, out, ctx):
+        """In training: its input and the batch's mean and inverse std per channel (whatever the batch)."""
+        stat = dict(shape=(shape[0],), dtype="stat", per_sample=False)
+        return (Saved("input", "its input"), Saved("new", "the batch mean per channel", **stat),
+                Saved("new", "the inverse standard deviation per channel", **stat))
+
     def label(self, shape: Shape) -> str:
         return "BatchNorm"
 
@@ -73,6 +79,9 @@ class GroupNorm(Layer):
         # Each group's mean and variance run over all its positions: every output depends on the
         # whole input (global), as with LayerNorm.
         return None
+
+    def saved(self, shape, out, ctx):
+        return _statistics(f"group ({self.num_groups} per sample)", (self.num_groups,))
 
     def label(self, shape: Shape) -> str:
         return f"GroupNorm (G={self.num_groups})"
@@ -116,5 +125,15 @@ class LayerNorm(Layer):
         # output then depends on its whole row, so the field is global.
         return fields if len(shape) == 1 else None
 
+    def saved(self, shape, out, ctx):
+        rows = tuple(shape[:len(shape) - len(self.normalized(shape))])
+        return _statistics("normalised row", rows or (1,))
+
     def label(self, shape: Shape) -> str:
         return "LayerNorm"
+
+
+def _statistics(what: str, shape: tuple) -> tuple[Saved, ...]:
+    """Group/layer norm: the input, and a mean and a reciprocal std per `what`."""
+    return (Saved("input", "its input"), Saved("new", f"the mean of each {what}", shape, "stat"),
+            Saved("new", f"the reciprocal std of each {what}", shape, "stat"))

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 from .. import arith
 from ..errors import SpecError
-from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
+from .base import KEEPS_INPUT, REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 from .conv import _axes
 from .window import check_fits, field_per_axis, uneven_notes
 
@@ -66,8 +66,16 @@ class MaxPool(_Pool):
 
     caption_name = "max pool"
 
+    def saved(self, shape, out, ctx):
+        return _input_and_indices(out)
+
     def label(self, shape: Shape) -> str:
         return self._label("MaxPool")
+
+
+def _input_and_indices(out: Shape) -> tuple[Saved, ...]:
+    """What a max pool keeps: its input and, per output value, the int64 position of the maximum."""
+    return (Saved("input", "its input"), Saved("new", "the int64 index of each maximum", out, "int64"))
 
 
 @register("avgpool", ranks=(1, 2, 3))
@@ -95,6 +103,9 @@ class AvgPool(_Pool):
                             fix="use a smaller kernel_size, or a larger input")
 
     caption_name = "avg pool"
+
+    def saved(self, shape, out, ctx):
+        return (Saved("input", "its input (PyTorch's avg_pool backward takes it)"),)
 
     def label(self, shape: Shape) -> str:
         return self._label("AvgPool")
@@ -151,6 +162,10 @@ class AdaptiveAvgPool(_AdaptivePool):
     kind_label = "AdaptiveAvgPool"
     caption_name = "avg pool"
 
+    def saved(self, shape, out, ctx):
+        # To 1×…×1 PyTorch takes the mean, whose backward needs only the input's size.
+        return () if all(n == 1 for n in out[1:]) else KEEPS_INPUT
+
 
 @register("adaptivemaxpool", ranks=(1, 2, 3))
 class AdaptiveMaxPool(_AdaptivePool):
@@ -159,6 +174,9 @@ class AdaptiveMaxPool(_AdaptivePool):
     kind_label = "AdaptiveMaxPool"
     caption_name = "max pool"
     signature = dict(output_size=REQUIRED, return_indices=False)
+
+    def saved(self, shape, out, ctx):
+        return _input_and_indices(out)
 
     def setup(self, a: ArgReader) -> None:
         super().setup(a)

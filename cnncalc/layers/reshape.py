@@ -8,7 +8,7 @@ from fractions import Fraction
 from .. import arith
 from ..errors import SpecError, brief
 from ..source import LARGEST
-from .base import ArgReader, Layer, Shape, _rank_name, fmt_shape, register
+from .base import ArgReader, Layer, Saved, Shape, _rank_name, fmt_shape, register
 from .window import check_fits
 
 
@@ -45,6 +45,11 @@ class Flatten(Layer):
     def field(self, shape, fields):
         return fields if self.out_shape(shape) == tuple(shape) else None
 
+    storage = "view"
+
+    def saved(self, shape, out, ctx):
+        return ()
+
     def label(self, shape: Shape) -> str:
         return "Flatten"
 
@@ -58,6 +63,11 @@ class Identity(Layer):
     def setup(self, a: ArgReader) -> None:
         pass
 
+    storage = "view"
+
+    def saved(self, shape, out, ctx):
+        return ()
+
     def label(self, shape: Shape) -> str:
         return "Identity"
 
@@ -69,7 +79,28 @@ class _Dropout(Layer):
 
     def setup(self, a: ArgReader) -> None:
         self.p = a.number("p", minimum=0, maximum=1)
-        a.bool("inplace")
+        self.inplace = a.bool("inplace")
+
+    def output_storage(self, shape, training):
+        if not training or self.p == 0:
+            return "view"            # PyTorch returns the input itself
+        return "inplace" if self.inplace else "new"
+
+    def saved(self, shape, out, ctx):
+        """The mask it multiplied by (scaled by 1/(1 - p)); CUDA's fused dropout keeps a bool mask."""
+        if self.p == 0:
+            return ()
+        if self.p == 1:
+            return (Saved("new", "the zero it multiplied by (p = 1)", (), per_sample=False),)
+        if self.rank is None:
+            fused = ctx.device == "cuda" and not self.inplace
+            return (Saved("new", "its mask" + (" (bool, CUDA's fused dropout)" if fused else ", scaled by 1/(1 - p)"),
+                          shape, "mask" if fused else "value"),)
+        # Channel dropout draws one value per channel: noise N×C×1…; PyTorch treats an input without
+        # the expected batch axis as one sample whose channels are the batch (one value per sample).
+        batched = self.rank == 2 or len(shape) == self.rank + 1
+        noise = (shape[0], *(1 for _ in shape[1:])) if batched else (1,)
+        return (Saved("new", "its per-channel noise, scaled by 1/(1 - p)", noise),)
 
     def check_input(self, shape: Shape) -> None:
         # PyTorch's dropout1d refuses anything but 2-D/3-D batches; dropout2d/3d take any rank.
@@ -109,6 +140,9 @@ class ZeroPad(Layer):
 
     def field(self, shape, fields):
         return tuple(arith.field_through_window(f, 1, 1, lo) for f, (lo, _) in zip(fields, self.pads))
+
+    def saved(self, shape, out, ctx):
+        return ()
 
     def label(self, shape: Shape) -> str:
         return f"ZeroPad({', '.join(f'{lo},{hi}' for lo, hi in self.pads)})"
@@ -195,6 +229,9 @@ class Upsample(Layer):
         if scale is not None and not self.recompute_scale_factor:
             return 1 / Fraction(str(scale))      # str: 1.3 means 13/10, not the nearest double
         return Fraction(n, o)
+
+    def saved(self, shape, out, ctx):
+        return ()       # its backward needs only the sizes
 
     def label(self, shape: Shape) -> str:
         what = f"size={self.size}" if self.size is not None else f"×{self.scale_factor}"

@@ -1,0 +1,297 @@
+"""A training step's memory and compute, from the analysis alone: what autograd keeps for backward
+(per layer, each storage counted once), gradients, optimizer state, backward MACs, a peak estimate and
+the largest batch that fits a budget.
+
+Every figure here is for the whole batch. The rules for what a layer keeps live with the layer
+(`Layer.saved`); this module follows the tensors through the network: which storage each layer's
+output uses (a view and an in-place layer share their input's, `Layer.output_storage`), its element
+type (under autocast conv and linear compute in half precision) and whether it needs a gradient.
+The same storage accounting gives the inference figure `allocated_bytes` (`allocated`).
+
+>>> import cnncalc
+>>> step = train(cnncalc.analyse(cnncalc.load("lenet5")), batch=1, device="cpu")
+>>> step.totals.saved_bytes, step.totals.backward_macs
+(183496, 12652000)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .analysis import DType, Report, Row
+from .errors import SpecError
+from .layers.base import Saved, TrainContext
+from .spec import Node
+
+
+class Optimizer(str, Enum):
+    """torch.optim choices by the state they keep per trainable parameter."""
+
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+    adamw = "adamw"
+
+    @property
+    def states(self) -> int:
+        """Tensors of state per parameter: SGD none, momentum its buffer, Adam(W) two moments."""
+        return {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
+
+
+class Amp(str, Enum):
+    """torch.autocast's half-precision type, or none."""
+
+    none = "none"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class Device(str, Enum):
+    """Whose kernels decide the saved tensors: CUDA's fused dropout keeps a bool mask, the CPU's a float one."""
+
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+ITEMSIZE = {"int64": 8}
+DEFAULT_OPTIMIZER = Optimizer.adam
+
+
+@dataclass
+class Kept:
+    """One tensor a layer keeps for backward; `shared` names the layer that already keeps its storage
+    (then it is counted there, not here)."""
+
+    why: str
+    shape: tuple            # the whole tensor, batch included where it has one
+    itemsize: int
+    shared: str | None = None
+
+    @property
+    def bytes(self) -> int:
+        return math.prod(self.shape) * self.itemsize
+
+
+@dataclass
+class LayerStep:
+    """One entry's training figures for the whole batch; a composite's are its layers' sums."""
+
+    saved_bytes: int = 0
+    backward_macs: int = 0
+    kept: list[Kept] = field(default_factory=list)
+    input_grad: bool = True
+
+
+@dataclass
+class TrainTotals:
+    saved_bytes: int
+    forward_macs: int
+    backward_macs: int
+    param_bytes: int        # parameters and buffers
+    grad_bytes: int
+    optimizer_bytes: int
+    transient_bytes: int    # the largest pair of gradients alive at once in the backward pass
+    peak_bytes: int
+    max_batch: int | None = None
+    budget: int | None = None
+
+    @property
+    def step_macs(self) -> int:
+        return self.forward_macs + self.backward_macs
+
+
+@dataclass
+class Training:
+    report: Report
+    batch: int
+    optimizer: Optimizer
+    amp: Amp
+    device: Device
+    rows: dict[str, LayerStep]
+    totals: TrainTotals
+
+    @property
+    def dtype(self) -> DType:
+        return self.report.dtype
+
+
+def train(report: Report, batch: int | None = None, optimizer: Optimizer | str = DEFAULT_OPTIMIZER,
+          amp: Amp | str | None = Amp.none, device: Device | str = Device.cuda, budget: int | None = None) -> Training:
+    """The training figures of `report`'s network at `batch` (default: the report's) in its dtype.
+
+    `amp`: torch.autocast to float16/bfloat16 (parameters, gradients and optimizer state stay float32;
+    conv and linear compute and keep half-precision tensors and half copies of their weights).
+    `budget` (bytes): also find the largest batch whose peak fits (`totals.max_batch`).
+    """
+    batch = report.batch if batch is None else batch
+    optimizer, amp, device = Optimizer(optimizer), Amp(amp or Amp.none), Device(device)
+    walk = _Walk(report, batch, amp, device)
+    walk.run()
+    totals = _totals(report, walk, optimizer, amp, batch)
+    if budget is not None:
+        totals.budget = budget
+        totals.max_batch = max_batch(report, budget, optimizer, amp, device)
+    return Training(report, batch, optimizer, amp, device, walk.steps, totals)
+
+
+def max_batch(report: Report, budget: int, optimizer=DEFAULT_OPTIMIZER, amp=Amp.none, device=Device.cuda) -> int:
+    """The largest batch whose peak estimate fits `budget` bytes (0 if not even one sample fits).
+
+    The peak is affine in the batch (every term grows with it except the model's state, BatchNorm's
+    statistics and autocast's weight copies), so two evaluations give it exactly.
+    """
+    one, two = (train(report, b, optimizer, amp, device).totals.peak_bytes for b in (1, 2))
+    per_sample, fixed = two - one, 2 * one - two
+    if budget < one:
+        return 0
+    return (budget - fixed) // per_sample if per_sample else 2**63 - 1
+
+
+def _totals(report: Report, walk: "_Walk", optimizer: Optimizer, amp: Amp, batch: int) -> TrainTotals:
+    t = report.totals
+    param_size = 4 if amp is not Amp.none else report.dtype.bytes    # autocast keeps float32 parameters
+    saved = sum(s.saved_bytes for path, s in walk.steps.items() if walk.leaf[path])
+    backward = sum(s.backward_macs for path, s in walk.steps.items() if walk.leaf[path])
+    param_bytes = (t.params + t.buffers) * param_size
+    grads = t.trainable_params * param_size
+    states = optimizer.states * t.trainable_params * param_size
+    peak = param_bytes + grads + states + saved + walk.transient
+    return TrainTotals(saved, t.macs * batch, backward, param_bytes, grads, states, walk.transient, peak)
+
+
+class _Tensor:
+    """An activation as the step sees it: its storage (shared by views and in-place layers), the
+    element count of the whole batch, its element size and whether it needs a gradient."""
+
+    __slots__ = ("storage", "elements", "itemsize", "grad")
+
+    def __init__(self, storage: int, elements: int, itemsize: int, grad: bool):
+        self.storage, self.elements, self.itemsize, self.grad = storage, elements, itemsize, grad
+
+
+class _Walk:
+    def __init__(self, report: Report, batch: int, amp: Amp, device: Device):
+        self.rows = {r.path: r for r in report.rows}
+        self.leaf = {r.path: r.leaf for r in report.rows}
+        self.batch, self.device = batch, device.value
+        self.amp = amp is not Amp.none
+        self.value = report.dtype.bytes
+        self.half = 2
+        self.stat = 4 if self.amp else report.dtype.bytes
+        self.network = report.network
+        self.steps: dict[str, LayerStep] = {}
+        self.kept_by: dict[int, str] = {}         # storage -> the first layer keeping it
+        self.storages = 0
+        self.transient = 0
+
+    def new(self, shape: tuple, itemsize: int, grad: bool, per_sample: bool = True) -> _Tensor:
+        self.storages += 1
+        return _Tensor(self.storages, math.prod(shape) * (self.batch if per_sample else 1), itemsize, grad)
+
+    def run(self) -> None:
+        network = self.network
+        x = self.new(network.input, 4 if self.amp else self.value, grad=False)
+        self.sequence(network.root.branches[""], x)
+
+    def sequence(self, nodes: list[Node], x: _Tensor) -> _Tensor:
+        for node in nodes:
+            x = self.node(node, x)
+        return x
+
+    def node(self, node: Node, x: _Tensor) -> _Tensor:
+        row = self.rows[node.path]
+        if node.leaf:
+            return self.layer(node, row, x)
+        outputs = [self.sequence(nodes, x) for nodes in node.branches.values()]
+        children = [self.steps[n.path] for nodes in node.branches.values() for n in nodes]
+        self.steps[node.path] = LayerStep(sum(c.saved_bytes for c in children),
+                                          sum(c.backward_macs for c in children), input_grad=x.grad)
+        if list(node.branches) == [""]:          # a sequence: its last layer's output
+            return outputs[0]
+        # a residual sum or a concatenation: a new tensor; it keeps nothing (its backward needs sizes only)
+        grad = any(y.grad for y in outputs)
+        return self.new(row.output, max(y.itemsize for y in outputs), grad)
+
+    def layer(self, node: Node, row: Row, x: _Tensor) -> _Tensor:
+        layer = node.layer
+        low = self.amp and layer.autocast
+        grad = x.grad or row.params > 0
+        how = layer.output_storage(row.input, training=True)
+        if how == "new":
+            y = self.new(row.output, self.half if low else x.itemsize, grad)
+        else:                                     # a view or in place: the input's storage
+            y = _Tensor(x.storage, x.elements, x.itemsize, grad)
+        step = LayerStep(input_grad=x.grad)
+        step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
+        # Autograd records nothing where neither the input nor a parameter needs a gradient.
+        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad)) if grad else ():
+            self.keep(step, node.path, saved, row, x, y, low)
+        self.steps[node.path] = step
+        gradients = y.elements * y.itemsize + (x.elements * x.itemsize if x.grad else 0)
+        self.transient = max(self.transient, gradients)
+        return y
+
+    def keep(self, step: LayerStep, path: str, saved: Saved, row: Row, x: _Tensor, y: _Tensor, low: bool) -> None:
+        if saved.of == "weight":
+            if low and row.weight:                # autocast's half copy of the weight
+                step.kept.append(Kept(saved.why + " (its half-precision copy, under autocast)", row.weight, self.half))
+                step.saved_bytes += step.kept[-1].bytes
+            return
+        if saved.of in ("input", "output") and not (low and saved.cast and saved.of == "input"
+                                                  and x.itemsize != self.half):
+            tensor = x if saved.of == "input" else y
+            shape = (self.batch, *(row.input if saved.of == "input" else row.output))
+            first = self.kept_by.setdefault(tensor.storage, path)
+            kept = Kept(saved.why, shape, tensor.itemsize, None if first == path else first)
+            if kept.shared is None and math.prod(shape) != tensor.elements:
+                kept.shape = (tensor.elements,)  # a view of a larger or differently shaped storage
+            step.kept.append(kept)
+            if kept.shared is None:
+                step.saved_bytes += tensor.elements * tensor.itemsize
+            return
+        if saved.of == "input":                   # autocast's half copy of a float32 input
+            shape, itemsize, why = (self.batch, *row.input), self.half, saved.why + " (cast to half precision)"
+        else:
+            shape = (self.batch, *saved.shape) if saved.per_sample else saved.shape
+            itemsize, why = self._itemsize(saved, low, y), saved.why
+        kept = Kept(why, shape, itemsize)
+        step.kept.append(kept)
+        step.saved_bytes += kept.bytes
+
+    def _itemsize(self, saved: Saved, low: bool, y: _Tensor) -> int:
+        if saved.dtype == "stat":
+            return self.stat
+        if saved.dtype == "mask":
+            return 1
+        if saved.dtype in ITEMSIZE:
+            return ITEMSIZE[saved.dtype]
+        return self.half if low and saved.cast else y.itemsize
+
+
+# --- inference: one per-tensor accounting ------------------------------------------------------------
+
+def allocated(report: Report) -> dict[str, bool]:
+    """For every entry, whether PyTorch allocates new memory for its output at inference: false for a
+    view (flatten, identity, dropout) or an in-place layer (`inplace: true`), and for a sequence (its
+    output is its last layer's); true for other leaves and for a residual's sum or a concatenation."""
+    result = {}
+    for row in report.rows:
+        node = row.node
+        if node.leaf:
+            result[row.path] = node.layer.output_storage(row.input, training=False) == "new"
+        else:
+            result[row.path] = list(node.branches) != [""]
+    return result
+
+
+def allocated_bytes(report: Report) -> int:
+    """Bytes per sample of the activations PyTorch really allocates at inference (the input aside)."""
+    new = allocated(report)
+    return sum(math.prod(r.output) for r in report.rows if new[r.path]) * report.dtype.bytes
+
+
+def check_budget(budget: int) -> int:
+    if budget <= 0:
+        raise SpecError(f"--budget must be more than 0 bytes, not {budget}", fix="write it like 24GiB or 8G")
+    return budget

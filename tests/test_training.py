@@ -1,0 +1,257 @@
+"""Training figures against PyTorch: the bytes autograd saves for backward (saved_tensors_hooks, unique
+storages, parameters and buffers aside) per layer and in total, and forward + backward MACs
+(FlopCounterMode, halved), for every layer type, random stacks and every built-in, at batch 1 and 8."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import yaml  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+import cnncalc  # noqa: E402
+import torch_training as tt  # noqa: E402
+from cnncalc.layers import REGISTRY  # noqa: E402
+from cnncalc.layers.conv import _Convolution  # noqa: E402
+from cnncalc.training import allocated_bytes, max_batch, train  # noqa: E402
+from test_properties import stacks  # noqa: E402
+
+INPUTS = {0: "6", 1: "3x10", 2: "3x8x8", 3: "3x4x6x6"}
+# Each registered type (by name) with arguments worth checking; placed after a layer with parameters
+# (so its input needs a gradient) and, separately, first.
+CASES = {
+    "conv": [{}, {"padding": 1, "padding_mode": "reflect"}, {"padding": 1, "padding_mode": "replicate"},
+             {"padding": 1, "padding_mode": "circular"}, {"groups": 3, "stride": 2}],
+    "convtranspose": [{"stride": 2}, {"groups": 3, "output_padding": 1, "stride": 2}],
+    "maxpool": [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}],
+    "avgpool": [{"kernel_size": 2}],
+    "adaptiveavgpool": [{"output_size": 1}, {"output_size": 2}],
+    "adaptivemaxpool": [{"output_size": 1}, {"output_size": 3}],
+    "batchnorm": [{}, {"affine": False}, {"track_running_stats": False}],
+    "dropout": [{}, {"p": 0.0}, {"p": 1.0}, {"inplace": True}],
+}
+EXTRA = [{"linear": {"out_features": 5}}, {"linear": {"out_features": 4, "bias": False}}, {"groupnorm": {"num_groups": 3}},
+         "layernorm", {"layernorm": {"normalized_shape": 0}}, {"layernorm": {"elementwise_affine": False}},
+         "flatten", "identity", {"softmax": {"dim": 1}}, {"logsoftmax": {"dim": -1}},
+         {"upsample": {"scale_factor": 2}}, {"upsample": {"scale_factor": 2, "mode": "LINEAR"}}]
+ACTIVATIONS = ["relu", "relu6", "leakyrelu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"]
+
+
+def _entries(rank: int) -> list:
+    entries = []
+    for kind, variants in CASES.items():
+        for args in variants:
+            name = f"{kind}{rank}d" if kind != "dropout" else "dropout"
+            if kind in ("conv", "convtranspose"):
+                args = {"out_channels": 3, "kernel_size": 3, **args}
+            if kind == "batchnorm" and rank == 0:
+                name = "batchnorm1d"
+            if rank == 0 and kind not in ("batchnorm", "dropout"):
+                continue
+            entries.append({name: args})
+    if rank:
+        entries += [{f"dropout{rank}d": {}}, {f"dropout{rank}d": {"inplace": True}}, {f"zeropad{rank}d": {"padding": 1}}]
+    entries += [{"dropout2d": {}}] if rank in (0, 1) else []
+    for item in EXTRA:
+        if isinstance(item, dict) and "layernorm" in item and "normalized_shape" in item["layernorm"]:
+            item = {"layernorm": {"normalized_shape": int(INPUTS[rank].split("x")[-1])}}
+        if isinstance(item, dict) and "upsample" in item and (rank == 0 or (item["upsample"].get("mode") and rank != 1)):
+            continue
+        if isinstance(item, dict) and "upsample" in item and item["upsample"].get("mode"):
+            item = {"upsample": {"scale_factor": 2, "mode": "linear"}}
+        entries.append(item)
+    for name in ACTIVATIONS:
+        entries.append(name)
+        if name not in ("gelu", "sigmoid", "tanh"):
+            entries.append({name: {"inplace": True}})
+    return entries
+
+
+def _spec(rank: int, layers: list) -> str:
+    return yaml.safe_dump({"input": INPUTS[rank], "layers": layers}, sort_keys=False)
+
+
+def _first(rank: int) -> dict:
+    channels = int(INPUTS[rank].split("x")[0])
+    return {f"conv{rank}d": {"out_channels": channels, "kernel_size": 1}} if rank else {"linear": {"out_features": 6}}
+
+
+def _compare(text: str, batches=(1, 8), amp=None, dtype="float32"):
+    network = cnncalc.parse(text)
+    report = cnncalc.analyse(network, dtype)
+    for batch in batches:
+        try:
+            total, per_layer = tt.saved(network, batch, dtype=dtype, amp=amp)
+        except ValueError as e:      # BatchNorm refuses one value per channel in training
+            assert "more than 1 value per channel" in str(e)
+            continue
+        ours = train(report, batch, amp=amp, device="cpu")
+        mine = {p: s.saved_bytes for p, s in ours.rows.items() if s.saved_bytes and report.row(p).leaf}
+        assert mine == per_layer, f"batch {batch}:\n{text}"
+        assert ours.totals.saved_bytes == total
+
+
+def _all_cases():
+    for rank in INPUTS:
+        for entry in _entries(rank):
+            yield pytest.param(rank, entry, id=f"{rank}d-{yaml.safe_dump(entry, default_flow_style=True).strip()}")
+
+
+@pytest.mark.parametrize("rank, entry", list(_all_cases()))
+def test_every_layer_type_saves_what_pytorch_saves(rank, entry):
+    # after a layer with parameters, then followed by a ReLU (which may share its storage), and first
+    _compare(_spec(rank, [_first(rank), entry, "relu"]))
+    _compare(_spec(rank, [entry]), batches=(2,))
+
+
+def test_every_registered_type_is_covered():
+    covered = {next(iter(e)) if isinstance(e, dict) else e for rank in INPUTS for e in _entries(rank)}
+    covered = {name.lower() for name in covered}
+    missing = sorted(set(REGISTRY) - covered)
+    assert not missing, f"no training case for {missing}: add one to CASES/EXTRA"
+
+
+@pytest.mark.parametrize("name", cnncalc.builtin_names())
+def test_builtins_save_what_pytorch_saves_and_count_its_macs(name):
+    # reduced resolution, to keep it lean (at 32 pixels resnet50 and mobilenet_v2 end in 1×1 BatchNorms,
+    # which PyTorch refuses to train at batch 1)
+    network = cnncalc.load(name, None if name == "lenet5" else "3x64x64")
+    report = cnncalc.analyse(network)
+    net = tt.model(network)
+    for batch in (1, 8):
+        total, per_layer = tt.saved(network, batch, net=net)
+        ours = train(report, batch, device="cpu")
+        mine = {p: s.saved_bytes for p, s in ours.rows.items() if s.saved_bytes and report.row(p).leaf}
+        assert mine == per_layer
+        assert ours.totals.saved_bytes == total
+    # MACs at 32 pixels, batch 2: the same arithmetic, a quarter of the backward pass
+    small = cnncalc.load(name, {"lenet5": None, "alexnet": "3x64x64"}.get(name, "3x32x32"))
+    assert _torch_counted(cnncalc.analyse(small), 2) == tt.step_macs(small, 2)
+
+
+def _torch_counted(report, batch: int) -> int:
+    """cnncalc's step MACs as FlopCounterMode counts them: it counts a grouped convolution's weight
+    gradient as if it were not grouped (groups times the real work)."""
+    ours = train(report, batch, device="cpu").totals.step_macs
+    extra = sum((r.node.layer.groups - 1) * r.macs * batch for r in report.rows
+                if r.leaf and isinstance(r.node.layer, _Convolution))
+    return ours + extra
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stacks())
+def test_random_stacks_save_and_count_what_pytorch_does(text):
+    try:
+        network = cnncalc.parse(text)
+        report = cnncalc.analyse(network)
+    except cnncalc.SpecError:
+        return
+    try:
+        tt.model(network)(torch.zeros(2, *network.input))
+    except Exception:  # noqa: BLE001 - a stack torch refuses is the property tests' business
+        return
+    _compare(text, batches=(1, 8))
+    try:
+        assert _torch_counted(report, 2) == tt.step_macs(network, 2)
+    except ValueError as e:
+        assert "more than 1 value per channel" in str(e)
+
+
+# --- autocast, dtypes -------------------------------------------------------------------------------
+
+AMP_SPEC = """
+input: 3x12x12
+layers:
+  - conv2d: {out_channels: 8, kernel_size: 3, padding: 1, padding_mode: replicate}
+  - batchnorm2d
+  - relu: {inplace: true}
+  - maxpool2d: {kernel_size: 2}
+  - residual:
+      body: [{conv2d: {out_channels: 8, kernel_size: 3, padding: 1}}, {groupnorm: {num_groups: 2}}, gelu]
+  - layernorm: {normalized_shape: 6}
+  - dropout2d
+  - flatten
+  - linear: {out_features: 10}
+  - softmax: {dim: 1}
+"""
+
+
+@pytest.mark.parametrize("amp", ["bfloat16", "float16"])
+def test_autocast_keeps_half_precision_activations_and_weight_copies(amp):
+    _compare(AMP_SPEC, batches=(1, 4), amp=amp)
+
+
+@pytest.mark.parametrize("first", ["maxpool2d: {kernel_size: 2}", "linear: {out_features: 5}"])
+def test_autocast_casts_a_float32_input_where_it_is_kept(first):
+    _compare(f"input: 3x8x8\nlayers:\n  - {first}\n  - conv2d: {{out_channels: 4, kernel_size: 3}}\n"
+             "  - flatten\n  - linear: {out_features: 5}\n", batches=(2,), amp="bfloat16")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_a_model_cast_to_another_type_keeps_everything_in_it(dtype):
+    _compare(AMP_SPEC, batches=(2,), dtype=dtype)
+
+
+# --- totals, worked by hand --------------------------------------------------------------------------
+
+def test_lenet5_training_totals_by_hand():
+    """LeNet-5 at batch 1, float32, Adam. Saved: conv1's input 1·28·28, relu1's output 20·28·28 (which
+    pool1 keeps too), pool1's int64 indices 20·14·14 and output (conv2's input) 20·14·14, relu2's output
+    50·14·14, pool2's int64 indices 50·7·7, its output 2450 (linear1 keeps it through the flatten view),
+    relu3's output 500 (linear2's input too)."""
+    report = cnncalc.analyse(cnncalc.load("lenet5"))
+    step = train(report, 1, optimizer="adam", device="cpu")
+    t = step.totals
+    floats = 784 + 15680 + 3920 + 9800 + 2450 + 500
+    assert t.saved_bytes == 4 * floats + 8 * (3920 + 2450) == 183496
+    params = 1256080
+    assert (t.grad_bytes, t.optimizer_bytes, t.param_bytes) == (4 * params, 8 * params, 4 * params)
+    # backward: every layer's weight gradient, and the input gradient of all but the first conv
+    assert t.backward_macs == 2 * 6522000 - 392000
+    assert t.step_macs == 3 * 6522000 - 392000
+    # the largest pair of gradients: conv1's output (20·28·28) alone (its input needs none) vs relu1's pair
+    assert t.transient_bytes == 4 * 2 * 15680
+    # parameters 4 B, gradients 4 B, Adam's two moments 8 B per parameter
+    assert t.peak_bytes == 16 * params + 183496 + 125440
+
+
+def test_batchnorm_statistics_do_not_grow_with_the_batch():
+    text = "input: 4x5x5\nlayers:\n  - conv2d: {out_channels: 6, kernel_size: 1}\n  - batchnorm2d\n"
+    report = cnncalc.analyse(cnncalc.parse(text))
+    one, two = (train(report, b, device="cpu").rows["1"].saved_bytes for b in (1, 2))
+    # conv output 6·5·5 floats per sample, plus mean and invstd: 2·6 floats whatever the batch
+    assert (one, two) == (4 * (150 + 12), 4 * (300 + 12))
+
+
+def test_optimizer_state_and_autocast_parameters_are_float32():
+    report = cnncalc.analyse(cnncalc.load("lenet5"), "float16")
+    params = report.totals.params
+    assert train(report, 1, optimizer="sgd").totals.optimizer_bytes == 0
+    assert train(report, 1, optimizer="momentum").totals.optimizer_bytes == 2 * params
+    assert train(report, 1, optimizer="adamw", amp="float16").totals.optimizer_bytes == 8 * params
+    assert train(report, 1, amp="bfloat16").totals.grad_bytes == 4 * params
+
+
+def test_cuda_dropout_keeps_a_bool_mask():
+    text = "input: 10\nlayers:\n  - linear: {out_features: 8}\n  - dropout: {p: 0.3}\n"
+    report = cnncalc.analyse(cnncalc.parse(text))
+    assert train(report, 4, device="cuda").rows["1"].saved_bytes == 4 * 8
+    assert train(report, 4, device="cpu").rows["1"].saved_bytes == 4 * 8 * 4
+
+
+def test_largest_batch_is_the_last_that_fits():
+    report = cnncalc.analyse(cnncalc.load("resnet18"))
+    budget = 8 * 2**30
+    best = max_batch(report, budget)
+    assert train(report, best).totals.peak_bytes <= budget < train(report, best + 1).totals.peak_bytes
+    assert max_batch(report, 1000) == 0
+    assert max_batch(report, budget, amp="float16") > best
+
+
+def test_allocated_bytes_share_views_and_in_place_outputs():
+    text = ("input: 1x4x4\nlayers:\n  - conv2d: {out_channels: 2, kernel_size: 1}\n  - relu: {inplace: true}\n"
+            "  - flatten\n  - dropout\n  - residual: {body: [{linear: {out_features: 32}}]}\n")
+    report = cnncalc.analyse(cnncalc.parse(text))
+    # every output counted: conv 32 + relu 32 + flatten 32 + dropout 32 + linear 32 (the sum is not a leaf)
+    assert report.totals.activation_bytes == 4 * 160
+    # allocated: conv 32, linear 32 and the residual sum 32
+    assert allocated_bytes(report) == 4 * 96
