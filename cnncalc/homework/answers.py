@@ -4,12 +4,19 @@ and receptive fields (`5`, `[5, 5]`, `global`, `{size: 5, jump: 1, start: 0}`).
 
 A rounded answer is right when the exact value rounds to it at the precision written (`6.52M` for
 6,522,000); an answer that cannot be read raises AnswerError, which grading turns into bad input.
+
+Every answer is read in bounded time: it is at most MAX_LENGTH characters, its numbers at most
+MAX_DIGITS digits and their exponents within ±MAX_EXPONENT, all checked on the text before any number
+is built (`1e99999999999` would otherwise be raised to its power exactly, and a 4,301-digit integer
+refused by Python itself).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+
+from ..errors import clip
 
 
 def shown(raw) -> str:
@@ -18,6 +25,11 @@ def shown(raw) -> str:
         return "a number of more than 60 digits"
     text = repr(raw) if not isinstance(raw, str) else f"'{raw}'"
     return text if len(text) <= 60 else text[:57] + "…"
+
+
+MAX_LENGTH = 2_000       # characters of one answer
+MAX_DIGITS = 1_000       # digits of one number in it (the largest figure of a real network has about 20)
+MAX_EXPONENT = 1_000     # |e| of a number written 1.2e5
 
 
 class AnswerError(ValueError):
@@ -52,8 +64,23 @@ class Approx:
         return abs(Fraction(exact) - self.value) <= self.tolerance
 
 
+def _bounded_text(raw: str, fix: str) -> str:
+    """The answer's text, refused when longer than any answer can be (before any pattern looks at it)."""
+    if len(raw) > MAX_LENGTH:
+        raise AnswerError(f"the answer is {len(raw):,} characters long (at most {MAX_LENGTH:,} are read)", fix)
+    return raw.translate(_SPACES).strip()
+
+
 def _decimal(sign: str, whole: str, frac: str | None, exponent: str | None, scale: int) -> Approx:
-    digits = re.sub(r"[,_ ]", "", whole) + "." + (frac or "0")
+    whole = re.sub(r"[,_ ]", "", whole)
+    if len(whole) + len(frac or "") > MAX_DIGITS:
+        raise AnswerError(f"the number has {len(whole) + len(frac or ''):,} digits; no answer needs more than "
+                          f"{MAX_DIGITS:,}", "write the number with fewer digits, e.g. 1.26e6 or 1,256,080")
+    if exponent and (len(exponent.lstrip("+-0")) > 4 or abs(int(exponent)) > MAX_EXPONENT):
+        raise AnswerError(f"the exponent e{clip(exponent, 20)} is out of range (answers are read with exponents "
+                          f"up to ±{MAX_EXPONENT:,})",
+                          "write the number itself (1,256,080) or with a small exponent (1.26e6)")
+    digits = whole + "." + (frac or "0")
     value = Fraction(digits) * Fraction(10) ** int(exponent or 0) * scale
     rounded = bool(frac or exponent or scale != 1)
     ulp = Fraction(1, 10 ** len(frac or "")) * Fraction(10) ** int(exponent or 0) * scale
@@ -66,19 +93,33 @@ def parse_count(raw) -> Approx:
     >>> parse_count('6.52M').matches(6522000), parse_count('6.52M').matches(6530000)
     (True, False)
     """
-    if isinstance(raw, bool) or raw is None:
-        raise AnswerError(f"{shown(raw)} is not a number", _COUNT_FIX)
+    _not_a_value(raw, "a number", _COUNT_FIX)
     if isinstance(raw, int):
         return Approx(Fraction(raw))
     if isinstance(raw, float):
-        return parse_count(repr(raw)) if raw == raw and abs(raw) != float("inf") else parse_count(None)
-    match = _COUNT.match(raw.translate(_SPACES).strip()) if isinstance(raw, str) else None
+        return parse_count(repr(raw))
+    if not isinstance(raw, str):
+        raise AnswerError(f"{shown(raw)} is not a number", _COUNT_FIX)
+    text = _bounded_text(raw, _COUNT_FIX)
+    match = _COUNT.match(text)
     if match:
         sign, whole, frac, exponent, suffix = match.groups()
         return _decimal(sign, whole, frac, exponent, _SCALES.get(suffix, 1))
-    if isinstance(raw, str) and _ARITHMETIC.fullmatch(raw.translate(_SPACES)):
-        return Approx(Fraction(_evaluate(raw)))
+    if _ARITHMETIC.fullmatch(text):
+        return Approx(Fraction(_evaluate(text)))
     raise AnswerError(f"{shown(raw)} is not a number", _COUNT_FIX)
+
+
+def _not_a_value(raw, what: str, fix: str) -> None:
+    """Refuse what YAML reads as no number at all (null, true, .inf, .nan) with the reason, not its repr."""
+    if raw is None:
+        raise AnswerError("the answer is empty (null)", fix)
+    if isinstance(raw, bool):
+        raise AnswerError(f"{str(raw).lower()} is not {what}", fix)
+    if isinstance(raw, float) and raw != raw:
+        raise AnswerError(f".nan (not a number) is not {what}", fix)
+    if isinstance(raw, float) and raw in (float("inf"), float("-inf")):
+        raise AnswerError(f"{'-' if raw < 0 else ''}.inf (infinity) is not {what}: every figure is finite", fix)
 
 
 _ARITHMETIC = re.compile(r"[\d\s,_+*·×x()-]+")
@@ -98,11 +139,12 @@ def _evaluate(text: str) -> int:
 
 def parse_bytes(raw) -> tuple[Approx, ...]:
     """Bytes as a number or with a unit; 'KB'/'MB' may mean 1000 or 1024, so both readings count."""
-    if isinstance(raw, bool) or raw is None or isinstance(raw, (list, dict)):
-        raise AnswerError(f"{shown(raw)} is not an amount of memory", _BYTES_FIX)
+    _not_a_value(raw, "an amount of memory", _BYTES_FIX)
     if isinstance(raw, (int, float)):
         return (parse_count(raw),)
-    match = _BYTES.match(raw.translate(_SPACES).strip())
+    if not isinstance(raw, str):
+        raise AnswerError(f"{shown(raw)} is not an amount of memory", _BYTES_FIX)
+    match = _BYTES.match(_bounded_text(raw, _BYTES_FIX))
     if not match:
         raise AnswerError(f"{shown(raw)} is not an amount of memory", _BYTES_FIX)
     sign, whole, frac, exponent, prefix, binary, _ = match.groups()
@@ -151,8 +193,10 @@ def parse_shape_answer(raw) -> ShapeAnswer:
         parts = [raw]
     elif isinstance(raw, list):
         parts = list(raw)
+    elif isinstance(raw, float) and (raw != raw or raw in (float("inf"), float("-inf"))):
+        _not_a_value(raw, "a shape", _SHAPE_FIX)
     elif isinstance(raw, str):
-        text = raw.translate(_SPACES).strip()
+        text = _bounded_text(raw, _SHAPE_FIX)
         if text.lower() in _NONE_WORDS:
             return ShapeAnswer(None)
         parts = [p for p in _SHAPE_SPLIT.split(text.strip("[]() ")) if p]
@@ -162,6 +206,8 @@ def parse_shape_answer(raw) -> ShapeAnswer:
     dims = []
     for part in parts[1:] if symbolic else parts:
         if isinstance(part, str) and re.fullmatch(r"\d+", part.strip()):
+            if len(part.strip()) > MAX_DIGITS:
+                raise AnswerError(f"{shown(raw)} is not a shape (a size of {len(part.strip()):,} digits)", _SHAPE_FIX)
             part = int(part)
         if isinstance(part, bool) or not isinstance(part, int) or part < 1:
             raise AnswerError(f"{shown(raw)} is not a shape ({shown(part)} is not a positive whole number)",
@@ -204,31 +250,32 @@ def _agree(given: tuple, values: tuple) -> bool:
 
 def _exact(raw) -> Approx:
     """A number of a receptive field: whole, a decimal (right to the digits written) or a fraction."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+    _not_a_value(raw, "a number", _FIELD_FIX)
+    if not isinstance(raw, (int, float, str)):
         raise AnswerError(f"{shown(raw)} is not a number", _FIELD_FIX)
     if isinstance(raw, int):
         return Approx(Fraction(raw))
-    text = repr(raw) if isinstance(raw, float) else raw.strip()
-    match = re.fullmatch(r"([+-]?)(\d+)(?:\.(\d+))?", text)
+    text = repr(raw) if isinstance(raw, float) else _bounded_text(raw, _FIELD_FIX)
+    match = re.fullmatch(r"([+-]?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?", text)
     if match:
-        return _decimal(*match.groups(), None, 1)
-    try:
-        return Approx(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise AnswerError(f"{shown(raw)} is not a number", _FIELD_FIX) from None
+        return _decimal(*match.groups(), 1)
+    match = re.fullmatch(r"([+-]?\d+)\s*/\s*(\d+)", text)
+    if match and len(text) <= MAX_DIGITS and int(match.group(2)):
+        return Approx(Fraction(int(match.group(1)), int(match.group(2))))
+    raise AnswerError(f"{shown(raw)} is not a number", _FIELD_FIX)
 
 
 def _exacts(raw) -> tuple:
     if isinstance(raw, list):
         return tuple(_exact(v) for v in raw)
     if isinstance(raw, str) and re.search(r"[x×X,]", raw):
-        return tuple(_exact(v) for v in _SHAPE_SPLIT.split(raw.strip("[]() ")) if v)
+        return tuple(_exact(v) for v in _SHAPE_SPLIT.split(_bounded_text(raw, _FIELD_FIX).strip("[]() ")) if v)
     return (_exact(raw),)
 
 
 def parse_field_answer(raw) -> FieldAnswer:
     """5, [5, 5], '5x5', 'global' or {size: 5, jump: 1, start: 0}."""
-    if isinstance(raw, str) and raw.strip().lower() in _GLOBAL_WORDS:
+    if isinstance(raw, str) and _bounded_text(raw, _FIELD_FIX).lower() in _GLOBAL_WORDS:
         return FieldAnswer(is_global=True)
     if isinstance(raw, dict):
         unknown = [k for k in raw if k not in ("size", "jump", "start")]

@@ -12,7 +12,8 @@ Reading answers is `answers.py`, the mistakes `mistakes.py`; this module pairs t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from typing import Callable
 
@@ -40,7 +41,7 @@ TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "rf", "memory", 
 
 @dataclass
 class Question:
-    """One field of one row: the right value, how an answer is compared, the working, the mistakes."""
+    """One field of one row: the right value, how an answer is read and compared, the working."""
 
     field: str
     actual: object
@@ -49,7 +50,6 @@ class Question:
     working: str
     accepts: Callable[[object, object], bool]
     parse: Callable[[object], object]
-    mistakes: list[Mistake] = field(default_factory=list)
 
 
 @dataclass
@@ -92,9 +92,14 @@ class Sheet:
         return {"passed": self.passed, "failed": self.failed, "results": [r.as_json() for r in self.results]}
 
 
-def grade(report: Report) -> Sheet:
-    """Every `expect:` answer of the report's network, per layer in order, then the totals."""
-    return _Grader(report).sheet()
+def grade(report: Report, answers: dict | None = None) -> Sheet:
+    """Every answer, per layer in order, then the totals: by default the `expect:` mappings written in the
+    report's network, else `answers`, {path: expect-style mapping} with "" for the totals."""
+    if answers is None:
+        answers = {n.path: n.expect for n in report.network.nodes() if n.expect}
+        if report.network.expect:
+            answers[""] = report.network.expect
+    return _Grader(report, answers).sheet()
 
 
 def grade_files(specs: list[str], dtype="float32") -> list[tuple[str, Sheet | SpecError]]:
@@ -124,30 +129,73 @@ class _Grader:
     """Holds what grading one report needs: each row's working, and two walks through the network —
     the shapes the student's own answers lead to, and the receptive field summed without the jump."""
 
-    def __init__(self, report: Report):
-        self.report = report
+    def __init__(self, report: Report, answers: dict):
+        self.report, self.answers = report, answers
         self.steps = working.steps(report)
         self.rows = {r.path: r for r in report.rows}
-        self.student = _walk(report, self._student_leaf, self._student_composite, (report.network.input, None))
-        start = tuple((Fraction(1), ("1",)) for _ in report.network.input[1:]) or None
-        self.naive = _walk(report, self._naive_leaf, self._naive_composite, start)
+        self._tallies: dict[str, diagnosis.Tally] = {}
+
+    # The walks and the mistakes are only needed to diagnose a wrong answer: made the first time one is.
+    @cached_property
+    def student(self) -> dict[str, tuple]:
+        return _walk(self.report, self._student_leaf, self._student_composite, (self.report.network.input, None))
+
+    @cached_property
+    def naive(self) -> dict[str, tuple]:
+        start = tuple(diagnosis.Sum(1) for _ in self.report.network.input[1:]) or None
+        return _walk(self.report, self._naive_leaf, self._naive_composite, start)
+
+    def row_mistakes(self, step: working.Step) -> dict[str, list[Mistake]]:
+        found = diagnosis.for_row(step, self.student[step.row.path][0], self.naive[step.row.path][1],
+                                  self.tally(step.row.path))
+        found["trainable_params"], found["activation_bytes"] = found["params"], found["memory"]
+        return found
+
+    def total_mistakes(self) -> dict[str, list[Mistake]]:
+        report, t = self.report, self.report.totals
+        sums = diagnosis.sums(self.tally(""))
+        values = sum(math.prod(r.output) for r in report.rows if r.leaf)
+        found = {"params": sums["params"], "trainable_params": sums["params"], "macs": sums["macs"],
+                 "memory": diagnosis.memory(values, report.dtype.bytes),
+                 "param_bytes": diagnosis.memory(t.params, report.dtype.bytes), "rf": []}
+        found["activation_bytes"] = found["memory"]
+        top = report.network.root.branches[""]
+        if top:
+            found["rf"] = diagnosis.field(report.rf, self.naive[top[-1].path][1])
+        return found
+
+    def tally(self, path: str) -> diagnosis.Tally:
+        """The sums of the layers under the entry at `path` ("" the whole network), all of them made in
+        one pass from the last row up the first time one is asked for."""
+        if not self._tallies:
+            tallies = self._tallies
+            for row in reversed(self.report.rows):
+                children = self.steps[row.path].children
+                tallies[row.path] = diagnosis.Tally.of(row) if row.leaf else \
+                    sum((tallies[c.path] for c in children), diagnosis.Tally())
+            tallies[""] = sum((tallies[n.path] for n in self.report.network.root.branches[""]), diagnosis.Tally())
+        return self._tallies[path]
 
     def sheet(self) -> Sheet:
         network = self.report.network
         results = []
         for row in self.report.rows:
-            if row.node.expect:
-                questions = self.row_questions(self.steps[row.path])
-                results += [_answer(questions[name], raw, row.node, row.node.expect, name)
-                            for name, raw in row.node.expect.items()]
-        if network.expect:
-            questions = self.total_questions()
-            for name, raw in network.expect.items():
+            expect = self.answers.get(row.path)
+            if expect:
+                step = self.steps[row.path]
+                questions = self.row_questions(step)
+                mistakes = _Once(lambda step=step: self.row_mistakes(step))
+                results += [_answer(questions[name], raw, row.node, expect, name, mistakes)
+                            for name, raw in expect.items()]
+        expect = self.answers.get("")
+        if expect:
+            questions, mistakes = self.total_questions(), _Once(self.total_mistakes)
+            for name, raw in expect.items():
                 if name not in questions:
                     raise SpecError(f"the top-level expect holds the network's totals, which have no '{name}'",
-                                    where=position(network.expect, name),
+                                    where=position(expect, name),
                                     fix=f"move it into a layer's `expect:`; totals: {', '.join(TOTAL_FIELDS)}")
-                results.append(_answer(questions[name], raw, None, network.expect, name))
+                results.append(_answer(questions[name], raw, None, expect, name, mistakes))
         if not results:
             raise SpecError("the spec has no `expect:` answers to check", where=network.root.where,
                             fix="add e.g. `expect: {output: 20x28x28, params: 520}` to a layer, or run "
@@ -173,19 +221,12 @@ class _Grader:
         }
         questions["trainable_params"] = replace_field(questions["params"], "trainable_params")
         questions["activation_bytes"] = replace_field(questions["memory"], "activation_bytes")
-        leaves = [] if row.leaf else [self.rows[n.path] for n in row.node.walk() if n.leaf]
-        found = diagnosis.for_row(step, self.student[row.path][0], self.naive[row.path][1], leaves)
-        for name, items in found.items():
-            questions[name].mistakes = items
-        questions["trainable_params"].mistakes = questions["params"].mistakes
-        questions["activation_bytes"].mistakes = questions["memory"].mistakes
         return questions
 
     def total_questions(self) -> dict[str, Question]:
         report, t = self.report, self.report.totals
         texts = working.explain_totals(report)
-        leaves = [r for r in report.rows if r.leaf]
-        questions = {
+        return {
             "output": _shape_question("output", report.output, texts["output"], batch_ok=True),
             "params": _count_question("params", t.params, texts["params"]),
             "trainable_params": _count_question("trainable_params", t.trainable_params, texts["trainable_params"]),
@@ -195,23 +236,12 @@ class _Grader:
             "activation_bytes": _bytes_question("activation_bytes", t.activation_bytes, texts["activation_bytes"]),
             "param_bytes": _bytes_question("param_bytes", t.param_bytes, texts["param_bytes"]),
         }
-        sums = diagnosis.sums(leaves)
-        questions["params"].mistakes = questions["trainable_params"].mistakes = sums["params"]
-        questions["macs"].mistakes = sums["macs"]
-        values = sum(math.prod(r.output) for r in leaves)
-        questions["memory"].mistakes = questions["activation_bytes"].mistakes = \
-            diagnosis.memory(values, report.dtype.bytes)
-        questions["param_bytes"].mistakes = diagnosis.memory(t.params, report.dtype.bytes)
-        top = report.network.root.branches[""]
-        if top:
-            questions["rf"].mistakes = diagnosis.field(report.rf, self.naive[top[-1].path][1])
-        return questions
 
     # --- the walks ---------------------------------------------------------------------------------
     def _student_leaf(self, row: Row, value):
         """The output the student's answers lead to: their own answer, else this layer on their input."""
         shape, source = value
-        answered = _answered_output(row)
+        answered = self._answered_output(row)
         if answered is not None:
             return answered, row.path
         if shape is None or shape == row.input:
@@ -223,7 +253,7 @@ class _Grader:
             return None, None
 
     def _student_composite(self, row: Row, value, outputs: dict):
-        answered = _answered_output(row)
+        answered = self._answered_output(row)
         if answered is not None:
             return answered, row.path
         if isinstance(row.node.layer, Sequential):
@@ -236,15 +266,26 @@ class _Grader:
         except _UNFOLLOWABLE:
             return None, None
 
+    def _answered_output(self, row: Row) -> tuple | None:
+        expect = self.answers.get(row.path)
+        if not expect or "output" not in expect:
+            return None
+        try:
+            return parse_shape_answer(expect["output"]).without_batch(row.output)
+        except AnswerError:
+            return None
+
     def _naive_leaf(self, row: Row, value):
         """The field as students often sum it: each layer adds (K - 1), forgetting the jump."""
         f_in = self.steps[row.path].field_in
         if value is None or f_in is None or row.rf is None:
             return None
         out = []
-        for (size, terms), a, b in zip(value, f_in, row.rf):
-            added = Fraction(b.size - a.size) / a.jump
-            out.append((size + added, terms + (number(arith.exact(added)),)) if added else (size, terms))
+        for total, a, b in zip(value, f_in, row.rf):
+            added = b.size - a.size
+            if added and a.jump != 1:     # (whole numbers stay ints: Fractions cost ten times as much)
+                added = arith.exact(Fraction(added) / a.jump)
+            out.append(total.plus(added, number(added)) if added else total)
         return tuple(out)
 
     def _naive_composite(self, row: Row, value, outputs: dict):
@@ -252,11 +293,11 @@ class _Grader:
             return outputs[""]
         if value is None or any(v is None for v in outputs.values()):
             return None
-        return tuple(max(axis, key=lambda v: v[0]) for axis in zip(*outputs.values()))
+        return tuple(max(axis, key=lambda v: v.total) for axis in zip(*outputs.values()))
 
 
 def replace_field(q: Question, name: str) -> Question:
-    return Question(name, q.actual, q.json, q.right, q.working, q.accepts, q.parse, q.mistakes)
+    return Question(name, q.actual, q.json, q.right, q.working, q.accepts, q.parse)
 
 
 def _walk(report: Report, leaf, composite, start) -> dict[str, tuple]:
@@ -279,17 +320,20 @@ def _walk(report: Report, leaf, composite, start) -> dict[str, tuple]:
     return seen
 
 
-def _answered_output(row: Row) -> tuple | None:
-    if not row.node.expect or "output" not in row.node.expect:
-        return None
-    try:
-        return parse_shape_answer(row.node.expect["output"]).without_batch(row.output)
-    except AnswerError:
-        return None
+class _Once:
+    """A function's value, computed on the first call only."""
+
+    def __init__(self, fn: Callable[[], dict]):
+        self.fn, self.value = fn, None
+
+    def __call__(self) -> dict:
+        if self.value is None:
+            self.value = self.fn()
+        return self.value
 
 
-def _answer(q: Question, raw, node: Node | None, expect, name: str) -> Result:
-    """Grade one answer (`node` None: the totals)."""
+def _answer(q: Question, raw, node: Node | None, expect, name: str, mistakes: Callable[[], dict]) -> Result:
+    """Grade one answer (`node` None: the totals); `mistakes()` gives the classic mistakes of its row."""
     try:
         answer = q.parse(raw)
     except AnswerError as e:
@@ -298,7 +342,7 @@ def _answer(q: Question, raw, node: Node | None, expect, name: str) -> Result:
     ok = q.accepts(answer, q.actual)
     mistake = None
     if not ok:
-        mistake = next((m.text for m in q.mistakes if m.anything or q.accepts(answer, m.value)), None)
+        mistake = next((m.text for m in mistakes().get(name, ()) if m.anything or q.accepts(answer, m.value)), None)
     layer = f"{node.path} {node.name or node.kind}" if node else "totals"
     return Result(node.path if node else "", name, _printable(raw), q.json, ok, q.working, q.right, layer, mistake)
 

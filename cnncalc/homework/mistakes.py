@@ -39,11 +39,12 @@ class Mistake:
     anything: bool = False
 
 
-def for_row(step: working.Step, student_input: tuple, naive, leaves: list[Row]) -> dict[str, list[Mistake]]:
+def for_row(step: working.Step, student_input: tuple, naive, tally: Tally) -> dict[str, list[Mistake]]:
     """Every classic mistake that applies to this row, in the order they are tried.
 
     `student_input` is (the input the student's own earlier answers lead to, the path of the answer
-    it comes from); `naive` the field summed without the jump; `leaves` the layers under a composite."""
+    it comes from); `naive` the field summed without the jump (a Sum per axis); `tally` the sums of the
+    layers under a composite."""
     row = step.row
     found: dict[str, list[Mistake]] = {name: [] for name in FIELDS}
     for name, items in _carried(step, *student_input).items():
@@ -59,7 +60,7 @@ def for_row(step: working.Step, student_input: tuple, naive, leaves: list[Row]) 
         found["weight"] += _nothing("weight", row.weight is None, step)
         found["bias"] += _nothing("bias", row.bias is None, step)
     else:
-        for name, items in sums(leaves).items():
+        for name, items in sums(tally).items():
             found[name] += items
     found["memory"] += memory(math.prod(row.output), step.dtype_bytes)
     found["param_bytes"] += memory(row.params, step.dtype_bytes)
@@ -127,13 +128,34 @@ def memory(values: int, size: int) -> list[Mistake]:
             Mistake(f"bits, not bytes: {count(values)} · {size} B · 8 = {count(values * size * 8)} bits", values * size * 8)]
 
 
-def sums(leaves: list[Row]) -> dict[str, list[Mistake]]:
+@dataclass(frozen=True)
+class Tally:
+    """What the mistakes in a sum of layers need, added up once per composite (so grading stays linear
+    in the number of layers however deep the nesting): params, MACs, the biases of layers with MACs and
+    their bias adds, BatchNorm buffers."""
+
+    params: int = 0
+    macs: int = 0
+    biases: int = 0
+    bias_adds: int = 0
+    buffers: int = 0
+
+    @classmethod
+    def of(cls, row: Row) -> "Tally":
+        """One leaf's figures."""
+        weighted = bool(row.bias and row.macs)       # conv, transposed conv, linear with a bias
+        return cls(row.params, row.macs, math.prod(row.bias) if weighted else 0,
+                   math.prod(row.output) if weighted else 0, row.buffers)
+
+    def __add__(self, other: "Tally") -> "Tally":
+        return Tally(self.params + other.params, self.macs + other.macs, self.biases + other.biases,
+                     self.bias_adds + other.bias_adds, self.buffers + other.buffers)
+
+
+def sums(tally: Tally) -> dict[str, list[Mistake]]:
     """Mistakes in a sum of layers (a composite, or the totals)."""
-    params, macs = sum(r.params for r in leaves), sum(r.macs for r in leaves)
-    weighted = [r for r in leaves if r.bias and r.macs]          # conv, transposed conv, linear with a bias
-    biases = sum(math.prod(r.bias) for r in weighted)
-    bias_adds = sum(math.prod(r.output) for r in weighted)
-    buffers = sum(r.buffers for r in leaves)
+    params, macs, biases, bias_adds, buffers = (tally.params, tally.macs, tally.biases, tally.bias_adds,
+                                                tally.buffers)
     found = {"params": [], "macs": []}
     if biases:
         found["params"].append(Mistake(f"biases left out: {count(params)} - {count(biases)} biases = "
@@ -148,6 +170,24 @@ def sums(leaves: list[Row]) -> dict[str, list[Mistake]]:
     return found
 
 
+@dataclass(frozen=True)
+class Sum:
+    """A running sum as a student writes it out (`1 + 4 + 4 + 8`): its total, its first MAX_TERMS terms
+    and how many there are, so carrying it through a network of any length costs the same per layer."""
+
+    total: int | Fraction
+    terms: tuple = ("1",)
+    n: int = 1
+
+    def plus(self, value: Fraction, text: str) -> "Sum":
+        terms = self.terms + (text,) if self.n < working.MAX_TERMS else self.terms
+        return Sum(self.total + value, terms, self.n + 1)
+
+    def text(self) -> str:
+        more = f" + … ({self.n - len(self.terms)} more terms)" if self.n > len(self.terms) else ""
+        return " + ".join(self.terms) + more
+
+
 def field(actual, naive, step: working.Step | None = None) -> list[Mistake]:
     if actual is None:
         return [Mistake("the field is global here: after flatten, linear or global pooling every output depends "
@@ -155,9 +195,9 @@ def field(actual, naive, step: working.Step | None = None) -> list[Mistake]:
     found = [Mistake("not global yet: only flatten, linear or global pooling make every output see the whole "
                      "input", None)]
     if naive is not None:
-        sizes = [size for size, _ in naive]
-        terms = {terms for _, terms in naive}
-        shown = " + ".join(terms.pop()) + " = " if len(terms) == 1 else ""
+        sizes = [s.total for s in naive]
+        terms = {s.text() for s in naive}
+        shown = terms.pop() + " = " if len(terms) == 1 else ""
         found.append(Mistake(f"receptive field added without the jump: {shown}{working.axis_values(sizes)}; each layer adds "
                              "(K - 1)·jump, where jump is the product of the strides before it",
                              tuple(f._replace(size=s) for f, s in zip(actual, sizes))))
