@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from fractions import Fraction
 from typing import Annotated, List, Optional
 
 import typer
@@ -11,11 +12,11 @@ from typer.core import TyperGroup, TyperOption
 
 from . import __version__
 from .analysis import DType
-from .errors import SpecError, clip
+from .errors import SpecError, Where, clip
+from .homework.render import CheckFormat, SheetFormat
 from .pictures import Style
 from .render import Format, TableOrJson
 from .render.table import BarsOf
-from .homework.render import SheetFormat
 from .render.forward import ForwardDType
 from .source import Limits, current_limits, set_limits
 
@@ -233,19 +234,41 @@ def list_builtins() -> None:
 
 @app.command()
 def check(
-    specs: Annotated[List[str], typer.Argument(metavar="SPEC...", show_default=False,
-                                               help="Answer sheets: specs whose layers hold `expect:` answers.")],
-    format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
+    specs: Annotated[List[str], typer.Argument(metavar="SHEET...", show_default=False,
+                                               help="Answer sheets (specs with `expect:` answers, or `answers:` "
+                                                    "only with --key), or folders of them.")],
+    key: Annotated[Optional[List[str]], typer.Option("--key", "-k", metavar="KEY.yaml", show_default=False,
+                                                     help="Grade against this answer key (its network, questions "
+                                                          "and points); a folder: keys of variants.")] = None,
+    format: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", min=0, max=1, show_default=False,
+                                                  help="Accept rounded answers within this relative tolerance "
+                                                       "(default: 3 significant figures, or exact).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the score line of each sheet.")] = False,
     dtype: DTypeOpt = DType.float32,
 ) -> None:
-    """Grade the `expect:` answers: ✓/✗, the right value and its working; exit 1 if any is wrong."""
+    """Grade answers: ✓/✗, the right value and its working; exit 1 if any is wrong or missing.
+
+    cnncalc check hw3.yaml (your own answers) · cnncalc check sheets/ --key key.yaml --format csv"""
     from .homework import check as grading
     from .homework.render import show
 
-    graded = grading.grade_files(specs, dtype)
-    show(graded, format, quiet)
-    raise typer.Exit(grading.exit_status(graded))
+    rounding = grading.Rounding(rtol=None if rtol is None else Fraction(rtol).limit_denominator(10**9))
+    if key:
+        from .homework import autograde
+
+        keys = autograde.load_keys(key, dtype.value, rounding.rtol)
+        files, missing = autograde.sheet_files(specs, skip=[k.source for k in keys.values()])
+        for name in missing:
+            typer.echo(f"{name}: error: no such file or folder", err=True)
+        if not files and not missing:
+            raise SpecError("no answer sheets (*.yaml, *.yml) found", where=Where(specs[0]))
+        sheets = [autograde.grade_sheet(f, keys) for f in files]
+        show(sheets, format, quiet, keyed=True)
+        raise typer.Exit(grading.exit_status(sheets, bad_input=bool(missing)))
+    sheets = grading.grade_files(specs, dtype, rounding)
+    show(sheets, format, quiet)
+    raise typer.Exit(grading.exit_status(sheets, bad_input=any(s.error is not None for s in sheets)))
 
 
 @app.command()

@@ -95,6 +95,15 @@ def spec_schema() -> dict:
                        "propertyNames": {"pattern": IDENTIFIER},
                        "additionalProperties": {"$ref": "#/definitions/block"}},
             "expect": {"$ref": "#/definitions/expect"},
+            "variant": {"type": ["string", "integer"],
+                        "description": "Which variant of a problem this is (`cnncalc worksheet --variants`); "
+                                       "`check --key` picks the key with the same variant."},
+            "grading": {"type": "object", "description": "An answer key's grading rules for `check --key`.",
+                        "properties": {"points": _per_field(), "rtol": _per_field(),
+                                       "figures": {"type": "integer", "minimum": 1,
+                                                   "description": "Significant figures a rounded answer needs "
+                                                                  "(default 3)."}},
+                        "additionalProperties": False},
         },
         "required": ["input", "layers"],
         "additionalProperties": False,
@@ -198,10 +207,21 @@ def _expect() -> dict:
                        {"type": "object", "properties": {k: {} for k in ("size", "jump", "start")},
                         "additionalProperties": False}]}
     fields = {"output": shape, "weight": shape, "bias": shape, "params": count, "trainable_params": count,
-              "macs": count, "rf": field, "memory": count, "activation_bytes": count, "param_bytes": count}
+              "macs": count, "flops": count, "rf": field, "memory": count, "activation_bytes": count,
+              "param_bytes": count}
     assert set(EXPECT_FIELDS) <= set(fields)
+    # in a key, an answer may carry its own points and tolerance: {answer: 520, points: 2, rtol: 0.01}
+    graded = {"type": "object", "required": ["answer"], "additionalProperties": False,
+              "properties": {"answer": {}, "points": {"type": "number", "minimum": 0},
+                             "rtol": {"type": "number", "minimum": 0}, "figures": {"type": "integer", "minimum": 1}}}
     return {"type": "object", "description": "Answers for `cnncalc check`: 20x28x28, 520, 6.52M, …",
-            "properties": fields, "additionalProperties": False}
+            "properties": {k: {"anyOf": [v, graded]} for k, v in fields.items()}, "additionalProperties": False}
+
+
+def _per_field() -> dict:
+    """A number for every question, or one per field ({params: 2, macs: 3})."""
+    return {"anyOf": [{"type": "number", "minimum": 0},
+                      {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}]}
 
 
 def _block() -> dict:

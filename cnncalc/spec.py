@@ -19,8 +19,8 @@ from .layers.composite import Concat, Residual, Sequential
 from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, position, read_text
 
 ENTRY_KEYS = ("name", "repeat", "expect")
-TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description")
-EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
+TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description", "variant", "grading")
+EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory")
 COMPOSITES = ("sequential", "residual", "concat")
 # Work done for each use of a block must not grow with the file, or a block used many times multiplies it.
 MAX_ARG_VALUES = 256    # values in one layer's arguments (real ones hold a few numbers or short lists)
@@ -105,11 +105,14 @@ def load(spec: str | None = None, input_shape=None, limits: Limits | None = None
     return parse(text, source, input_shape, limits)
 
 
-def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits | None = None) -> Network:
-    """Validate a spec's text; `limits` default to the ones in force (`source.current_limits`)."""
+def parse(text: str, source: str = "<spec>", input_shape=None, limits: Limits | None = None,
+          any_answers: bool = False) -> Network:
+    """Validate a spec's text; `limits` default to the ones in force (`source.current_limits`).
+    `any_answers` keeps every `expect:` field as written (an answer sheet graded against a key, where an
+    answer the key does not ask is listed and ignored rather than an error)."""
     limits = limits or current_limits()
     data = parse_yaml(text, source, limits)
-    return Parser(source, limits).network(data, input_shape)
+    return Parser(source, limits, any_answers).network(data, input_shape)
 
 
 # --- shapes ------------------------------------------------------------------------------------------
@@ -166,8 +169,8 @@ _REQUIRED_ARG = object()
 class Parser:
     """Turns positioned YAML data into Nodes, expanding blocks and repeats within the limits."""
 
-    def __init__(self, source: str, limits: Limits):
-        self.source, self.limits = source, limits
+    def __init__(self, source: str, limits: Limits, any_answers: bool = False):
+        self.source, self.limits, self.any_answers = source, limits, any_answers
         self.blocks: dict[str, _Block] = {}
         self.layer_count = 0
 
@@ -437,6 +440,8 @@ class Parser:
         if value is None:
             return None
         expect = self._mapping(value, parent, key)
+        if self.any_answers:
+            return expect
         allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes")
         for field_name, answer in expect.items():
             if field_name not in allowed:

@@ -306,22 +306,25 @@ def test_several_sheets_for_a_class(tmp_path):
     assert result.stdout.splitlines() == [f"{right}: 35 of 35 correct", f"{wrong}: 5 of 19 correct"]
     assert cli("check", right, str(SHEETS / "seed_right.yaml"), "-q").exit_code == 0
     broken = tmp_path / "broken.yaml"
-    broken.write_text("input: 1x28x28\nlayers:\n  - relu:\n    expect: {output: lots}\n")
+    broken.write_text("input: 1x28x28\nlayers:\n  - relu:\n    expect: {output: [lots\n")
     result = cli("check", right, str(broken), "-f", "json")
     data = json.loads(result.stdout)
     assert result.exit_code == 2 and (data["passed"], data["failed"]) == (35, 0)
     assert data["files"][0]["file"] == right and data["files"][0]["passed"] == 35
-    assert data["files"][1]["file"] == str(broken) and "cannot read the output answer" in data["files"][1]["error"]
+    assert data["files"][1]["file"] == str(broken) and "YAML syntax error" in data["files"][1]["error"]
 
 
-def test_an_unreadable_answer_is_bad_input_with_its_position(tmp_path):
+def test_an_unreadable_answer_is_wrong_with_its_reason_and_position_and_the_rest_is_graded(tmp_path):
     sheet = tmp_path / "hw.yaml"
     sheet.write_text("input: 1x28x28\nlayers:\n  - conv2d: {out_channels: 20, kernel_size: 5}\n"
                      "    expect: {output: 20x24x24, params: five hundred}\n")
     result = cli("check", str(sheet))
-    assert result.exit_code == 2
-    assert f"{sheet}:4:" in result.stderr and "cannot read the params answer" in result.stderr
+    assert result.exit_code == 1
+    assert f"{sheet}:4:" in result.stdout and "cannot be read" in result.stdout and "1 of 2 correct" in result.stdout
     assert "Traceback" not in result.output
+    data = json.loads(cli("check", str(sheet), "-f", "json").stdout)
+    assert [r["ok"] for r in data["results"]] == [True, False]
+    assert "'five hundred' is not a number" in data["results"][1]["working"]
 
 
 def test_nothing_to_check_and_totals_without_weights_are_bad_input(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 from ..errors import clip
@@ -44,24 +45,67 @@ class AnswerError(ValueError):
 
 _SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " "})
 _NUMBER = r"([+-]?)(\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?"
-_COUNT = re.compile(rf"^[~≈]?\s*{_NUMBER}\s*(k|K|M|G|T|B|thousand|million|billion)?\s*"
-                    r"(?:MACs?|MAC|multiply-adds|mult-adds|params|parameters)?$")
+_COUNT = re.compile(rf"(?i)^[~≈]?\s*{_NUMBER}\s*(k|m|g|b|t|thousand|million|billion|trillion|mil|mn|bn)?\s*"
+                    r"(?:MACs?|MAC|FLOPs?|multiply-adds|mult-adds|params|parameters)?$")
 _BYTES = re.compile(rf"^[~≈]?\s*{_NUMBER}\s*(?:([kKMGT])(i?)[bB]|(bytes?|B))?$")
-_SCALES = {"k": 10**3, "K": 10**3, "thousand": 10**3, "M": 10**6, "million": 10**6, "G": 10**9, "B": 10**9,
-           "billion": 10**9, "T": 10**12}
+_SCALES = {"k": 10**3, "thousand": 10**3, "m": 10**6, "million": 10**6, "mil": 10**6, "mn": 10**6,
+           "g": 10**9, "b": 10**9, "billion": 10**9, "bn": 10**9, "t": 10**12, "trillion": 10**12}
 _COUNT_FIX = "write a whole number (520, 1,256,080), a rounded one (6.52M, 392K) or arithmetic (20·(1·5·5) + 20)"
 _BYTES_FIX = "write bytes (62720, 62,720 B) or with a unit (61.25 KiB, 0.06 MB)"
 
 
+RIGHT, WRONG, COARSE = "right", "wrong", "too coarse"
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """When a rounded answer counts: it must carry at least `figures` significant figures (an exact
+    answer always counts), or, when `rtol` is set, be within that relative tolerance instead."""
+
+    figures: int = 3
+    rtol: Fraction | None = None
+
+    def describe(self) -> str:
+        return f"within {float(self.rtol):.3g} of it" if self.rtol is not None else \
+            f"at least {self.figures} significant figures"
+
+
+ANY_PRECISION = Rounding(figures=0)     # right at the precision written, however coarse (for diagnoses)
+
+
 @dataclass(frozen=True)
 class Approx:
-    """A number as written: its value and how far the truth may be from it (half its last digit)."""
+    """A number as written: its value, how far the truth may be from it (half its last digit) and how
+    many significant figures it carries (None: a whole number written out, an exact claim)."""
 
     value: Fraction
     tolerance: Fraction = Fraction(0)
+    figures: int | None = None
 
     def matches(self, exact) -> bool:
-        return abs(Fraction(exact) - self.value) <= self.tolerance
+        """Right at the precision written, however coarse."""
+        return self.judge(exact, ANY_PRECISION) == RIGHT
+
+    def judge(self, exact, rounding: Rounding) -> str:
+        """RIGHT, WRONG, or COARSE: the truth rounds to the answer, but the answer has too few figures.
+
+        >>> [parse_count(a).judge(1256080, Rounding()) for a in ("1,256,080", "1.26M", "1M", "1.27M")]
+        ['right', 'right', 'too coarse', 'wrong']
+        """
+        off = abs(Fraction(exact) - self.value)
+        if not off:
+            return RIGHT
+        if rounding.rtol is not None:
+            return RIGHT if off <= rounding.rtol * abs(Fraction(exact)) else WRONG
+        if off > self.tolerance:
+            return WRONG
+        return RIGHT if (self.figures or 0) >= rounding.figures else COARSE
+
+
+def best(verdicts) -> str:
+    """The best of several readings' verdicts (RIGHT over COARSE over WRONG)."""
+    verdicts = set(verdicts)
+    return RIGHT if RIGHT in verdicts else COARSE if COARSE in verdicts else WRONG
 
 
 def _bounded_text(raw: str, fix: str) -> str:
@@ -82,9 +126,18 @@ def _decimal(sign: str, whole: str, frac: str | None, exponent: str | None, scal
                           "write the number itself (1,256,080) or with a small exponent (1.26e6)")
     digits = whole + "." + (frac or "0")
     value = Fraction(digits) * Fraction(10) ** int(exponent or 0) * scale
-    rounded = bool(frac or exponent or scale != 1)
+    if not (frac or exponent or scale != 1):
+        return Approx(-value if sign == "-" else value)          # a whole number written out: exact
     ulp = Fraction(1, 10 ** len(frac or "")) * Fraction(10) ** int(exponent or 0) * scale
-    return Approx(-value if sign == "-" else value, ulp / 2 if rounded else Fraction(0))
+    figures = len((whole + (frac or "")).lstrip("0")) or 1
+    return Approx(-value if sign == "-" else value, ulp / 2, figures)
+
+
+def _float(raw: float) -> Approx:
+    """A number YAML read as a float (6.52e+6, 392000.0): as precise as its shortest decimal form."""
+    sign, digits, exponent = Decimal(repr(raw)).normalize().as_tuple()
+    value = int("".join(map(str, digits))) * Fraction(10) ** exponent
+    return Approx(-value if sign else value, Fraction(10) ** exponent / 2, len(digits))
 
 
 def parse_count(raw) -> Approx:
@@ -97,14 +150,14 @@ def parse_count(raw) -> Approx:
     if isinstance(raw, int):
         return Approx(Fraction(raw))
     if isinstance(raw, float):
-        return parse_count(repr(raw))
+        return _float(raw)
     if not isinstance(raw, str):
         raise AnswerError(f"{shown(raw)} is not a number", _COUNT_FIX)
     text = _bounded_text(raw, _COUNT_FIX)
     match = _COUNT.match(text)
     if match:
         sign, whole, frac, exponent, suffix = match.groups()
-        return _decimal(sign, whole, frac, exponent, _SCALES.get(suffix, 1))
+        return _decimal(sign, whole, frac, exponent, _SCALES.get((suffix or "").lower(), 1))
     if _ARITHMETIC.fullmatch(text):
         return Approx(Fraction(_evaluate(text)))
     raise AnswerError(f"{shown(raw)} is not a number", _COUNT_FIX)
@@ -233,19 +286,34 @@ class FieldAnswer:
     is_global: bool = False
 
     def matches(self, actual, input_sizes: tuple = ()) -> bool:
+        return self.judge(actual, input_sizes, ANY_PRECISION) == RIGHT
+
+    def judge(self, actual, input_sizes: tuple, rounding: Rounding) -> str:
         if actual is None:
-            covers = self.size is not None and _agree(self.size, tuple(input_sizes))
-            return self.is_global or (covers and self.jump is None and self.start is None)
+            if self.is_global:
+                return RIGHT
+            if self.size is None or self.jump is not None or self.start is not None:
+                return WRONG
+            return _agree(self.size, tuple(input_sizes), rounding)     # the whole input is global too
         if self.is_global:
-            return False
-        return all(given is None or _agree(given, tuple(getattr(f, part) for f in actual))
-                   for part, given in (("size", self.size), ("jump", self.jump), ("start", self.start)))
+            return WRONG
+        return worst(_agree(given, tuple(getattr(f, part) for f in actual), rounding)
+                     for part, given in (("size", self.size), ("jump", self.jump), ("start", self.start))
+                     if given is not None)
 
 
-def _agree(given: tuple, values: tuple) -> bool:
-    """One answer for every axis, or one per axis, each equal at the precision written."""
+def worst(verdicts) -> str:
+    """WRONG if any part is wrong, else COARSE if any is too coarse, else RIGHT."""
+    verdicts = set(verdicts)
+    return WRONG if WRONG in verdicts else COARSE if COARSE in verdicts else RIGHT
+
+
+def _agree(given: tuple, values: tuple, rounding: Rounding) -> str:
+    """One answer for every axis, or one per axis, each judged at the precision written."""
     given = given * len(values) if len(given) == 1 else given
-    return len(given) == len(values) and all(g.matches(v) for g, v in zip(given, values))
+    if len(given) != len(values):
+        return WRONG
+    return worst(g.judge(v, rounding) for g, v in zip(given, values))
 
 
 def _exact(raw) -> Approx:
@@ -255,7 +323,9 @@ def _exact(raw) -> Approx:
         raise AnswerError(f"{shown(raw)} is not a number", _FIELD_FIX)
     if isinstance(raw, int):
         return Approx(Fraction(raw))
-    text = repr(raw) if isinstance(raw, float) else _bounded_text(raw, _FIELD_FIX)
+    if isinstance(raw, float):
+        return _float(raw)
+    text = _bounded_text(raw, _FIELD_FIX)
     match = re.fullmatch(r"([+-]?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?", text)
     if match:
         return _decimal(*match.groups(), 1)

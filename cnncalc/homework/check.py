@@ -1,20 +1,24 @@
-"""Grade the `expect:` answers of a spec: read each answer the way students write it, compare it with
-the analysis, and when it is wrong, say which classic mistake produces it.
+"""Grade answers: read each the way students write it, compare it with the analysis, and when it is
+wrong, say why — the classic mistake that produces it, too coarse a rounding, or that it cannot be read.
 
 Answers are read leniently (`20x28x28`, `20 × 28 × 28`, `[20, 28, 28]`, a batch dimension in front,
-a linear weight in either order, `1,256,080`, `6.52M` right when 6,522,000 rounds to it, `237.5 KiB`);
-an answer that cannot be read at all is bad input (SpecError, exit 2), never a silent ✗.
+a linear weight in either order, `1,256,080`, `6.52M`, `237.5 KiB`). A rounded answer counts when the
+exact value rounds to it and it carries enough significant figures (`Rounding`: 3 by default, or a
+relative tolerance instead). An answer that cannot be read is wrong, with the reason; the rest of the
+sheet is graded all the same.
 
 A diagnosis is never guessed: each classic mistake is the arithmetic re-run with that mistake (padding
 forgotten, bias left out, …) and named only when it reproduces the student's number exactly.
 Reading answers is `answers.py`, the mistakes `mistakes.py`; this module pairs them with the analysis.
+`Grader` keeps what does not depend on the answers (the working, the questions, the walks that do not
+follow the student), so a key grades hundreds of sheets without redoing it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from typing import Callable
 
 from .. import arith
@@ -27,58 +31,109 @@ from ..render.text import count, number, shape as fmt_shape, size_bytes
 from ..source import position
 from ..spec import Node
 from . import mistakes as diagnosis, working
-from .answers import (AnswerError, parse_bytes, parse_count, parse_field_answer, parse_shape_answer,
-                      shown)
+from .answers import (ANY_PRECISION, COARSE, RIGHT, WRONG, AnswerError, Rounding, best, parse_bytes, parse_count,
+                      parse_field_answer, parse_shape_answer, shown)
 from .mistakes import Mistake
 
 # A shape the student's answers lead to may be one a layer cannot take at all; following it is then
 # simply given up (it only feeds diagnoses), whatever the layer raises.
 _UNFOLLOWABLE = (SpecError, ArithmeticError, ValueError, IndexError, TypeError, KeyError)
-TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "rf", "memory", "activation_bytes", "param_bytes")
+ROW_FIELDS = ("output", "weight", "bias", "params", "trainable_params", "macs", "flops", "rf", "memory",
+              "activation_bytes", "param_bytes")
+TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "flops", "rf", "memory", "activation_bytes",
+                "param_bytes")
+MISSING = object()          # no answer given
 
 
 # --- questions and results ---------------------------------------------------------------------------------
 
 @dataclass
 class Question:
-    """One field of one row: the right value, how an answer is read and compared, the working."""
+    """One field of one row: the right value, how an answer is read and judged, the working."""
 
     field: str
     actual: object
     json: object
     right: str
     working: str
-    accepts: Callable[[object, object], bool]
+    judge: Callable[[object, object, Rounding], str]     # (answer, value, rounding) -> RIGHT/WRONG/COARSE
     parse: Callable[[object], object]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question a key asks: the entry (path, name), the field, its points and rounding rule."""
+
+    path: str
+    name: str | None
+    field: str
+    points: int | Fraction = 1
+    rounding: Rounding = Rounding()
+
+    @property
+    def label(self) -> str:
+        """How CSV columns and Gradescope tests name it: `conv1.params`, `3.output`, `total.macs`."""
+        return f"{self.name or self.path or 'total'}.{self.field}"
 
 
 @dataclass
 class Result:
-    """One graded answer. `expected` is the answer as written in `expect:`, `actual` the right value."""
+    """One graded question: the answer as written (MISSING: none), the right value, points earned."""
 
-    path: str
-    field: str
-    expected: object
-    actual: object
+    ask: Ask
+    answer: object
+    correct: object                 # the right value typed by field: shapes as lists, counts as ints
     ok: bool
+    points: int | Fraction
     working: str
-    right: str
+    right: str                      # the right value as tables show it
     layer: str                      # how tables name the row: '0 conv1', '3 conv2d', 'totals'
-    mistake: str | None = None
+    mistake: str | None = None      # the classic mistake found, or why the answer is wrong
+
+    @property
+    def path(self) -> str:
+        return self.ask.path
+
+    @property
+    def field(self) -> str:
+        return self.ask.field
+
+    @property
+    def missing(self) -> bool:
+        return self.answer is MISSING
 
     def as_json(self) -> dict:
+        """The contract's answer object (with `max_points`, the question's worth, beside `points`)."""
+        return {"question": {"path": self.path, "name": self.ask.name, "field": self.field},
+                "answer": None if self.missing else self.answer, "correct": self.correct, "ok": self.ok,
+                "points": _plain(self.points), "max_points": _plain(self.ask.points), "mistake": self.mistake,
+                "working": self.working}
+
+    def as_check_json(self) -> dict:
+        """The object of `check` without a key (the contract's first form: `expected` is the answer)."""
         working_text = self.working + (f"\nlikely mistake: {self.mistake}" if self.mistake else "")
-        return {"path": self.path, "field": self.field, "expected": self.expected, "actual": self.actual,
+        return {"path": self.path, "field": self.field, "expected": self.answer, "actual": self.correct,
                 "ok": self.ok, "working": working_text}
+
+
+def _plain(x):
+    """Points as JSON numbers: whole ones as ints, others as floats."""
+    return int(x) if x == int(x) else float(x)
 
 
 @dataclass
 class Sheet:
-    """The graded answers of one spec file."""
+    """One graded answer sheet: its results, or the error that kept it from being graded (score 0);
+    `ignored` lists answers to questions the key does not ask, `differences` how its network differs."""
 
     source: str
     name: str
-    results: list[Result]
+    results: list[Result] = field(default_factory=list)
+    error: str | None = None
+    ignored: list[tuple[str, str, object]] = field(default_factory=list)    # (entry, field, answer)
+    differences: list[str] = field(default_factory=list)
+    variant: str | None = None
+    max_score: int | Fraction = 0
 
     @property
     def passed(self) -> int:
@@ -88,66 +143,174 @@ class Sheet:
     def failed(self) -> int:
         return len(self.results) - self.passed
 
+    @property
+    def score(self) -> int | Fraction:
+        return sum(r.points for r in self.results)
+
+    @property
+    def perfect(self) -> bool:
+        return self.error is None and self.failed == 0
+
     def as_json(self) -> dict:
-        return {"passed": self.passed, "failed": self.failed, "results": [r.as_json() for r in self.results]}
+        return {"file": self.source, "score": _plain(self.score), "max_score": _plain(self.max_score),
+                "error": self.error, "answers": [r.as_json() for r in self.results],
+                "ignored": [{"entry": e, "field": f, "answer": a} for e, f, a in self.ignored],
+                "differences": self.differences, "variant": self.variant}
+
+    def as_check_json(self) -> dict:
+        return {"passed": self.passed, "failed": self.failed, "results": [r.as_check_json() for r in self.results]}
 
 
-def grade(report: Report, answers: dict | None = None) -> Sheet:
-    """Every answer, per layer in order, then the totals: by default the `expect:` mappings written in the
-    report's network, else `answers`, {path: expect-style mapping} with "" for the totals."""
-    if answers is None:
-        answers = {n.path: n.expect for n in report.network.nodes() if n.expect}
-        if report.network.expect:
-            answers[""] = report.network.expect
-    return _Grader(report, answers).sheet()
+def written_answers(network) -> dict:
+    """The `expect:` mappings written in a network: {path: mapping}, "" for the top level (totals)."""
+    answers = {n.path: n.expect for n in network.nodes() if n.expect}
+    if network.expect:
+        answers[""] = network.expect
+    return answers
 
 
-def grade_files(specs: list[str], dtype="float32") -> list[tuple[str, Sheet | SpecError]]:
-    """Grade each file; a file that is bad input gives its error instead (one file's error is raised)."""
+def grade(report: Report, answers: dict | None = None, asks: list[Ask] | None = None,
+          rounding: Rounding = Rounding()) -> Sheet:
+    """Grade `answers` ({path: expect-style mapping}, "" the totals; default: the `expect:` written in the
+    report's network) on the questions `asks` (default: every answer given, one point each)."""
+    return Grader(report).sheet(written_answers(report.network) if answers is None else answers, asks, rounding)
+
+
+def grade_files(specs: list[str], dtype="float32", rounding: Rounding = Rounding()) -> list[Sheet]:
+    """Grade the `expect:` answers of each file against its own network (self-study, no key); a file that
+    cannot be read or analysed gives a Sheet with its error."""
     from ..analysis import analyse
     from ..spec import load
 
     graded = []
     for spec in specs:
         try:
-            graded.append((spec, grade(analyse(load(spec), dtype))))
+            graded.append(grade(analyse(load(spec), dtype), rounding=rounding))
         except SpecError as e:
-            if len(specs) == 1:
-                raise
-            graded.append((spec, e))
+            graded.append(Sheet(spec, "", error=str(e)))
     return graded
 
 
-def exit_status(graded: list[tuple[str, Sheet | SpecError]]) -> int:
-    """2 if any file was bad input, else 1 if any answer was wrong, else 0."""
-    if any(isinstance(g, SpecError) for _, g in graded):
+def exit_status(sheets: list[Sheet], bad_input: bool = False) -> int:
+    """2 if the grader's own input was bad, else 1 if any answer was wrong or missing or any sheet could
+    not be graded, else 0."""
+    if bad_input:
         return 2
-    return 1 if any(g.failed for _, g in graded) else 0
+    return 0 if all(s.perfect for s in sheets) else 1
 
 
-class _Grader:
-    """Holds what grading one report needs: each row's working, and two walks through the network —
-    the shapes the student's own answers lead to, and the receptive field summed without the jump."""
+class Grader:
+    """What grading answers on one report needs, kept across sheets: each row's working and questions,
+    the receptive field summed without the jump, the sums under each composite. Per sheet only the
+    walk of the shapes the student's own answers lead to is made, and only when an answer is wrong."""
 
-    def __init__(self, report: Report, answers: dict):
-        self.report, self.answers = report, answers
+    def __init__(self, report: Report):
+        self.report = report
         self.steps = working.steps(report)
         self.rows = {r.path: r for r in report.rows}
         self._tallies: dict[str, diagnosis.Tally] = {}
+        self._questions: dict[str, dict[str, Question]] = {}
+        self._mistakes: dict[str, dict[str, list[Mistake]]] = {}
+        self._verdicts: dict[tuple, tuple] = {}
 
-    # The walks and the mistakes are only needed to diagnose a wrong answer: made the first time one is.
-    @cached_property
-    def student(self) -> dict[str, tuple]:
-        return _walk(self.report, self._student_leaf, self._student_composite, (self.report.network.input, None))
+    def questions(self, path: str) -> dict[str, Question]:
+        """The questions of the entry at `path` ("" the totals), made once."""
+        if path not in self._questions:
+            self._questions[path] = self.total_questions() if path == "" else self.row_questions(self.steps[path])
+        return self._questions[path]
 
+    def sheet(self, answers: dict, asks: list[Ask] | None = None, rounding: Rounding = Rounding(),
+              source: str | None = None, name: str | None = None) -> Sheet:
+        """Grade one sheet's answers on `asks` (None: every answer given, 1 point each)."""
+        network = self.report.network
+        if asks is None:
+            asks = self.asked(answers, rounding)
+            if not asks:
+                raise SpecError("the spec has no `expect:` answers to check", where=network.root.where,
+                                fix="add e.g. `expect: {output: 20x28x28, params: 520}` to a layer, or run "
+                                    "`cnncalc key SPEC` to fill in every answer")
+        student = _Once(lambda: _StudentWalk(self, answers).outputs)
+        results = [self.answer(ask, answers.get(ask.path) or {}, student) for ask in asks]
+        return Sheet(source or network.source, name or network.name, results,
+                     max_score=sum(a.points for a in asks))
+
+    def asked(self, answers: dict, rounding: Rounding) -> list[Ask]:
+        """Every answer given as a question (self-study): rows in order, then the totals."""
+        asks = []
+        for row in self.report.rows:
+            for name in answers.get(row.path) or ():
+                asks.append(Ask(row.path, row.node.name, name, rounding=rounding))
+        expect = answers.get("")
+        for name in expect or ():
+            if name not in TOTAL_FIELDS:
+                raise SpecError(f"the top-level expect holds the network's totals, which have no '{name}'",
+                                where=position(expect, name),
+                                fix=f"move it into a layer's `expect:`; totals: {', '.join(TOTAL_FIELDS)}")
+            asks.append(Ask("", None, name, rounding=rounding))
+        return asks
+
+    def answer(self, ask: Ask, answers: dict, student) -> Result:
+        """Grade the answer to `ask` in `answers` (the entry's expect-style mapping); `student()` gives the
+        walk of the student's shapes."""
+        raw = answers.get(ask.field, MISSING)
+        q = self.questions(ask.path)[ask.field]
+        row = self.rows.get(ask.path)
+        layer = f"{ask.path} {ask.name or row.node.kind}" if row else "totals"
+        result = Result(ask, _printable(raw), q.json, False, 0, q.working, q.right, layer)
+        if raw is MISSING:
+            result.mistake = "not answered"
+            return result
+        # a class writes the same answers again and again: a verdict that does not depend on the sheet
+        # (right, too coarse) is remembered per question and answer
+        memo = (ask.path, ask.field, ask.rounding, type(raw), raw) if isinstance(raw, (str, int, float)) else None
+        known = self._verdicts.get(memo) if memo is not None else None
+        if known is None:
+            known = self.judge(q, ask, raw, answers)
+            if memo is not None and known[0] != WRONG and len(self._verdicts) < 100_000:   # (RIGHT or COARSE)
+                self._verdicts[memo] = known
+        verdict, mistake, answer = known
+        if verdict == RIGHT:
+            result.ok, result.points = True, ask.points
+        elif verdict == WRONG and answer is not None:
+            found = self.mistakes(ask.path, student)
+            mistake = next((m.text for m in found.get(ask.field, ())
+                            if m.anything or q.judge(answer, m.value, ANY_PRECISION) == RIGHT), None)
+        result.mistake = mistake
+        return result
+
+    def judge(self, q: Question, ask: Ask, raw, answers: dict) -> tuple[str, str | None, object]:
+        """(verdict, why it is wrong when that is sure, the answer as read)."""
+        try:
+            answer = q.parse(raw)
+        except AnswerError as e:
+            where = position(answers, ask.field)
+            return WRONG, f"cannot be read{f' ({where})' if where else ''}: {e.what} ({e.fix})", None
+        verdict = q.judge(answer, q.actual, ask.rounding)
+        if verdict == COARSE:
+            return COARSE, f"{shown(raw)} is too coarse for {q.right}: give {ask.rounding.describe()}", answer
+        return verdict, None, answer
+
+    def mistakes(self, path: str, student) -> dict[str, list[Mistake]]:
+        """The classic mistakes of an entry; those carried over from the student's earlier answers are
+        per sheet, the rest made once."""
+        if path not in self._mistakes:
+            self._mistakes[path] = self.total_mistakes() if path == "" else self.row_mistakes(self.steps[path])
+        found = self._mistakes[path]
+        if path and self.rows[path].leaf:
+            shape, source = student().get(path, (None, None))
+            carried = diagnosis.carried(self.steps[path], shape, source)
+            if carried:
+                found = {name: carried.get(name, []) + items for name, items in found.items()}
+        return found
+
+    # The naive walk and the mistakes are only needed to diagnose a wrong answer: made the first time one is.
     @cached_property
     def naive(self) -> dict[str, tuple]:
         start = tuple(diagnosis.Sum(1) for _ in self.report.network.input[1:]) or None
         return _walk(self.report, self._naive_leaf, self._naive_composite, start)
 
     def row_mistakes(self, step: working.Step) -> dict[str, list[Mistake]]:
-        found = diagnosis.for_row(step, self.student[step.row.path][0], self.naive[step.row.path][1],
-                                  self.tally(step.row.path))
+        found = diagnosis.for_row(step, self.naive[step.row.path][1], self.tally(step.row.path))
         found["trainable_params"], found["activation_bytes"] = found["params"], found["memory"]
         return found
 
@@ -156,8 +319,9 @@ class _Grader:
         sums = diagnosis.sums(self.tally(""))
         values = sum(math.prod(r.output) for r in report.rows if r.leaf)
         found = {"params": sums["params"], "trainable_params": sums["params"], "macs": sums["macs"],
-                 "memory": diagnosis.memory(values, report.dtype.bytes),
-                 "param_bytes": diagnosis.memory(t.params, report.dtype.bytes), "rf": []}
+                 "flops": sums["flops"], "memory": diagnosis.memory(values, report.dtype.bytes),
+                 "param_bytes": diagnosis.memory(t.params, report.dtype.bytes), "rf": [],
+                 "output": diagnosis.channels_last(report.output)}
         found["activation_bytes"] = found["memory"]
         top = report.network.root.branches[""]
         if top:
@@ -176,32 +340,6 @@ class _Grader:
             tallies[""] = sum((tallies[n.path] for n in self.report.network.root.branches[""]), diagnosis.Tally())
         return self._tallies[path]
 
-    def sheet(self) -> Sheet:
-        network = self.report.network
-        results = []
-        for row in self.report.rows:
-            expect = self.answers.get(row.path)
-            if expect:
-                step = self.steps[row.path]
-                questions = self.row_questions(step)
-                mistakes = _Once(lambda step=step: self.row_mistakes(step))
-                results += [_answer(questions[name], raw, row.node, expect, name, mistakes)
-                            for name, raw in expect.items()]
-        expect = self.answers.get("")
-        if expect:
-            questions, mistakes = self.total_questions(), _Once(self.total_mistakes)
-            for name, raw in expect.items():
-                if name not in questions:
-                    raise SpecError(f"the top-level expect holds the network's totals, which have no '{name}'",
-                                    where=position(expect, name),
-                                    fix=f"move it into a layer's `expect:`; totals: {', '.join(TOTAL_FIELDS)}")
-                results.append(_answer(questions[name], raw, None, expect, name, mistakes))
-        if not results:
-            raise SpecError("the spec has no `expect:` answers to check", where=network.root.where,
-                            fix="add e.g. `expect: {output: 20x28x28, params: 520}` to a layer, or run "
-                                "`cnncalc key SPEC` to fill in every answer")
-        return Sheet(network.source, network.name, results)
-
     # --- questions ---------------------------------------------------------------------------------
     def row_questions(self, step: working.Step) -> dict[str, Question]:
         row = step.row
@@ -214,6 +352,7 @@ class _Grader:
             "bias": _shape_question("bias", row.bias, texts["bias"]),
             "params": _count_question("params", row.params, texts["params"]),
             "macs": _count_question("macs", row.macs, texts["macs"]),
+            "flops": _count_question("flops", 2 * row.macs, working.flops_text(row.macs)),
             "rf": _field_question(row.rf, self.report.network.input[1:], texts["rf"]),
             "memory": _bytes_question("memory", math.prod(row.output) * b, texts["memory"]),
             "param_bytes": _bytes_question("param_bytes", row.params * b, f"param_bytes = {count(row.params)} · "
@@ -231,50 +370,14 @@ class _Grader:
             "params": _count_question("params", t.params, texts["params"]),
             "trainable_params": _count_question("trainable_params", t.trainable_params, texts["trainable_params"]),
             "macs": _count_question("macs", t.macs, texts["macs"]),
+            "flops": _count_question("flops", 2 * t.macs, working.flops_text(t.macs)),
             "rf": _field_question(report.rf, report.network.input[1:], texts["rf"]),
             "memory": _bytes_question("memory", t.activation_bytes, texts["memory"]),
             "activation_bytes": _bytes_question("activation_bytes", t.activation_bytes, texts["activation_bytes"]),
             "param_bytes": _bytes_question("param_bytes", t.param_bytes, texts["param_bytes"]),
         }
 
-    # --- the walks ---------------------------------------------------------------------------------
-    def _student_leaf(self, row: Row, value):
-        """The output the student's answers lead to: their own answer, else this layer on their input."""
-        shape, source = value
-        answered = self._answered_output(row)
-        if answered is not None:
-            return answered, row.path
-        if shape is None or shape == row.input:
-            return (row.output if shape is not None else None), source
-        try:
-            row.node.layer.check_input(shape)
-            return row.node.layer.out_shape(shape), source
-        except _UNFOLLOWABLE:
-            return None, None
-
-    def _student_composite(self, row: Row, value, outputs: dict):
-        answered = self._answered_output(row)
-        if answered is not None:
-            return answered, row.path
-        if isinstance(row.node.layer, Sequential):
-            return outputs[""]
-        source = next((s for _, s in outputs.values() if s), value[1])
-        if any(shape is None for shape, _ in outputs.values()):
-            return None, None
-        try:
-            return row.node.layer.combine(value[0], {k: shape for k, (shape, _) in outputs.items()}), source
-        except _UNFOLLOWABLE:
-            return None, None
-
-    def _answered_output(self, row: Row) -> tuple | None:
-        expect = self.answers.get(row.path)
-        if not expect or "output" not in expect:
-            return None
-        try:
-            return parse_shape_answer(expect["output"]).without_batch(row.output)
-        except AnswerError:
-            return None
-
+    # --- the naive walk: the receptive field summed without the jump --------------------------------------
     def _naive_leaf(self, row: Row, value):
         """The field as students often sum it: each layer adds (K - 1), forgetting the jump."""
         f_in = self.steps[row.path].field_in
@@ -296,8 +399,56 @@ class _Grader:
         return tuple(max(axis, key=lambda v: v.total) for axis in zip(*outputs.values()))
 
 
+class _StudentWalk:
+    """The shapes one sheet's answers lead to: at each entry the student's own output answer, else the
+    layer applied to the shape they had so far; `outputs` maps a path to (that input, the path of the
+    answer it comes from), for the mistakes carried over from an earlier answer."""
+
+    def __init__(self, grader: Grader, answers: dict):
+        self.answers = answers
+        report = grader.report
+        walked = _walk(report, self.leaf, self.composite, (report.network.input, None))
+        self.outputs = {path: value_in for path, (value_in, _) in walked.items()}
+
+    def leaf(self, row: Row, value):
+        shape, source = value
+        answered = self.answered_output(row)
+        if answered is not None:
+            return answered, row.path
+        if shape is None or shape == row.input:
+            return (row.output if shape is not None else None), source
+        try:
+            row.node.layer.check_input(shape)
+            return row.node.layer.out_shape(shape), source
+        except _UNFOLLOWABLE:
+            return None, None
+
+    def composite(self, row: Row, value, outputs: dict):
+        answered = self.answered_output(row)
+        if answered is not None:
+            return answered, row.path
+        if isinstance(row.node.layer, Sequential):
+            return outputs[""]
+        source = next((s for _, s in outputs.values() if s), value[1])
+        if any(shape is None for shape, _ in outputs.values()):
+            return None, None
+        try:
+            return row.node.layer.combine(value[0], {k: shape for k, (shape, _) in outputs.items()}), source
+        except _UNFOLLOWABLE:
+            return None, None
+
+    def answered_output(self, row: Row) -> tuple | None:
+        expect = self.answers.get(row.path)
+        if not expect or "output" not in expect:
+            return None
+        try:
+            return parse_shape_answer(expect["output"]).without_batch(row.output)
+        except AnswerError:
+            return None
+
+
 def replace_field(q: Question, name: str) -> Question:
-    return Question(name, q.actual, q.json, q.right, q.working, q.accepts, q.parse)
+    return Question(name, q.actual, q.json, q.right, q.working, q.judge, q.parse)
 
 
 def _walk(report: Report, leaf, composite, start) -> dict[str, tuple]:
@@ -332,21 +483,6 @@ class _Once:
         return self.value
 
 
-def _answer(q: Question, raw, node: Node | None, expect, name: str, mistakes: Callable[[], dict]) -> Result:
-    """Grade one answer (`node` None: the totals); `mistakes()` gives the classic mistakes of its row."""
-    try:
-        answer = q.parse(raw)
-    except AnswerError as e:
-        raise SpecError(f"cannot read the {name} answer: {e.what}", where=position(expect, name),
-                        layer=node.describe() if node else "the top-level expect (totals)", fix=e.fix) from None
-    ok = q.accepts(answer, q.actual)
-    mistake = None
-    if not ok:
-        mistake = next((m.text for m in mistakes().get(name, ()) if m.anything or q.accepts(answer, m.value)), None)
-    layer = f"{node.path} {node.name or node.kind}" if node else "totals"
-    return Result(node.path if node else "", name, _printable(raw), q.json, ok, q.working, q.right, layer, mistake)
-
-
 def _printable(raw):
     """The answer as written, with any number too long to print (or to put in JSON) shortened."""
     if isinstance(raw, dict):
@@ -363,16 +499,17 @@ def _shape_question(name: str, actual, text: str, batch_ok=False, either_order=F
     if either_order and actual is not None and len(actual) == 2 and actual[0] != actual[1]:
         right += f" (or {fmt_shape(tuple(reversed(actual)))})"
     return Question(name, actual, list(actual) if actual is not None else None, right, text,
-                    lambda a, v: a.matches(v, batch_ok, either_order), parse_shape_answer)
+                    lambda a, v, _: RIGHT if a.matches(v, batch_ok, either_order) else WRONG, parse_shape_answer)
 
 
 def _count_question(name: str, actual: int, text: str) -> Question:
-    return Question(name, actual, actual, count(actual), text, lambda a, v: a.matches(v), parse_count)
+    return Question(name, actual, actual, count(actual), text, lambda a, v, r: a.judge(v, r), parse_count)
 
 
 def _bytes_question(name: str, actual: int, text: str) -> Question:
     right = f"{count(actual)} B" + (f" ({size_bytes(actual)})" if actual >= 1024 else "")
-    return Question(name, actual, actual, right, text, lambda a, v: any(x.matches(v) for x in a), parse_bytes)
+    return Question(name, actual, actual, right, text, lambda a, v, r: best(x.judge(v, r) for x in a),
+                    parse_bytes)
 
 
 def _field_question(actual, input_sizes: tuple, text: str) -> Question:
@@ -380,5 +517,5 @@ def _field_question(actual, input_sizes: tuple, text: str) -> Question:
     if actual is not None:
         jumps, starts = (working.axis_values(getattr(f, part) for f in actual) for part in ("jump", "start"))
         right += f" (jump {jumps}, start {starts})"
-    return Question("rf", actual, field_dict(actual), right, text, lambda a, v: a.matches(v, input_sizes),
+    return Question("rf", actual, field_dict(actual), right, text, lambda a, v, r: a.judge(v, input_sizes, r),
                     parse_field_answer)

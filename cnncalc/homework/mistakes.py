@@ -26,7 +26,7 @@ from ..render.text import count, shape as fmt_shape
 from . import working
 
 _UNFOLLOWABLE = (SpecError, ArithmeticError, ValueError, IndexError, TypeError, KeyError)  # see check.py
-FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory", "param_bytes")
+FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory", "param_bytes")
 
 
 @dataclass
@@ -39,16 +39,15 @@ class Mistake:
     anything: bool = False
 
 
-def for_row(step: working.Step, student_input: tuple, naive, tally: Tally) -> dict[str, list[Mistake]]:
-    """Every classic mistake that applies to this row, in the order they are tried.
+def for_row(step: working.Step, naive, tally: Tally) -> dict[str, list[Mistake]]:
+    """Every classic mistake that applies to this row, in the order they are tried (the ones carried
+    over from a student's earlier answers, which differ per sheet, are `carried`'s).
 
-    `student_input` is (the input the student's own earlier answers lead to, the path of the answer
-    it comes from); `naive` the field summed without the jump (a Sum per axis); `tally` the sums of the
-    layers under a composite."""
+    `naive` is the field summed without the jump (a Sum per axis); `tally` the sums of the layers under
+    a composite."""
     row = step.row
     found: dict[str, list[Mistake]] = {name: [] for name in FIELDS}
-    for name, items in _carried(step, *student_input).items():
-        found[name] += items
+    found["output"] += channels_last(row.output)
     for cls in type(step.layer).__mro__:
         if cls in _MISTAKES:
             for name, items in _MISTAKES[cls](step.layer, step).items():
@@ -59,6 +58,9 @@ def for_row(step: working.Step, student_input: tuple, naive, tally: Tally) -> di
         found["macs"] += _nothing("macs", row.macs == 0, step)
         found["weight"] += _nothing("weight", row.weight is None, step)
         found["bias"] += _nothing("bias", row.bias is None, step)
+        found["flops"] += _nothing("macs", row.macs == 0, step)
+        if row.macs:
+            found["flops"].append(_macs_for_flops(row.macs))
     else:
         for name, items in sums(tally).items():
             found[name] += items
@@ -84,7 +86,21 @@ def diagnoses(*classes: type):
     return add
 
 
-def _carried(step: working.Step, shape, source) -> dict[str, list[Mistake]]:
+def channels_last(shape: tuple) -> list[Mistake]:
+    """The shape written H×W×C (CS231n's and TensorFlow's order) where PyTorch's is C×H×W."""
+    if len(shape) < 3 or shape[1:] + shape[:1] == shape:
+        return []
+    last = shape[1:] + shape[:1]
+    return [Mistake(f"channels last ({fmt_shape(last)}, H×W×C as CS231n or TensorFlow write it): PyTorch and "
+                    f"cnncalc put the channels first, C×H×W = {fmt_shape(shape)}", last)]
+
+
+def _macs_for_flops(macs: int) -> Mistake:
+    return Mistake(f"MACs, not FLOPs: FLOPs count the multiply and the add of each multiply-add, 2·{count(macs)} "
+                   f"= {count(2 * macs)}", macs)
+
+
+def carried(step: working.Step, shape, source) -> dict[str, list[Mistake]]:
     """The student's earlier answers fed this layer another input: their answer may be this layer's
     arithmetic done right on that input, the mistake lying further up."""
     row, layer = step.row, step.layer
@@ -156,7 +172,7 @@ def sums(tally: Tally) -> dict[str, list[Mistake]]:
     """Mistakes in a sum of layers (a composite, or the totals)."""
     params, macs, biases, bias_adds, buffers = (tally.params, tally.macs, tally.biases, tally.bias_adds,
                                                 tally.buffers)
-    found = {"params": [], "macs": []}
+    found = {"params": [], "macs": [], "flops": []}
     if biases:
         found["params"].append(Mistake(f"biases left out: {count(params)} - {count(biases)} biases = "
                                        f"{count(params - biases)}", params - biases))
@@ -167,6 +183,7 @@ def sums(tally: Tally) -> dict[str, list[Mistake]]:
         found["params"].append(Mistake(f"BatchNorm running statistics counted as parameters: {count(params)} + "
                                        f"{count(buffers)} = {count(params + buffers)}", params + buffers))
     found["macs"].append(Mistake(f"FLOPs, not MACs: 2·{count(macs)} = {count(2 * macs)}", 2 * macs))
+    found["flops"] = [_macs_for_flops(macs)] if macs else []
     return found
 
 

@@ -130,6 +130,11 @@ def rounded(exact: Fraction, got: int, ceil: bool = False) -> str:
     return f"{decimal_text(exact)} → {got}" + (" (ceil_mode)" if ceil else "")
 
 
+def flops_text(macs: int) -> str:
+    """`FLOPs = 2 × MACs = 2·392,000 = 784,000` — labelled: a multiply-add is two floating-point operations."""
+    return f"FLOPs = 2 × MACs = 2·{count(macs)} = {count(2 * macs)} (each multiply-add is a multiply and an add)"
+
+
 def memory_text(step: Step) -> str:
     values = math.prod(step.row.output)
     total = values * step.dtype_bytes
