@@ -288,7 +288,6 @@ def explain(
     sys.stdout.write(explain_text(analyse(load(spec, input), dtype), layer))
 
 
-AxesOpt = Annotated[str, typer.Option(help="One number for every axis, or one per axis (3x5).")]
 DimsOpt = Annotated[Optional[int], typer.Option("--dims", min=1, max=3, show_default=False,
                                                 help="Spatial axes of INPUT (default: 2, or 3 for four numbers).")]
 InputArg = Annotated[str, typer.Argument(metavar="INPUT", show_default=False,
@@ -302,9 +301,9 @@ def conv(
     out_channels: Annotated[int, typer.Option("--out-channels", "-c", min=1, show_default=False,
                                               help="Number of filters, C_out.")],
     kernel_size: KernelOpt,
-    stride: AxesOpt = "1",
-    padding: Annotated[str, typer.Option(help="P, one per axis (1x2), same or valid.")] = "0",
-    dilation: AxesOpt = "1",
+    stride: Annotated[str, typer.Option("--stride", "-s", help="S, or one per axis (2x1).")] = "1",
+    padding: Annotated[str, typer.Option("--padding", "-p", help="P, one per axis (1x2), same or valid.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", "-d", help="D, or one per axis (2x1).")] = "1",
     groups: Annotated[int, typer.Option(min=1, help="Groups of input channels.")] = 1,
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Whether each filter has a bias.")] = True,
     transposed: Annotated[bool, typer.Option(help="A transposed convolution (ConvTranspose).")] = False,
@@ -325,10 +324,14 @@ def conv(
 def pool(
     input: InputArg,
     kernel_size: KernelOpt,
-    stride: Annotated[Optional[str], typer.Option(show_default=False, help="Default: the kernel size.")] = None,
-    padding: AxesOpt = "0",
-    dilation: Annotated[Optional[str], typer.Option(show_default=False, help="Max pooling only.")] = None,
-    ceil_mode: Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up.")] = False,
+    stride: Annotated[Optional[str], typer.Option("--stride", "-s", show_default=False,
+                                                  help="Default: the kernel size.")] = None,
+    padding: Annotated[str, typer.Option("--padding", "-p", help="P, or one per axis (1x0).")] = "0",
+    dilation: Annotated[Optional[str], typer.Option("--dilation", "-d", show_default=False,
+                                                    help="Max pooling only.")] = None,
+    ceil_mode: Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up, as PyTorch's ceil_mode "
+                                                                "(a last window starting in the padding is "
+                                                                "dropped).")] = False,
     avg: Annotated[bool, typer.Option("--avg", help="Average instead of max pooling.")] = False,
     dims: DimsOpt = None,
 ) -> None:
@@ -347,12 +350,16 @@ def key(
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", show_default=False,
                                                   help="Write the key here instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Let -o overwrite an existing file.")] = False,
+    fields: Annotated[Optional[str], typer.Option("--fields", metavar="F1,F2", show_default=False,
+                                                  help="The fields to ask, e.g. output,params,macs (of output, "
+                                                       "weight, bias, params, macs, flops, rf, memory); default: "
+                                                       "all but flops, leaving out zero params and MACs.")] = None,
     dtype: DTypeOpt = DType.float32,
 ) -> None:
     """The spec with every `expect:` filled in: an answer key that `check` passes with 0 failures."""
-    from .homework.key import make_key, write_key
+    from .homework.key import make_key, parse_fields, write_key
 
-    text, kept = make_key(spec, dtype)
+    text, kept = make_key(spec, dtype, parse_fields(fields))
     if not kept:
         typer.echo("note: the layout could not be edited in place; the key is the spec re-written as plain "
                    "YAML (comments not kept)", err=True)
@@ -364,13 +371,39 @@ def worksheet(
     spec: SpecArg = None,
     input: InputOpt = None,
     format: Annotated[SheetFormat, typer.Option("--format", "-f", help="Output format.")] = SheetFormat.markdown,
+    variants: Annotated[Optional[int], typer.Option("--variants", min=1, max=10_000, show_default=False,
+                                                    help="Write this many per-student variants (other sizes), "
+                                                         "each with its key, into -o DIR.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the variants (the same seed, the same ones).")] = 0,
+    vary: Annotated[Optional[List[str]], typer.Option("--vary", metavar="NAME=LOW..HIGH", show_default=False,
+                                                      help="A range for variants: size, channels, kernel, padding, "
+                                                           "stride, features (e.g. size=24..40).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="DIR", show_default=False,
+                                                  help="Folder for the variants.")] = None,
+    fields: Annotated[Optional[str], typer.Option("--fields", metavar="F1,F2", show_default=False,
+                                                  help="The fields the variants' keys ask (as `key --fields`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let the variants overwrite existing files.")] = False,
 ) -> None:
-    """The LeNet-5-style table with the answer cells left blank, for a problem sheet."""
-    from .analysis import analyse
-    from .homework.render import worksheet_text
-    from .spec import load
+    """The LeNet-5-style table with the answer cells left blank, for a problem sheet; with --variants N,
+    N versions of the problem with other sizes, each with its key (cnncalc worksheet hw.yaml --variants 30
+    -o hw3)."""
+    if variants is None:
+        from .analysis import analyse
+        from .homework.render import worksheet_text
+        from .spec import load
 
-    sys.stdout.write(worksheet_text(analyse(load(spec, input)), format))
+        sys.stdout.write(worksheet_text(analyse(load(spec, input)), format))
+        return
+    from .homework.key import parse_fields
+    from .homework.variants import parse_ranges, write_variants
+
+    if not output:
+        raise SpecError("--variants writes one problem, key and worksheet per variant: say where with -o DIR",
+                        fix="e.g. cnncalc worksheet hw3.yaml --variants 30 -o hw3-variants")
+    made = write_variants(spec or "lenet5", variants, seed, parse_ranges(vary or []), output, force,
+                          parse_fields(fields))
+    typer.echo(f"{len(made)} variants ({made[0].id} … {made[-1].id}) in {output}/: problems/, keys/, worksheets/\n"
+               f"grade them with: cnncalc check SUBMISSIONS --key {output}/keys")
 
 
 @app.command()

@@ -17,11 +17,11 @@ def test_fallback_keeps_aliases_shared_and_grades_cleanly(monkeypatch):
     real = key._filled
     calls = []
 
-    def fail_first(text, network, report):
+    def fail_first(text, network, report, *fields):
         calls.append(text)
         if len(calls) == 1:
             raise key.EditFailed("forced")
-        return real(text, network, report)
+        return real(text, network, report, *fields)
 
     monkeypatch.setattr(key, "_filled", fail_first)
     network = cnncalc.parse(SPEC, "sheet.yaml")

@@ -69,7 +69,9 @@ def test_csv_parses_with_a_row_per_entry():
     rows = list(csv.reader(io.StringIO(render(LENET, "csv"))))
     assert rows[0] == ["Path", "Layer", "Output Size", "Weight Size", "Params", "MACs", "Receptive Field"]
     assert rows[1][1] == "Input" and rows[2][0] == "0" and rows[2][4] == "520" and len(rows) == 13
-    assert rows[-1] == ["", "Total", "10", "", "1,256,080", "6,522,000", "global"]
+    assert rows[-1] == ["", "Total", "10", "", "1256080", "6522000", "global"]
+    # plain numbers and ASCII shapes, as spreadsheets and scripts expect (#12)
+    assert rows[2][2:7] == ["20x28x28", "20x1x5x5", "520", "392000", "5x5"]
 
 
 def test_markdown_is_a_valid_pipe_table_and_escapes():

@@ -27,19 +27,37 @@ def axes_value(text: str | None, what: str, words: tuple[str, ...] = ()):
 
 
 def input_shape(text: str, dims: int | None) -> tuple[tuple, str | None]:
-    """The per-sample input and a note when a channel was assumed: '7x7' is read as 1×7×7 (H×W).
+    """The per-sample input and a note when a channel was assumed ('7x7' is read as 1×7×7, H×W) or a
+    warning when the input looks written channels last (32x32x3).
 
     `dims` is the number of spatial axes; by default 2 for up to three numbers, else 3."""
     shape = parse_shape(text, "INPUT", COMMAND_LINE)
     dims = dims or (2 if len(shape) <= 3 else 3)
     if len(shape) == dims:
         spatial = " × ".join(map(str, shape))
-        return (1, *shape), f"input {text} read as one channel of {spatial}: 1 × {spatial}; give C first to change it"
+        return (1, *shape), f"note: input {text} read as one channel of {spatial}: 1 × {spatial}; give C first to " \
+                            "change it"
     if len(shape) != dims + 1:
         raise SpecError(f"INPUT {text} has {len(shape)} numbers, but a layer with {dims} spatial axes takes "
                         f"{dims + 1} (C first) or {dims}", where=COMMAND_LINE,
                         fix="write e.g. 3x32x32 (C×H×W), 7x7 (H×W, one channel), or set --dims")
-    return shape, None
+    return shape, channels_last_note(shape, text)
+
+
+def channels_last_note(shape: tuple, text: str) -> str | None:
+    """A warning when INPUT looks written channels last (32x32x3, as CS231n and TensorFlow write it):
+    cnncalc, like PyTorch, reads the first number as the channels.
+
+    >>> channels_last_note((32, 32, 3), "32x32x3")
+    'warning: input 32x32x3 is read as C=32 channels of 32 × 3 (channels first, C×H×W, as in PyTorch); for a 32 × 32 image with 3 channels write 3x32x32'
+    """
+    *first, last = shape
+    if last in (1, 3, 4) and first[0] not in (1, 3, 4) and min(first) > last:
+        spatial = " × ".join(map(str, first))
+        return (f"warning: input {text} is read as C={shape[0]} channels of {' × '.join(map(str, shape[1:]))} (channels "
+                f"first, C×H×W, as in PyTorch); for a {spatial} image with {last} channels write "
+                f"{'x'.join(map(str, (last, *first)))}")
+    return None
 
 
 def one_layer(shape: tuple, kind: str, args: dict, name: str) -> Network:
@@ -52,6 +70,22 @@ def one_layer(shape: tuple, kind: str, args: dict, name: str) -> Network:
         return parse(text, "command line")
     except SpecError as e:
         e.where = COMMAND_LINE        # the generated YAML's line numbers mean nothing to the user
+        raise
+
+
+def _with_hint(shape: tuple, kind: str, args: dict, name: str, note: str | None) -> Network:
+    """`one_layer`, checked to take its input; when it cannot and the input looks written channels last,
+    the warning is the fix."""
+    from ..analysis import analyse
+
+    try:
+        network = one_layer(shape, kind, args, name)
+        analyse(network)
+        return network
+    except SpecError as e:
+        e.where = COMMAND_LINE        # the generated YAML's line numbers mean nothing to the user
+        if note and note.startswith("warning: "):
+            e.fix = note[len("warning: "):]
         raise
 
 
@@ -68,7 +102,7 @@ def conv_network(input_text: str, out_channels: int, kernel_size: str, stride: s
                 stride=axes_value(stride, "--stride"), padding=axes_value(padding, "--padding", ("same", "valid")),
                 dilation=axes_value(dilation, "--dilation"), groups=groups, bias=bias,
                 output_padding=axes_value(output_padding, "--output-padding"))
-    return one_layer(shape, kind, args, "conv"), note
+    return _with_hint(shape, kind, args, "conv", note), note
 
 
 def pool_network(input_text: str, kernel_size: str, stride: str | None = None, padding: str = "0",
@@ -83,4 +117,4 @@ def pool_network(input_text: str, kernel_size: str, stride: str | None = None, p
     args = dict(kernel_size=axes_value(kernel_size, "--kernel-size"), stride=axes_value(stride, "--stride"),
                 padding=axes_value(padding, "--padding"), dilation=axes_value(dilation, "--dilation"),
                 ceil_mode=ceil_mode)
-    return one_layer(shape, kind, args, "pool"), note
+    return _with_hint(shape, kind, args, "pool", note), note

@@ -28,22 +28,44 @@ class EditFailed(Exception):
     """The text could not be edited cleanly (falls back to re-dumping)."""
 
 
-def row_answers(row: Row, dtype_bytes: int) -> dict:
-    """The answers of one row, as `expect:` values: shapes as 20x28x28, counts and bytes as integers."""
-    answers = {"output": _shape(row.output)}
-    if row.weight is not None:
-        answers["weight"] = _shape(row.weight)
-    if row.bias is not None:
-        answers["bias"] = _shape(row.bias)
-    answers.update(params=row.params, macs=row.macs, rf=_field(row.rf),
-                   memory=math.prod(row.output) * dtype_bytes)
-    return answers
+FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory")
+DEFAULT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
 
 
-def total_answers(report: Report) -> dict:
+def row_answers(row: Row, dtype_bytes: int, fields: tuple | None = None) -> dict:
+    """The answers of one row, as `expect:` values: shapes as 20x28x28, counts and bytes as integers.
+    `fields` None: the default fields, leaving out what a layer trivially lacks (a weight or bias it does not
+    have, zero params or MACs); named fields are all written (zeros included), a missing tensor as none."""
+    values = {"output": _shape(row.output), "weight": _shape(row.weight) if row.weight else None,
+              "bias": _shape(row.bias) if row.bias else None, "params": row.params, "macs": row.macs,
+              "flops": 2 * row.macs, "rf": _field(row.rf), "memory": math.prod(row.output) * dtype_bytes}
+    if fields is None:
+        return {k: values[k] for k in DEFAULT_FIELDS if values[k] not in (None, 0)}
+    return {k: "none" if values[k] is None else values[k] for k in fields}
+
+
+def total_answers(report: Report, fields: tuple | None = None) -> dict:
     t = report.totals
-    return {"output": _shape(report.output), "params": t.params, "macs": t.macs, "rf": _field(report.rf),
-            "memory": t.activation_bytes}
+    values = {"output": _shape(report.output), "params": t.params, "macs": t.macs, "flops": 2 * t.macs,
+              "rf": _field(report.rf), "memory": t.activation_bytes}
+    return {k: values[k] for k in (fields or ("output", "params", "macs", "rf", "memory")) if k in values}
+
+
+def parse_fields(text: str | None) -> tuple | None:
+    """`output,params,macs` → ('output', 'params', 'macs'); None stays None (the default fields)."""
+    if text is None:
+        return None
+    from ..errors import SpecError
+    from ..layers.base import suggest
+
+    names = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    for name in names:
+        if name not in FIELDS:
+            raise SpecError(f"--fields: unknown field '{name}'{suggest(name, FIELDS)}",
+                            fix=f"choose from {', '.join(FIELDS)}, e.g. --fields output,params,macs")
+    if not names:
+        raise SpecError("--fields names no field", fix=f"choose from {', '.join(FIELDS)}")
+    return names
 
 
 def _shape(dims: tuple):
@@ -77,7 +99,7 @@ def flow(answers: dict) -> str:
     return "{" + ", ".join(f"{k}: {value(v)}" for k, v in answers.items()) + "}"
 
 
-def make_key(spec: str | None, dtype="float32") -> tuple[str, bool]:
+def make_key(spec: str | None, dtype="float32", fields: tuple | None = None) -> tuple[str, bool]:
     """(the answer key of a spec file or built-in, whether its layout and comments were kept)."""
     from ..source import read_text
     from ..spec import resolve
@@ -85,7 +107,7 @@ def make_key(spec: str | None, dtype="float32") -> tuple[str, bool]:
     source, text = resolve(spec)
     text = text or read_text(source)
     network = parse(text, source)
-    return answer_key(network, analyse(network, dtype), text)
+    return answer_key(network, analyse(network, dtype), text, fields)
 
 
 def write_key(text: str, output: str | None, force: bool, spec: str | None) -> None:
@@ -111,10 +133,10 @@ def write_key(text: str, output: str | None, force: bool, spec: str | None) -> N
         raise SpecError(f"cannot write the key: {e.strerror or e}", where=Where(output)) from None
 
 
-def answer_key(network: Network, report: Report, text: str) -> tuple[str, bool]:
+def answer_key(network: Network, report: Report, text: str, fields: tuple | None = None) -> tuple[str, bool]:
     """(the key's text, whether the layout was kept). `text` is the spec's source."""
     try:
-        key = _filled(text, network, report)
+        key = _filled(text, network, report, fields)
         _verify(key, network, report)
         return key, True
     except (EditFailed, yaml.YAMLError):
@@ -122,7 +144,7 @@ def answer_key(network: Network, report: Report, text: str) -> tuple[str, bool]:
     # Shared (aliased) parts stay shared: the dumper writes them as anchors, never expanded copies.
     plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader), {}), Dumper=yaml.SafeDumper, sort_keys=False,
                       allow_unicode=True, default_flow_style=False)
-    key = _filled(plain, network, report)
+    key = _filled(plain, network, report, fields)
     _verify(key, network, report)
     return key, False
 
@@ -162,7 +184,7 @@ def _verify(key: str, network: Network, report: Report) -> None:
 
 # --- editing the text ------------------------------------------------------------------------------
 
-def _filled(text: str, network: Network, report: Report) -> str:
+def _filled(text: str, network: Network, report: Report, fields: tuple | None = None) -> str:
     root = yaml.compose(text, Loader=_Loader)
     if not isinstance(root, yaml.MappingNode):
         raise EditFailed("the spec is not a mapping")
@@ -174,8 +196,12 @@ def _filled(text: str, network: Network, report: Report) -> str:
         counts[id(item)] = counts.get(id(item), 0) + 1
     for node, item, parent, depth in pairs:
         if counts[id(item)] == 1:       # an aliased entry stands for several layers: leave it alone
-            edits += _expect_edits(text, item, parent, flow(row_answers(rows[node.path], report.dtype.bytes)), depth)
-    edits += _expect_edits(text, root, None, flow(total_answers(report)), -1)
+            answers = row_answers(rows[node.path], report.dtype.bytes, fields)
+            if answers:
+                edits += _expect_edits(text, item, parent, flow(answers), depth)
+    totals = total_answers(report, fields)
+    if totals:
+        edits += _expect_edits(text, root, None, flow(totals), -1)
     # applied from the end backwards (see _expect_edits), the text is put together once, in order
     pieces, tail = [], len(text)
     for start, end, _, new in sorted(edits, key=lambda e: (-e[0], e[2])):

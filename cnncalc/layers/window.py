@@ -34,7 +34,12 @@ def uneven_notes(shape, kernel, stride, pads, dilation, ceil_mode: bool = False)
         exact = arith.conv_out_exact(n, k, s, lo, d, p_hi=hi)
         if exact.denominator != 1:
             got = arith.pool_out(n, k, s, lo, d, ceil_mode) if ceil_mode else arith.conv_out(n, k, s, lo, d, hi)
-            rule = "rounded up (ceil_mode)" if ceil_mode else _floored(arith.unused_input(n, k, s, lo, d, hi))
+            if not ceil_mode:
+                rule = _floored(arith.unused_input(n, k, s, lo, d, hi))
+            elif got == exact.numerator // exact.denominator:   # ceil_mode, but PyTorch drops the last window
+                rule = "floored even with ceil_mode: the last window would start in the padding, so PyTorch drops it"
+            else:
+                rule = "rounded up: ceil_mode"
             lines.setdefault(f"{working(n, k, s, lo, hi, d)} = {decimal_text(exact)} → {got} ({rule})", []).append(axis + 1)
     every = len(shape) - 1
     return [text if len(axes) == every else f"axis {', '.join(map(str, axes))}: {text}"

@@ -9,26 +9,42 @@ COLUMNS = ("Layer", "Output Size", "Weight Size", "Params", "MACs", "Receptive F
 LINEAR_NOTE = "Linear weights are shown in × out, as in the seed's table; PyTorch stores them out × in."
 
 
-def weight_cells(row) -> str:
+def weight_cells(row, sep: str = " × ") -> str:
     if row.weight is None:
         return ""
     if row.node.kind == "linear":
-        return shape(tuple(reversed(row.weight)))
-    return shape(row.weight)
+        return shape(tuple(reversed(row.weight)), sep)
+    return shape(row.weight, sep)
 
 
-def body(report, depth: int | None = None, blank: bool = False) -> list[tuple[int, list[str]]]:
+class _Plain:
+    """Cells for spreadsheets and scripts: `20x28x28`, `392000` (no thousands commas, ASCII only)."""
+
+    sep = "x"
+    count = staticmethod(str)
+
+
+class _People:
+    """Cells for people: `20 × 28 × 28`, `392,000`."""
+
+    sep = " × "
+    count = staticmethod(count)
+
+
+def body(report, depth: int | None = None, blank: bool = False, plain: bool = False) -> list[tuple[int, list[str]]]:
     """(nesting depth, cells) per displayed row; `depth` hides rows nested deeper; `blank` leaves the
-    answer cells empty (a worksheet)."""
-    rows = [(0, ["Input", shape(report.network.input), "", "", "", ""])]
+    answer cells empty (a worksheet); `plain` writes numbers and shapes for spreadsheets (CSV)."""
+    cells = _Plain if plain else _People
+    rows = [(0, ["Input", shape(report.network.input, cells.sep), "", "", "", ""])]
     for r in report.rows:
         node = r.node
         if depth is not None and node.depth > depth:
             continue
-        label = node.layer.label(r.input)
+        label = _stated_label(node.layer, r.input) if blank else node.layer.label(r.input)
         if node.name:
             label = f"{node.name}: {label}"
-        answers = [shape(r.output), weight_cells(r), count(r.params), count(r.macs), field(r.rf)]
+        answers = [shape(r.output, cells.sep), weight_cells(r, cells.sep), cells.count(r.params),
+                   cells.count(r.macs), field(r.rf, cells.sep)]
         if blank:
             answers = ["" for _ in answers]
         elif not node.leaf and r.params == 0:
@@ -37,9 +53,20 @@ def body(report, depth: int | None = None, blank: bool = False) -> list[tuple[in
     return rows
 
 
-def total_cells(report) -> list[str]:
+def _stated_label(layer, shape: tuple) -> str:
+    """A layer's label with nothing worked out from its input (a worksheet must not give away an answer:
+    `Linear (? → 10)`, not `Linear (2450 → 10)`)."""
+    try:
+        return layer.label(tuple("?" for _ in shape))
+    except (TypeError, ValueError, ArithmeticError, IndexError):
+        return layer.kind
+
+
+def total_cells(report, plain: bool = False) -> list[str]:
     """The answer columns of a Total row: final output, (no weight), params, MACs, final field."""
-    return [shape(report.output), "", count(report.totals.params), count(report.totals.macs), field(report.rf)]
+    cells = _Plain if plain else _People
+    return [shape(report.output, cells.sep), "", cells.count(report.totals.params), cells.count(report.totals.macs),
+            field(report.rf, cells.sep)]
 
 
 def totals(report) -> list[tuple[str, str]]:

@@ -12,10 +12,10 @@ def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["Path", *columns.COLUMNS])
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
-    for path, (_, cells) in zip(paths, columns.body(report, depth, blank)):
+    for path, (_, cells) in zip(paths, columns.body(report, depth, blank, plain=True)):
         writer.writerow([path, *cells])
     if not blank:
-        writer.writerow(["", "Total", *columns.total_cells(report)])
+        writer.writerow(["", "Total", *columns.total_cells(report, plain=True)])
     return out.getvalue()
 
 

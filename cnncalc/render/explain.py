@@ -49,7 +49,7 @@ def calculator_text(report, note: str | None = None) -> str:
     """One layer's working and a one-line answer (the `conv` and `pool` calculators)."""
     step = next(iter(working.steps(report).values()))
     row = step.row
-    lines = ([f"note: {note}", ""] if note else []) + layer_lines(step, with_path=False)
+    lines = ([note, ""] if note else []) + layer_lines(step, with_path=False)
     lines += ["", f"output {shape(row.output)}, params {count(row.params)}, MACs {count(row.macs)}, "
                   f"receptive field {field(row.rf)}"]
     lines += [f"warning: {w.text}" for w in report.warnings]
