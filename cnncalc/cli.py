@@ -266,7 +266,10 @@ def check(
         sheets = [autograde.grade_sheet(f, keys) for f in files]
         show(sheets, format, quiet, keyed=True)
         raise typer.Exit(grading.exit_status(sheets, bad_input=bool(missing)))
-    sheets = grading.grade_files(specs, dtype, rounding)
+    from .homework.autograde import sheet_files
+
+    files, missing = sheet_files(specs)
+    sheets = grading.grade_files(files + missing, dtype, rounding)     # (a missing file: its error, exit 2)
     show(sheets, format, quiet)
     raise typer.Exit(grading.exit_status(sheets, bad_input=any(s.error is not None for s in sheets)))
 

@@ -22,7 +22,7 @@ from ..errors import SpecError, Where, brief, clip
 from ..source import Map, current_limits, parse_yaml, position, read_text
 from ..spec import Network, Node, Parser
 from .answers import Rounding, shown
-from .check import ROW_FIELDS, TOTAL_FIELDS, Ask, Grader, Sheet
+from .check import ROW_FIELDS, Ask, Grader, Sheet
 
 TOTAL_NAMES = ("total", "totals", "")
 MAX_DIFFERENCES = 12
@@ -349,11 +349,9 @@ def class_summary(sheets: list[Sheet], top: int = 5) -> dict:
     scores = [s.score for s in sheets]
     missed: Counter = Counter()
     asked: Counter = Counter()
-    labels = {}
     for s in sheets:
         for r in s.results:
             key = (r.path, r.ask.name, r.field)
-            labels[key] = r.ask
             asked[key] += 1
             missed[key] += not r.ok
     most = [{"question": {"path": p, "name": name, "field": f}, "missed": k, "of": asked[(p, name, f)]}

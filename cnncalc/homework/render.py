@@ -10,7 +10,6 @@ import shutil
 import textwrap
 from enum import Enum
 
-from ..render import TableOrJson  # noqa: F401  (kept for callers that import it from here)
 
 
 class SheetFormat(str, Enum):
