@@ -182,6 +182,9 @@ class Parser:
             raise SpecError(f"a spec is a mapping with `input:` and `layers:`, but this file holds {_what(data)}",
                             where=position(data) or Where(self.source, 1, 1),
                             fix="start the file with `input: 1x28x28` and a `layers:` list")
+        if "answers" in data and "layers" not in data:
+            raise SpecError("this is an answers-only sheet (`answers:`), which is graded against a key",
+                            where=self.here(data, "answers"), fix="run `cnncalc check SHEET --key KEY.yaml`")
         for key in data:
             if key not in TOP_KEYS:
                 raise SpecError(f"unknown top-level key {brief(key, 40)}{suggest(key, TOP_KEYS)}",

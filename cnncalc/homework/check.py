@@ -102,6 +102,15 @@ class Result:
     def missing(self) -> bool:
         return self.answer is MISSING
 
+    @property
+    def why(self) -> str | None:
+        """Why the answer is wrong, as shown under it: a classic mistake is 'likely'; not answered,
+        unreadable and too coarse are sure."""
+        if not self.mistake:
+            return None
+        sure = self.missing or self.mistake.startswith("cannot be read") or " is too coarse for " in self.mistake
+        return self.mistake if sure else f"likely mistake: {self.mistake}"
+
     def as_json(self) -> dict:
         """The contract's answer object (with `max_points`, the question's worth, beside `points`)."""
         return {"question": {"path": self.path, "name": self.ask.name, "field": self.field},
@@ -111,7 +120,7 @@ class Result:
 
     def as_check_json(self) -> dict:
         """The object of `check` without a key (the contract's first form: `expected` is the answer)."""
-        working_text = self.working + (f"\nlikely mistake: {self.mistake}" if self.mistake else "")
+        working_text = self.working + (f"\n{self.why}" if self.mistake else "")
         return {"path": self.path, "field": self.field, "expected": self.answer, "actual": self.correct,
                 "ok": self.ok, "working": working_text}
 

@@ -81,7 +81,7 @@ def table_lines(sheet, color: bool = False, keyed: bool = False, width: int | No
         cells += [f"{points(r.points)}/{points(r.ask.points)}"] if keyed else []
         rows.append(cells + [r.working])
         if r.mistake:
-            rows.append([""] * (len(headers) - 1) + [f"↳ {_why(r)}"])
+            rows.append([""] * (len(headers) - 1) + [f"↳ {r.why}"])
     lines = grid(headers, rows, right=set(), bold_header=color)
     if width is not None and len(lines[0]) > width:
         lines = _folded(sheet, keyed, width)
@@ -89,12 +89,6 @@ def table_lines(sheet, color: bool = False, keyed: bool = False, width: int | No
         lines = [line.replace("✓", style("✓", "32", True)).replace("✗", style("✗", "1;31", True))
                  .replace("↳ likely mistake:", style("↳ likely mistake:", "33", True)) for line in lines]
     return lines
-
-
-def _why(r) -> str:
-    """A wrong answer's reason: a classic mistake is 'likely'; not answered, unreadable, too coarse are sure."""
-    sure = r.missing or r.mistake.startswith("cannot be read") or " is too coarse for " in r.mistake
-    return r.mistake if sure else f"likely mistake: {r.mistake}"
 
 
 def _folded(sheet, keyed: bool, width: int) -> list[str]:
@@ -106,7 +100,7 @@ def _folded(sheet, keyed: bool, width: int) -> list[str]:
         head = f"{mark} {r.layer} · {r.field}" + (f" · {points(r.points)}/{points(r.ask.points)}" if keyed else "")
         lines += textwrap.wrap(head, width, subsequent_indent="    ")
         for text in (f"answer {answer_text(r.answer)}; right {r.right}", r.working) + \
-                ((f"↳ {_why(r)}",) if r.mistake else ()):
+                ((f"↳ {r.why}",) if r.mistake else ()):
             lines += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ",
                                    break_long_words=True, break_on_hyphens=False) or ["    "]
     return lines
@@ -251,7 +245,7 @@ def gradescope_results(sheet) -> dict:
     for n, r in enumerate(sheet.results, 1):
         lines = [f"Your answer: {answer_text(r.answer)}", f"Right value: {r.right}", r.working]
         if r.mistake:
-            lines.append(_why(r))
+            lines.append(r.why)
         tests.append({"name": f"{r.layer} · {r.field}", "number": str(n), "score": float(r.points),
                       "max_score": float(r.ask.points), "status": "passed" if r.ok else "failed",
                       "output": "\n".join(lines), "visibility": "visible"})
