@@ -117,6 +117,16 @@ def _root(
     _debug = debug
 
 
+def _no_cycle_collection() -> None:
+    """For the commands that build a large analysis and then keep allocating (grading, keys): Python's
+    cyclic garbage collector, run again and again over every object alive, made them grow faster than
+    the number of layers (16,000 ReLUs: grading 2.4 s of CPU instead of 0.7 s); their data has no cycles
+    to collect, and the process ends with the command."""
+    import gc
+
+    gc.disable()
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
@@ -253,6 +263,7 @@ def check(
     from .homework import check as grading
     from .homework.render import show
 
+    _no_cycle_collection()
     rounding = grading.Rounding(rtol=None if rtol is None else Fraction(rtol).limit_denominator(10**9))
     if key:
         from .homework import autograde
@@ -362,6 +373,7 @@ def key(
     """The spec with every `expect:` filled in: an answer key that `check` passes with 0 failures."""
     from .homework.key import make_key, parse_fields, write_key
 
+    _no_cycle_collection()
     text, kept = make_key(spec, dtype, parse_fields(fields))
     if not kept:
         typer.echo("note: the layout could not be edited in place; the key is the spec re-written as plain "
@@ -400,6 +412,7 @@ def worksheet(
     from .homework.key import parse_fields
     from .homework.variants import parse_ranges, write_variants
 
+    _no_cycle_collection()
     if not output:
         raise SpecError("--variants writes one problem, key and worksheet per variant: say where with -o DIR",
                         fix="e.g. cnncalc worksheet hw3.yaml --variants 30 -o hw3-variants")

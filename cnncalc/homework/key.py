@@ -19,6 +19,7 @@ import yaml
 from . import check
 from ..analysis import Report, Row, analyse
 from ..layers.composite import Composite
+from ..errors import SpecError, Where
 from ..spec import COMPOSITES, Network, Node, parse
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -137,15 +138,20 @@ def answer_key(network: Network, report: Report, text: str, fields: tuple | None
     """(the key's text, whether the layout was kept). `text` is the spec's source."""
     try:
         key = _filled(text, network, report, fields)
-        _verify(key, network, report)
+        _verify(key, network, report, fields)
         return key, True
     except (EditFailed, yaml.YAMLError):
         pass
     # Shared (aliased) parts stay shared: the dumper writes them as anchors, never expanded copies.
     plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader), {}), Dumper=yaml.SafeDumper, sort_keys=False,
                       allow_unicode=True, default_flow_style=False)
-    key = _filled(plain, network, report, fields)
-    _verify(key, network, report)
+    try:
+        key = _filled(plain, network, report, fields)
+        _verify(key, network, report, fields)
+    except (EditFailed, yaml.YAMLError) as e:
+        raise SpecError(f"cannot write an answer key for this spec: {e}", where=Where(network.source),
+                        fix="simplify the spec's layout (plain block-style YAML), or write the `expect:` answers by "
+                            "hand") from None
     return key, False
 
 
@@ -163,23 +169,42 @@ def _plain(data, seen: dict):
     return seen[id(data)]
 
 
-def _verify(key: str, network: Network, report: Report) -> None:
+def _verify(key: str, network: Network, report: Report, fields: tuple | None = None) -> None:
     """The key must describe the same network and grade with no failures. The network is compared node
-    by node (type, arguments, path) and the key's answers graded on the spec's own analysis, so a key
-    costs one analysis, not two."""
+    by node (type, arguments, path); an answer written as intended (the text of `row_answers`, re-read) is
+    right by construction, and any other (one the edit left in place) is graded on the spec's own analysis.
+    So a key costs one analysis and no grading of the answers it wrote itself."""
+    from dataclasses import replace
+
+    from ..source import current_limits
+
+    limits = current_limits()
+    # the key holds up to ~20 values per entry where the spec may hold one (`- relu`): it is read with room
+    # for them (it is cnncalc's own text, made from a spec that was within the limits)
+    roomy = replace(limits, max_bytes=max(limits.max_bytes, 32 * limits.max_bytes))
     try:
-        again = parse(key, network.source)
+        again = parse(key, network.source, limits=roomy)
         nodes, edited = list(network.nodes()), list(again.nodes())
         same = again.input == network.input and len(nodes) == len(edited) and all(
             a.path == b.path and type(a.layer) is type(b.layer) and vars(a.layer) == vars(b.layer)
             for a, b in zip(nodes, edited))
-        answers = {n.path: n.expect for n in again.nodes() if n.expect}
-        answers[""] = again.expect
-        graded = check.grade(report, answers) if same else None
+        rows, size = {r.path: r for r in report.rows}, report.dtype.bytes
+        others = {n.path: n.expect for n in edited if n.expect and not
+                  _as_written(n.expect, row_answers(rows[n.path], size, fields))}
+        if again.expect and not _as_written(again.expect, total_answers(report, fields)):
+            others[""] = again.expect
+        graded = check.grade(report, others) if same and others else None
     except Exception as e:  # any failure here means the edit went wrong, never the user's input
         raise EditFailed(str(e)) from None
-    if not same or graded.failed:
+    if not same or (graded is not None and graded.failed):
         raise EditFailed("the edited spec does not grade cleanly")
+
+
+def _as_written(read: dict, intended: dict) -> bool:
+    """The answers re-read from the key are the ones written (compared as text: 2.5 and '2.5' alike)."""
+    def text(v):
+        return [text(x) for x in v] if isinstance(v, list) else str(v)
+    return list(read) == list(intended) and all(text(read[k]) == text(intended[k]) for k in intended)
 
 
 # --- editing the text ------------------------------------------------------------------------------
