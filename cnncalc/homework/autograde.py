@@ -206,7 +206,11 @@ def grade_sheet(path: str, keys: dict[str | None, Key]) -> Sheet:
                      max_score=_only_key_max(keys))
     except RecursionError:
         return Sheet(path, "", error="the sheet is nested too deeply to read", max_score=_only_key_max(keys))
-    sheet = key.grader.sheet(answers, key.asks, source=path, name=name)
+    try:
+        sheet = key.grader.sheet(answers, key.asks, source=path, name=name)
+    except Exception as e:      # a bug must not cost the rest of the class its grades: said, and scored 0
+        return Sheet(path, name, error=f"internal error in cnncalc while grading this sheet ({type(e).__name__}: "
+                     f"{clip(str(e), 200)}); please report it with the sheet", max_score=_only_key_max(keys))
     sheet.ignored, sheet.differences, sheet.variant = ignored, differences, variant
     return sheet
 
