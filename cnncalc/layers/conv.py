@@ -41,8 +41,9 @@ class _Convolution(Layer):
         return {"bias": (self.out_channels,)} if self.bias else {}
 
     def caption(self, shape: Shape) -> str:
-        """`5×5 conv`, `3×3 conv /2`, `3×3 depthwise conv`: what a lecture figure writes on the arrow."""
-        kind = "transposed conv" if self.transposed else "conv"
+        """`5×5 conv`, `3×3 conv /2`, `3×3 depthwise conv`, `2×2 up-conv ×2` (transposed): what a lecture
+        figure writes on the arrow."""
+        kind = "up-conv" if self.transposed else "conv"
         if self.groups > 1:
             kind = ("depthwise " if self.groups == shape[0] else f"group({self.groups}) ") + kind
         text = f"{'×'.join(map(str, self.kernel_size))} {kind}"

@@ -16,13 +16,15 @@ SCALE = ("Scale: height and width ∝ √size (8 px per √pixel), depth ∝ log
 FONT = 11             # caption font size, px
 LINE = 13             # caption line height, px
 MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, px
-AUTO_BUDGET = 36      # the default depth shows at most this many entries
+AUTO_BUDGET = 48      # the default depth draws at most this many volumes and merges
+MAX_WIDTH = 2400      # and rows no wider than this (a branching block may make a row wider than MAX_ROW)
+GROUP_ROOM = 18       # above a row, for the names of the groups in it
 
 
 def text_width(text: str, size: float = FONT) -> float:
     """Width of `text` in a sans-serif font, estimated (no font metrics are available offline)."""
-    narrow = sum(ch in "il.,:;|!'()[]1 ·/" for ch in text)
-    return size * (0.6 * (len(text) - narrow) + 0.33 * narrow)
+    narrow = sum(ch in "il.,:;|!'()[] ·/" for ch in text)
+    return size * (0.62 * (len(text) - narrow) + 0.33 * narrow)
 
 
 def side(n: int) -> float:
@@ -112,6 +114,8 @@ class Item:
     width = 0.0
     above = 0.0     # extent above the flow line
     below = 0.0     # extent below it
+    group = None    # (name, path) of the named top-level group it belongs to, e.g. resnet50's layer1
+    x0 = 0.0        # where it was placed
 
     def place(self, x: float, y: float, out: list) -> None:
         raise NotImplementedError
@@ -125,7 +129,7 @@ class Map(Item):
         self.label = shape_text(shape)
         self.caption = caption
         if style is Style.boxes:
-            self.w = max(text_width(caption), text_width(self.label)) + 16
+            self.w = max(1.12 * text_width(caption), text_width(self.label, FONT - 1)) + 20   # bold is wider
             self.h, self.dx, self.dy = 2 * LINE + 10, 0.0, 0.0
         elif len(shape) <= 1:
             self.w, self.h = 10.0, bar_length(shape[0] if shape else 1)
@@ -187,6 +191,7 @@ class Series(Item):
 
     def place(self, x, y, out):
         for item in self.items:
+            item.x0 = x
             item.place(x, y, out)
             x += item.width
         _kernels(self.items, y, out)
@@ -279,24 +284,29 @@ def _drawn(row, depth: int) -> bool:
 
 
 def layout(report, depth: int | None = None, style: Style | str = Style.volumes) -> Diagram:
-    """Place the network of `report`: entries nested deeper than `depth` are drawn as their block."""
+    """Place the network of `report`: entries nested deeper than `depth` are drawn as their block. By
+    default, the deepest level with at most AUTO_BUDGET volumes whose rows stay under MAX_WIDTH."""
     style = Style(style)
-    depth = auto_depth(report) if depth is None else depth
-    builder = _Builder(report, depth, style)
-    first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
-                caption="input")
-    items = [first] + builder.sequence(report.network.root.branches[""], first)
+    chosen = auto_depth(report) if depth is None else depth
+    while True:
+        builder = _Builder(report, chosen, style)
+        first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
+                    caption="input")
+        rows = _rows([first] + builder.sequence(report.network.root.branches[""], first))
+        widest = max(sum(item.width for item in row) for row in rows)
+        if depth is not None or chosen == 0 or widest <= MAX_WIDTH:
+            break
+        chosen -= 1
     out: list = []
-    top = 46.0
-    width, bottom = _place_rows(_rows(items), top, out)
+    width, bottom = _place_rows(rows, 46.0, out)
     title = report.network.name
     out.append(Text(14, 22, title, size=16, anchor="start", tone="title"))
-    out.append(Text(14, 38, _subtitle(report, depth, style), size=FONT - 1, anchor="start", tone="note"))
+    out.append(Text(14, 38, _subtitle(report, chosen, style), size=FONT - 1, anchor="start", tone="note"))
     if style is Style.volumes:
         out.append(Text(14, bottom + 18, SCALE, size=FONT - 1, anchor="start", tone="note"))
         bottom += 18
     width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28)
-    return Diagram(width, bottom + 10, title, out, depth, style)
+    return Diagram(width, bottom + 10, title, out, chosen, style)
 
 
 def _subtitle(report, depth: int, style: Style) -> str:
@@ -315,7 +325,9 @@ class _Builder:
         """Items for a list of entries; `previous` is the item the first one follows (a Map or None)."""
         items: list[Item] = []
         pending: list[tuple[str, str, bool]] = []   # captions waiting for the next map
-        for row in self._flatten(nodes):
+        starts: list[tuple[int, tuple | None]] = []    # (first item made for a row, the row's group)
+        for row, group in self._flatten(nodes):
+            starts.append((len(items), group))
             node = row.node
             if not node.leaf and node.depth < self.depth:   # a branching composite (groups are opened)
                 if pending:
@@ -349,17 +361,22 @@ class _Builder:
             previous = items[-1]
         if pending:
             items.append(Gap(pending, tail=True))
+        for (first, group), (end, _) in zip(starts, starts[1:] + [(len(items), None)]):
+            for item in items[first:end]:
+                item.group = group
         return items
 
-    def _flatten(self, nodes):
-        """The rows of `nodes`, with plain groups (sequential, blocks, repeats) opened up to the depth."""
+    def _flatten(self, nodes, group=None):
+        """(row, group) for the rows of `nodes`, with plain groups (sequential, blocks, repeats) opened up
+        to the depth; `group` is the named top-level group a row is in, (name, path), for its label."""
         for node in nodes:
             row = self.rows[id(node)]
             if not node.leaf and node.depth < self.depth and node.layer.mark is None \
                     and list(node.branches) == [""]:
-                yield from self._flatten(node.branches[""])
+                inner = (node.name, node.path) if node.depth == 0 and node.name else group
+                yield from self._flatten(node.branches[""], inner)
             else:
-                yield row
+                yield row, group
 
     def parallel(self, row) -> Parallel:
         node = row.node
@@ -381,7 +398,9 @@ class _Builder:
 
 
 def _with(gap: Gap, caption) -> Gap:
-    return Gap(gap.captions + [caption], gap.kernel, gap.tail)
+    longer = Gap(gap.captions + [caption], gap.kernel, gap.tail)
+    longer.group = gap.group
+    return longer
 
 
 # --- rows of a long network ---------------------------------------------------------------------------
@@ -405,17 +424,35 @@ def _rows(items: list[Item]) -> list[list[Item]]:
 
 
 def _place_rows(rows: list[list[Item]], top: float, out: list) -> tuple[float, float]:
-    """Place each row below the last, joined by a line that turns back to the left; (width, bottom)."""
+    """Place each row below the last, joined by a line that turns back to the left; (width, bottom).
+    Named top-level groups (resnet50's layer1…layer4) get a bracket with their name above their items."""
     margin, width, y_end = 28.0, 0.0, None
+    room = GROUP_ROOM if any(item.group for row in rows for item in row) else 0.0
     for row in rows:
         series = Series(row)
-        y = top + series.above
+        y = top + room + series.above
         if y_end is not None:
             x_end, y_prev, turn = y_end
             out.append(Line([(x_end, y_prev), (x_end + 8, y_prev), (x_end + 8, turn), (margin - 14, turn),
                              (margin - 14, y), (margin, y)]))
         series.place(margin, y, out)
+        _group_labels(row, y - series.above - 3, out)
         width = max(width, margin + series.width + 24)
         top = y + series.below + 28
         y_end = (margin + series.width, y, top - 14)
     return width, top - 28
+
+
+def _group_labels(row: list[Item], y: float, out: list) -> None:
+    """A bracket over each run of items of one named group in `row`, the group's name above it."""
+    runs: list[list[Item]] = []
+    for item in row:
+        if item.group and runs and runs[-1][0].group == item.group:
+            runs[-1].append(item)
+        elif item.group:
+            runs.append([item])
+    for run in runs:
+        left, right = run[0].x0 + 4, run[-1].x0 + run[-1].width - 4
+        out.append(Line([(left, y + 4), (left, y), (right, y), (right, y + 4)], tone="group"))
+        name, path = run[0].group
+        out.append(Text((left + right) / 2, y - 4, name, path, size=FONT, tone="group"))
