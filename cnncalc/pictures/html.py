@@ -41,7 +41,8 @@ footer { margin-top: 28px; font-size: 0.8em; color: #777; }
 @page { size: A4; margin: 12mm; }
 @media print {
   body { margin: 0; max-width: none; padding: 0; font-size: 9pt; }
-  h2 { break-after: avoid; }
+  h2 { break-after: avoid; margin-top: 14px; }
+  .plots { grid-template-columns: 1fr 1fr; gap: 6px 12px; }
   figure, .plots svg, dl.totals { break-inside: avoid; }
   tr { break-inside: avoid; }
   table { font-size: 7.5pt; }

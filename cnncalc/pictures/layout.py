@@ -246,8 +246,12 @@ def _kernels(items: list[Item], y: float, out: list) -> None:
         kh = max(5.0, h * sizes[-2] / spatial[-2]) if len(sizes) > 1 else max(5.0, h * sizes[0] / spatial[0])
         kw = max(5.0, w * sizes[-1] / spatial[-1]) if len(sizes) > 1 else max(3.0, w * 0.5)
         kh, kw = min(kh, h * 0.45), min(kw, w * 0.6)
-        kx, ky = left + w - kw - 2, top + h - kh - 2   # lower right of the front face, below the captions
-        out.append(Solid(kx, ky, kw, kh, before.dx, before.dy, "kernel", path,
+        # a small cube within the front face, lower right (below the captions): its depth stands for
+        # all the input channels, foreshortened to a cube's
+        kdx = min(before.dx, 1.2 * max(kw, kh), max(2.0, (w - kw) * 0.45), max(2.0, (h - kh) * 0.45 / 0.8))
+        kdy = kdx * before.dy / before.dx if before.dx else 0.0
+        kx, ky = left + w - kw - kdx - 2, top + h - kh - 2
+        out.append(Solid(kx, ky, kw, kh, kdx, kdy, "kernel", path,
                          f"kernel {'×'.join(map(str, sizes))} over all {before.shape[0]} input channels"))
         ax, ay, aw, ah = after.face
         target = (ax + aw * 0.35, ay + ah * 0.8)
