@@ -43,8 +43,9 @@ def bar_length(n: int) -> float:
 
 
 def shape_text(shape: tuple) -> str:
-    """`20@28×28` (channels @ the rest), `500` for a vector."""
-    if len(shape) <= 1:
+    """`20@28×28` (channels @ the spatial sizes), `500` for a vector, `197×768` for a matrix (tokens ×
+    features, or a 1-D signal's channels × length)."""
+    if len(shape) <= 2:
         return "×".join(map(str, shape)) or "scalar"
     return f"{shape[0]}@{'×'.join(map(str, shape[1:]))}"
 
