@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
+from . import keys
 from .arith import PIXEL, Field
 from .errors import SpecError
 from .layers.base import fmt_shape
@@ -93,6 +94,9 @@ def analyse(network: Network, dtype: DType | str = DType.float32, batch: int = 1
     if not network.root.branches[""]:
         walker.warnings.append(Warning(network.root, "the network has no layers: its output is its input"))
     leaves = [r for r in walker.rows if r.leaf]
+    for key, first, second in keys.clashes(leaves):
+        walker.warnings.append(Warning(second, f"its state_dict key '{key}' is also that of {first.describe()}: "
+                                               "weights cannot load by these names; give the layers different names"))
     params = sum(r.params for r in leaves)
     totals = Totals(params=params, trainable_params=params, buffers=sum(r.buffers for r in leaves),
                     macs=sum(r.macs for r in leaves),

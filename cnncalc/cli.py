@@ -253,9 +253,9 @@ def explain(
     spec: SpecArg = None,
     input: InputOpt = None,
     dtype: DTypeOpt = DType.float32,
-    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="PATH", show_default=False,
-                                                 help="Only this entry (and the layers under it), e.g. 3 or "
-                                                      "5.body.0.")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="PATH|KEY", show_default=False,
+                                                 help="Only this entry (and the layers under it), by path "
+                                                      "or state_dict key: 3, 5.body.0, layer1.0.conv1.")] = None,
 ) -> None:
     """Every number with its formula and the values substituted, layer by layer, then the totals."""
     from .analysis import analyse

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from . import keys
 from . import layers as _layers  # noqa: F401  (registers every layer type)
 from .errors import SpecError, Where, brief, clip, describe_layer
 from .expr import ExprError, substitute
@@ -39,6 +40,8 @@ class Node:
     expect: Map | None = None
     branches: dict[str, list["Node"]] = field(default_factory=dict)
     depth: int = 0
+    key: str = ""                   # state_dict prefix of its tensors, from names (cnncalc.keys)
+    single: bool = False            # a branch written as this one entry, not a list: no position in its key
 
     @property
     def leaf(self) -> bool:
@@ -202,6 +205,7 @@ class Parser:
             self.blocks[block_name] = self._block(block_name, block, data["blocks"])
         root = Node(Sequential(), "", "sequential", self.here(data, "layers"), depth=-1)
         root.branches[""] = self.entries(data["layers"], "", env={}, depth=0, stack=())
+        keys.assign(root)
         expect = self._expect(data.get("expect"), data, "expect")
         return Network(str(name), input_shape, root, self.source, expect)
 
@@ -354,8 +358,8 @@ class Parser:
             if "body" not in args:
                 raise SpecError("residual needs a `body:` list", where=where,
                                 fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
-            node.branches = {name: self.entries(args.get(name), f"{path}.{name}", **deeper,
-                                                where=position(args, name)) for name in ("body", "shortcut")}
+            node.branches = {name: self.branch(args.get(name), f"{path}.{name}", deeper, position(args, name))
+                             for name in ("body", "shortcut")}
         else:
             if not args:
                 raise SpecError("concat needs at least one named branch", where=where,
@@ -365,9 +369,21 @@ class Parser:
                     raise SpecError(f"concat branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
                                     where=position(args, key), fix="name branches like b1, b2, pool_branch")
             self._grow(len(args))  # each branch costs work even when empty (the identity)
-            node.branches = {key: self.entries(value, f"{path}.{key}", **deeper, where=position(args, key))
+            node.branches = {key: self.branch(value, f"{path}.{key}", deeper, position(args, key))
                              for key, value in args.items()}
         return node
+
+    def branch(self, value, path: str, deeper: dict, where: Where | None) -> list[Node]:
+        """A composite's branch: a list of entries, or one entry written without a list (its path is
+        still `<branch>.0`; its state_dict key has no position, as a module held directly)."""
+        if not isinstance(value, (Map, str)):
+            return self.entries(value, path, **deeper, where=where)
+        if deeper["depth"] > self.limits.max_depth:
+            raise SpecError(f"layers are nested more than {self.limits.max_depth} levels deep", where=where,
+                            fix="flatten the spec, or raise the limit with --max-depth")
+        node = self.entry(value, f"{path}.0", **deeper, where=where)
+        node.single = True
+        return [node]
 
     # --- blocks ------------------------------------------------------------------------------------------
     def _block(self, name, data, blocks) -> _Block:

@@ -86,6 +86,7 @@ class Layer:
     rank: ClassVar[Optional[int]] = None         # spatial axes required (conv2d: 2), None = any
     signature: ClassVar[dict] = {}
     leaf: ClassVar[bool] = True
+    learned_tensor: ClassVar[bool] = False      # the layer is one learned tensor: its name names it (cnncalc.keys)
 
     def __init__(self, args: "ArgReader"):
         self.setup(args)

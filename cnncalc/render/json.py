@@ -15,7 +15,8 @@ def field_dict(rf):
 
 def row_dict(row) -> dict:
     node = row.node
-    return {"path": row.path, "name": node.name, "type": node.kind, "leaf": node.leaf, "depth": node.depth,
+    return {"path": row.path, "key": node.key, "name": node.name, "type": node.kind, "leaf": node.leaf,
+            "depth": node.depth,
             "input": list(row.input), "output": list(row.output),
             "weight": list(row.weight) if row.weight else None, "bias": list(row.bias) if row.bias else None,
             "params": row.params, "macs": row.macs, "rf": field_dict(row.rf)}
