@@ -17,6 +17,7 @@ from cnncalc import forward as fw
 from cnncalc import keys
 from cnncalc.errors import SpecError
 from cnncalc.spec import builtin_names
+import torch_model
 from util import analyse, cli
 
 DATA = Path(__file__).resolve().parent / "data" / "torchvision"
@@ -147,6 +148,20 @@ def test_a_named_composite_keeps_its_branch_names_and_a_single_entry_branch_has_
     # The single entry's path keeps its position: paths are positional, as the contract fixes.
     assert [r.path for r in report.rows if r.node.kind == "basic"] == ["0.branch1.0", "0.branch2.0", "0.branch2.1"]
     assert report.output == (8, 8, 8)
+
+
+def test_a_single_entry_branch_is_the_same_network_for_pytorch():
+    text = textwrap.dedent("""
+        input: 3x9x9
+        layers:
+          - concat:
+              a: {conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}
+              b: [{conv2d: {out_channels: 2, kernel_size: 1}}, relu]
+          - residual:
+              body: {conv2d: {out_channels: 6, kernel_size: 3, padding: 1}, name: conv}
+              shortcut: relu
+    """)
+    assert torch_model.disagreements(text) == []
 
 
 def test_nested_unnamed_concats_put_named_branches_in_the_block():
