@@ -49,6 +49,19 @@ def test_builtin_keys_are_torchvisions_own(name):
     assert not [w.text for w in report.warnings if "state_dict key" in w.text]
 
 
+# Other torchvision families written as specs with torchvision's attribute names (tests/specs/).
+FAMILIES = ["densenet121", "squeezenet1_0"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_specs_get_torchvisions_keys_params_and_macs(name):
+    reference = json.loads((DATA / f"{name}.json").read_text())
+    report = cnncalc.analyse(cnncalc.load(str(Path(__file__).resolve().parent / "specs" / f"{name}.yaml")))
+    assert keyed(report) == [(key, shape) for key, shape, _ in reference["state_dict"]]
+    assert (report.totals.params, report.totals.macs) == (reference["params"], reference["macs"])
+    assert list(report.output) == reference["output"]
+
+
 # --- the rule -----------------------------------------------------------------------------------------
 
 def test_without_names_keys_are_the_paths():

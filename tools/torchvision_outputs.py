@@ -5,7 +5,8 @@ runs in its own environment, as a user would run it:
 
     /tmp/tvenv/bin/python tools/torchvision_outputs.py [MODEL ...] [--python /work/venv/bin/python]
 
-For each model (default: every built-in that torchvision has): build it with random weights, give every
+For each model (default: every built-in that torchvision has, and every spec of that name in tests/specs/,
+where torchvision's families are written): build it with random weights, give every
 constant tensor (BatchNorm's weight 1 and bias 0, its running statistics, layer scales, zero-initialised
 heads) random values so that none of them can be skipped unnoticed, save its whole state_dict as it is
 (num_batches_tracked included) to an .npz and an input batch to an .npy; run
@@ -37,8 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4
 
 
-def builtins() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "architectures").glob("*.yaml"))
+def specs() -> dict[str, str]:
+    """Model name -> what `cnncalc forward` takes: the built-ins, then the family specs in tests/specs/."""
+    found = {p.stem: str(p) for p in sorted((ROOT / "tests" / "specs").glob("*.yaml"))}
+    found.update({p.stem: p.stem for p in sorted((ROOT / "architectures").glob("*.yaml"))})
+    return found
 
 
 def randomised_state(model: torch.nn.Module, seed: int = 0) -> dict[str, np.ndarray]:
@@ -76,7 +80,7 @@ def compare(name: str, python: str, batch: int, folder: Path) -> dict:
     np.save(data, x.numpy())
     out.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [python, "-m", "cnncalc", "forward", name, "--weights", str(weights), "--data", str(data),
+    command = [python, "-m", "cnncalc", "forward", specs()[name], "--weights", str(weights), "--data", str(data),
                "--save-output", str(out), "--format", "json"]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -95,14 +99,15 @@ def compare(name: str, python: str, batch: int, folder: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="default: every built-in that torchvision has")
+    parser.add_argument("models", nargs="*", help="default: every built-in (and spec in tests/specs/) that "
+                                                   "torchvision has")
     parser.add_argument("--python", default=sys.executable, help="the Python that runs cnncalc (needs its "
                                                                 "runtime dependencies)")
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.backends.mha.set_fastpath_enabled(False)
-    names = args.models or [n for n in builtins() if n in MODELS]
+    names = args.models or [n for n in specs() if n in MODELS]
     failed = 0
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
