@@ -202,7 +202,8 @@ def _expect() -> dict:
                        {"type": "object", "properties": {k: {} for k in ("size", "jump", "start")},
                         "additionalProperties": False}]}
     fields = {"output": shape, "weight": shape, "bias": shape, "params": count, "trainable_params": count,
-              "macs": count, "rf": field, "memory": count, "activation_bytes": count, "param_bytes": count}
+              "macs": count, "rf": field, "memory": count, "activation_bytes": count, "param_bytes": count,
+              "allocated_bytes": count, "saved": count, "backward_macs": count}
     assert set(EXPECT_FIELDS) <= set(fields)
     return {"type": "object", "description": "Answers for `cnncalc check`: 20x28x28, 520, 6.52M, …",
             "properties": fields, "additionalProperties": False}

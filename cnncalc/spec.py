@@ -21,7 +21,7 @@ from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, posit
 
 ENTRY_KEYS = ("name", "repeat", "expect")
 TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description")
-EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
+EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory", "saved", "backward_macs")
 COMPOSITES = ("sequential", "residual", "concat")
 # Work done for each use of a block must not grow with the file, or a block used many times multiplies it.
 MAX_ARG_VALUES = 256    # values in one layer's arguments (real ones hold a few numbers or short lists)
@@ -453,7 +453,7 @@ class Parser:
         if value is None:
             return None
         expect = self._mapping(value, parent, key)
-        allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes")
+        allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes", "allocated_bytes")
         for field_name, answer in expect.items():
             if field_name not in allowed:
                 raise SpecError(f"expect has unknown field {brief(field_name, 40)}{suggest(field_name, allowed)}",

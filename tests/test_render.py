@@ -21,7 +21,7 @@ def test_json_follows_the_contract_schema():
         "params": 520, "macs": 392000, "rf": {"size": [5, 5], "jump": [1, 1], "start": [0.0, 0.0]}}
     assert data["layers"][6]["rf"] is None and data["layers"][1]["weight"] is None
     assert data["totals"] == {"params": 1256080, "trainable_params": 1256080, "macs": 6522000,
-                              "activation_bytes": 243160, "param_bytes": 5024320}
+                              "activation_bytes": 243160, "param_bytes": 5024320, "allocated_bytes": 233360}
 
 
 def test_json_composites_carry_subtree_sums_and_depth():

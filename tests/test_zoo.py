@@ -173,7 +173,8 @@ def test_lenet5_is_the_seed_table():
     assert [(row["type"], row["output"], row["weight"]) for row in data["layers"]] == LENET5
     assert [row["params"] for row in data["layers"]] == [520, 0, 0, 25_050, 0, 0, 0, 1_225_500, 0, 5_010]
     assert data["totals"] == {"params": 1_256_080, "trainable_params": 1_256_080, "macs": 6_522_000,
-                              "activation_bytes": 243_160, "param_bytes": 5_024_320}
+                              "activation_bytes": 243_160, "param_bytes": 5_024_320,
+                              "allocated_bytes": 233_360}
     assert data["warnings"] == []
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from typing import Callable
 
 from .. import arith
@@ -33,7 +34,8 @@ from .mistakes import Mistake
 # A shape the student's answers lead to may be one a layer cannot take at all; following it is then
 # simply given up (it only feeds diagnoses), whatever the layer raises.
 _UNFOLLOWABLE = (SpecError, ArithmeticError, ValueError, IndexError, TypeError, KeyError)
-TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "rf", "memory", "activation_bytes", "param_bytes")
+TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "rf", "memory", "activation_bytes", "param_bytes",
+                "allocated_bytes", "saved", "backward_macs")
 
 
 # --- questions and results ---------------------------------------------------------------------------------
@@ -132,6 +134,14 @@ class _Grader:
         start = tuple((Fraction(1), ("1",)) for _ in report.network.input[1:]) or None
         self.naive = _walk(report, self._naive_leaf, self._naive_composite, start)
 
+    @cached_property
+    def training(self):
+        """The training figures `saved` and `backward_macs` are graded against: batch 1, no autocast,
+        CUDA's rules (the same as the CPU's but for dropout's mask)."""
+        from ..training import train
+
+        return train(self.report, batch=1)
+
     def sheet(self) -> Sheet:
         network = self.report.network
         results = []
@@ -171,6 +181,14 @@ class _Grader:
             "param_bytes": _bytes_question("param_bytes", row.params * b, f"param_bytes = {count(row.params)} · "
                                            f"{b} B = {count(row.params * b)} B"),
         }
+        step_train = self.training.rows[row.path]
+        lines = working.train_working(self.training, row)
+        questions["saved"] = _bytes_question("saved", step_train.saved_bytes, "; ".join(lines[:-1] if
+                                             lines[-1].startswith("backward") else lines))
+        questions["backward_macs"] = _count_question("backward_macs", step_train.backward_macs,
+                                                     lines[-1] if lines[-1].startswith("backward") else
+                                                     "backward MACs = 0 (no conv, transposed conv or linear "
+                                                     "whose gradients need multiply-adds)")
         questions["trainable_params"] = replace_field(questions["params"], "trainable_params")
         questions["activation_bytes"] = replace_field(questions["memory"], "activation_bytes")
         leaves = [] if row.leaf else [self.rows[n.path] for n in row.node.walk() if n.leaf]
@@ -194,13 +212,21 @@ class _Grader:
             "memory": _bytes_question("memory", t.activation_bytes, texts["memory"]),
             "activation_bytes": _bytes_question("activation_bytes", t.activation_bytes, texts["activation_bytes"]),
             "param_bytes": _bytes_question("param_bytes", t.param_bytes, texts["param_bytes"]),
+            "allocated_bytes": _bytes_question("allocated_bytes", t.allocated_bytes, texts["allocated_bytes"]),
+            "saved": _bytes_question("saved", self.training.totals.saved_bytes,
+                                     f"saved = sum over the layers = {count(self.training.totals.saved_bytes)} B "
+                                     "(batch 1, each storage once; `cnncalc explain --train` shows every tensor)"),
+            "backward_macs": _count_question("backward_macs", self.training.totals.backward_macs,
+                                             f"backward MACs = sum over the layers = "
+                                             f"{count(self.training.totals.backward_macs)} (batch 1)"),
         }
         sums = diagnosis.sums(leaves)
         questions["params"].mistakes = questions["trainable_params"].mistakes = sums["params"]
         questions["macs"].mistakes = sums["macs"]
         values = sum(math.prod(r.output) for r in leaves)
         questions["memory"].mistakes = questions["activation_bytes"].mistakes = \
-            diagnosis.memory(values, report.dtype.bytes)
+            diagnosis.conventions(report, "activation_bytes") + diagnosis.memory(values, report.dtype.bytes)
+        questions["allocated_bytes"].mistakes = diagnosis.conventions(report, "allocated_bytes")
         questions["param_bytes"].mistakes = diagnosis.memory(t.params, report.dtype.bytes)
         top = report.network.root.branches[""]
         if top:

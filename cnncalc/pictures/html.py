@@ -112,7 +112,7 @@ def _table(report, depth: int | None) -> str:
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
     leafs = [True] + [r.leaf for r in report.rows if depth is None or r.node.depth <= depth]
     head = "".join(f'<th scope="col"{" class=num" if i >= 3 else ""}>{escape(c)}</th>'
-                   for i, c in enumerate(columns.COLUMNS))
+                   for i, c in enumerate(columns.headers(report)))
     lines = ['<table>', f"<caption>{escape(report.network.name)}: every layer's output size, weight size, "
              "parameters, multiply-adds and receptive field"
              + (f" (nested at most {depth} deep)" if depth is not None else "") + "</caption>",

@@ -6,6 +6,7 @@ from ..homework import working
 from ..errors import SpecError
 from ..layers.base import suggest
 from .json import warning_text
+from .columns import training_totals
 from .text import count, field, shape
 
 
@@ -43,12 +44,18 @@ def explain_text(report, path: str | None = None) -> str:
     chosen = [s for p, s in steps.items() if path is None or p == path or p.startswith(path + ".")]
     lines = [f"{report.network.name}: input {shape(report.network.input)}, {report.dtype.value} "
              f"({report.dtype.bytes} B per value)", ""]
+    training = report.training
     for step in chosen:
-        lines += layer_lines(step) + [""]
+        lines += layer_lines(step)
+        if training is not None:
+            lines += [f"  {text}" for text in working.train_working(training, step.row)]
+        lines.append("")
     if path is None:
         lines.append("Totals")
         lines += [f"  {text}" for name, text in working.explain_totals(report).items()
                   if name not in ("trainable_params", "activation_bytes")]
+        if training is not None:
+            lines += [f"  {key}: {value}" for key, value in training_totals(training)]
         lines.append("")
     shown = {s.row.path for s in chosen}
     lines += [f"warning: {warning_text(w)}" for w in report.warnings if w.node.path in shown]
