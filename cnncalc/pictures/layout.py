@@ -411,21 +411,34 @@ def _with(gap: Gap, caption) -> Gap:
 # --- rows of a long network ---------------------------------------------------------------------------
 
 def _rows(items: list[Item]) -> list[list[Item]]:
-    """Break the top-level items into rows of about equal width, as few as keep each under MAX_ROW (an
-    item wider than that, a long branching block, gets a row of its own); a new row starts at an arrow or at
-    the split of branches."""
-    total = sum(i.width for i in items)
-    target = total / math.ceil(total / MAX_ROW) if total > MAX_ROW else MAX_ROW
-    rows, row, width = [], [], 0.0
-    for i, item in enumerate(items):
-        starts = isinstance(item, (Gap, Parallel))          # a row starts at an arrow or a split
-        following = items[i + 1].width if isinstance(item, Gap) and i + 1 < len(items) else 0.0
-        if starts and row and width + (item.width + following) / 2 > target:
-            rows.append(row)
-            row, width = [], 0.0
-        row.append(item)
-        width += item.width
-    return rows + [row] if row else rows
+    """Break the top-level items into as few rows as keep each under MAX_ROW, as even as they can be
+    (the widest as narrow as possible). A row starts at an arrow or at the split of branches; a
+    branching block wider than MAX_ROW gets a row of its own."""
+    segments: list[list[Item]] = []
+    for item in items:
+        if segments and not isinstance(item, (Gap, Parallel)):
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    widths = [sum(i.width for i in seg) for seg in segments]
+    total = sum(widths)
+    count = max(1, math.ceil(total / MAX_ROW))
+
+    def pack(limit: float) -> list[list[int]]:
+        rows, width = [[]], 0.0
+        for k, w in enumerate(widths):
+            if rows[-1] and width + w > limit:
+                rows.append([])
+                width = 0.0
+            rows[-1].append(k)
+            width += w
+        return rows
+
+    low, high = max(widths), max(total, max(widths))
+    for _ in range(30):                 # the narrowest limit that packs into `count` rows
+        middle = (low + high) / 2
+        low, high = (low, middle) if len(pack(middle)) <= count else (middle, high)
+    return [[item for k in row for item in segments[k]] for row in pack(high)]
 
 
 def _place_rows(rows: list[list[Item]], top: float, out: list) -> tuple[float, float]:
