@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import Style
 
 SCALE = ("Scale: height and width ∝ √size (8 px per √pixel), depth ∝ log₂ channels, "
-         "bars ∝ log₂ features")
+         "bars (and a matrix's height) ∝ log₂ length")
 FONT = 11             # caption font size, px
 LINE = 13             # caption line height, px
 MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, px
@@ -137,8 +137,10 @@ class Map(Item):
             self.dx = self.dy = 4.0
         else:
             spatial = shape[1:]
-            self.h = side(spatial[-2] if len(spatial) > 1 else spatial[0])
-            self.w = side(spatial[-1]) if len(spatial) > 1 else side(1)
+            if len(spatial) > 1:
+                self.h, self.w = side(spatial[-2]), side(spatial[-1])
+            else:               # a matrix (tokens × features, channels × length): a slab like a bar
+                self.h, self.w = bar_length(spatial[0]), 10.0
             depth = thickness(shape[0])
             self.dx, self.dy = 0.5 * depth, 0.4 * depth
         label_room = 0 if style is Style.boxes else LINE + 4
