@@ -222,6 +222,13 @@ def test_html_report_is_one_accessible_self_contained_page(spec):
     assert body[-1][1] == "Total" and body[-1][4] == f"{report.totals.params:,}"
 
 
+def test_html_depth_applies_to_the_table_and_the_diagram():
+    page = html_text(report_of("resnet50"), depth=0)
+    assert page.count("<tr") == 1 + 1 + 11 + 1                    # header, input, 11 top-level rows, total
+    diagram = re.search(r'<svg.*?</svg>', page, re.S).group(0)
+    assert re.findall(r'class="block"[^>]*>([^<]*)<', diagram) == ["layer1", "layer2", "layer3", "layer4"]
+
+
 def test_html_plots_use_a_log_scale_where_values_span_decades():
     text = html_text(report_of("resnet50"))
     plots = re.findall(r'<svg[^>]*class="plot".*?</svg>', text, re.S)

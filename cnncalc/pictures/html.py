@@ -53,7 +53,7 @@ footer { margin-top: 28px; font-size: 0.8em; color: #777; }
 def html_text(report, depth: int | None = None) -> str:
     """The whole page for `report`; `depth` limits the table's rows as `summary --depth` does."""
     name = escape(report.network.name)
-    diagram = layout(report)
+    diagram = layout(report, depth)     # --depth applies to the diagram as to the table
     leaves = [r for r in report.rows if r.leaf]
     dtype_bytes = report.dtype.bytes
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
