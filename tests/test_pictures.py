@@ -291,3 +291,14 @@ def test_draw_never_writes_through_a_link_over_a_special_file_or_the_spec(tmp_pa
         run = cli("draw", str(spec), "-o", str(target), "--force")
         assert run.exit_code == 2 and why in run.stderr, (target, run.stderr)
     assert real.read_text() == "keep" and spec.read_text().startswith("input")
+
+
+def test_names_are_text_never_markup():
+    text = ('name: "<script>alert(1)</script> & \\"x\\""\ninput: 3x8x8\nlayers:\n'
+            '  - conv2d: {out_channels: 4, kernel_size: 3}\n    name: "</text><script>x</script>"\n  - relu\n')
+    report = cnncalc.analyse(cnncalc.parse(text, "evil.yaml"))
+    svg, page = draw(report), html_text(report)
+    root = parse_svg(svg)
+    assert not [e for e in root.iter() if e.tag.endswith("script")]
+    assert root.find(SVG + "title").text.startswith('<script>alert(1)</script> & "x"')
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
