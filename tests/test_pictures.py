@@ -56,7 +56,7 @@ def assert_self_contained(text: str):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: Path(s).stem)
 def test_every_layer_or_block_appears_with_its_label(spec, style):
     report = report_of(spec)
-    depth = auto_depth(report)
+    depth = layout(report, style=style).depth          # as deep as the width allows, too
     text = draw(report, style=style)
     assert_self_contained(text)
     root = parse_svg(text)
