@@ -3,14 +3,17 @@ plain `summary` table in the same run (the machine is shared: compare ratios, re
 
     python benchmarks/pictures_speed.py [--runs 11]
 
-Prints median wall time and peak RSS of each command, measured per child process (os.wait4).
+Runs the commands in turn, `--runs` rounds; prints each one's median wall time, its ratio to the plain
+`summary`, and peak RSS, measured per child process (os.wait4).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from summary_speed import measure
+import statistics
+
+from summary_speed import run
 
 
 def main() -> None:
@@ -23,10 +26,16 @@ def main() -> None:
                 ("draw resnet50 --depth 3 (every layer)", ["draw", "resnet50", "--depth", "3"]),
                 ("summary resnet50 --format html", ["summary", "resnet50", "--format", "html"]),
                 ("summary resnet50 --bars", ["summary", "resnet50", "--bars"])]
-    print(f"{'command':44} {'median s':>9} {'peak MiB':>9}")
-    for name, args_ in commands:
-        seconds, peak = measure(cli + args_, args.runs)
-        print(f"{'cnncalc ' + name:44} {seconds:9.3f} {peak:9.0f}", flush=True)
+    results = {name: [] for name, _ in commands}
+    for _ in range(args.runs):                      # interleaved, so that load changes hit every command
+        for name, args_ in commands:
+            results[name].append(run(cli + args_))
+    base = statistics.median(t for t, _ in results[commands[0][0]])
+    print(f"{'command':44} {'median s':>9} {'ratio':>6} {'peak MiB':>9}")
+    for name, _ in commands:
+        seconds = statistics.median(t for t, _ in results[name])
+        peak = max(m for _, m in results[name])
+        print(f"{'cnncalc ' + name:44} {seconds:9.3f} {seconds / base:6.2f} {peak:9.0f}")
 
 
 if __name__ == "__main__":

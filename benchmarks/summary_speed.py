@@ -1,5 +1,5 @@
-"""Whole-process speed and memory of `cnncalc summary`: LeNet-5, and generated deep specs
-(conv3x3 + relu pairs) to show the cost grows linearly with the number of layers.
+"""Whole-process speed and memory of `cnncalc summary`: LeNet-5, resnet50 (also with --train), and
+generated deep specs (conv3x3 + relu pairs) to show the cost grows linearly with the number of layers.
 
     python benchmarks/summary_speed.py [--runs 15]
 
@@ -51,7 +51,10 @@ def main() -> None:
     rows = [("python -c pass (interpreter start-up)", [sys.executable, "-c", "pass"]),
             ("cnncalc summary (LeNet-5)", cli + ["summary"]),
             ("cnncalc summary lenet5 --format json", cli + ["summary", "lenet5", "--format", "json"]),
-            ("cnncalc summary resnet50", cli + ["summary", "resnet50"])]
+            ("cnncalc summary resnet50", cli + ["summary", "resnet50"]),
+            ("cnncalc summary resnet50 --train --batch 32", cli + ["summary", "resnet50", "--train", "--batch", "32"]),
+            ("  ... --budget 24GiB (five more step walks)", cli + ["summary", "resnet50", "--batch", "32", "--budget",
+                                                              "24GiB"])]
     with tempfile.TemporaryDirectory() as tmp:
         for layers in (1_000, 2_500, 5_000, 10_000):
             rows.append((f"cnncalc summary deep{layers}.yaml ({layers:,} layers)",

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
+from . import keys
 from .arith import PIXEL, Field
 from .errors import SpecError
 from .layers.base import fmt_shape
@@ -56,8 +57,9 @@ class Totals:
     trainable_params: int
     buffers: int
     macs: int
-    activation_bytes: int
+    activation_bytes: int       # every leaf's output counted (the LeNet-5 table's convention)
     param_bytes: int
+    allocated_bytes: int = 0    # what PyTorch allocates: views and in-place layers share their input's storage
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Report:
     warnings: list[Warning]
     dtype: DType = DType.float32
     batch: int = 1
+    training: object = None     # a training.Training, when asked for (summary --train)
 
     def row(self, path: str) -> Row:
         for r in self.rows:
@@ -93,12 +96,27 @@ def analyse(network: Network, dtype: DType | str = DType.float32, batch: int = 1
     if not network.root.branches[""]:
         walker.warnings.append(Warning(network.root, "the network has no layers: its output is its input"))
     leaves = [r for r in walker.rows if r.leaf]
+    for key, first, second in keys.clashes(leaves):
+        walker.warnings.append(Warning(second, f"its state_dict key '{key}' is also that of {first.describe()}: "
+                                               "weights cannot load by these names; give the layers different names"))
     params = sum(r.params for r in leaves)
     totals = Totals(params=params, trainable_params=params, buffers=sum(r.buffers for r in leaves),
                     macs=sum(r.macs for r in leaves),
                     activation_bytes=sum(math.prod(r.output) for r in leaves) * dtype.bytes,
-                    param_bytes=params * dtype.bytes)
+                    param_bytes=params * dtype.bytes,
+                    allocated_bytes=sum(math.prod(r.output) for r in walker.rows if allocates(r)) * dtype.bytes)
     return Report(network, walker.rows, output, rf, totals, walker.warnings, dtype, batch)
+
+
+def allocates(row: Row, training: bool = False) -> bool:
+    """Whether PyTorch allocates new memory for this entry's output: not for a view (flatten, identity,
+    dropout at inference) or an in-place layer (`inplace: true`), nor for a sequence (its output is
+    its last layer's); yes for other leaves and for a residual's sum or a concatenation. The one
+    per-tensor accounting that `allocated_bytes`, the training figures and the forward estimate share."""
+    node = row.node
+    if node.leaf:
+        return node.layer.output_storage(row.input, training) == "new"
+    return list(node.branches) != [""]
 
 
 class _Walker:

@@ -14,6 +14,7 @@ from . import __version__
 from .analysis import DType
 from .errors import SpecError, Where, clip
 from .homework.render import CheckFormat, SheetFormat
+from .training import Amp, Device, Optimizer
 from .pictures import Style
 from .render import Format, TableOrJson
 from .render.table import BarsOf
@@ -67,6 +68,34 @@ _LIMIT_HELP = {"max_bytes": "Largest spec file accepted, in bytes (it also bound
                             "per 50 bytes).",
                "max_depth": "Deepest nesting of composites, blocks and repeats.",
                "max_layers": "Most entries after expanding repeats and blocks (composites count too)."}
+
+
+TrainOpt = Annotated[bool, typer.Option("--train", help="Add a training step's figures for the whole batch: saved "
+                                                       "for backward, backward MACs, gradients, optimizer state, "
+                                                       "peak memory.", rich_help_panel="Training")]
+OptimizerOpt = Annotated[Optional[Optimizer], typer.Option("--optimizer", show_default=False, rich_help_panel="Training",
+                                                           help="Optimizer state to count (default adam); implies "
+                                                                "--train.")]
+AmpOpt = Annotated[Optional[Amp], typer.Option("--amp", show_default=False, rich_help_panel="Training",
+                                               help="torch.autocast to this half type (float32 parameters); "
+                                                    "implies --train.")]
+DeviceOpt = Annotated[Optional[Device], typer.Option("--device", show_default=False, rich_help_panel="Training",
+                                                     help="Whose kernels decide what is saved (default cuda: "
+                                                          "dropout keeps a bool mask); implies --train.")]
+BudgetOpt = Annotated[Optional[str], typer.Option("--budget", metavar="SIZE", show_default=False,
+                                                  rich_help_panel="Training",
+                                                  help="Memory to fit, e.g. 24GiB: the largest batch whose peak "
+                                                       "fits, per precision; implies --train.")]
+
+
+def _add_training(report, train: bool, optimizer=None, amp=None, device=None, budget=None) -> None:
+    """Attach the training figures to `report` when --train or any training option is given."""
+    if train or any(option is not None for option in (optimizer, amp, device, budget)):
+        from .training import train as training
+        from .units import parse_size
+
+        report.training = training(report, report.batch, optimizer or Optimizer.adam, amp, device or Device.cuda,
+                                   parse_size(budget, "--budget") if budget is not None else None)
 
 
 def _limit_options() -> list:
@@ -148,15 +177,22 @@ def summary(
     bars_of: Annotated[Optional[BarsOf], typer.Option("--bars-of", show_default=False,
                                                       help="Bars of macs (default), params or memory; "
                                                            "implies --bars.")] = None,
+    train: TrainOpt = False,
+    optimizer: OptimizerOpt = None,
+    amp: AmpOpt = None,
+    device: DeviceOpt = None,
+    budget: BudgetOpt = None,
 ) -> None:
     """Per-layer output size, weight size, params, MACs and receptive field, then the totals.
-    --format html writes one self-contained page: totals, diagram, plots by layer and the table."""
+    --format html writes one self-contained page: totals, diagram, plots by layer and the table.
+    --train adds what a training step keeps and costs, for the whole --batch."""
     from .analysis import analyse
     from .spec import load
 
     if (bars or bars_of) and format is not Format.table:
         raise SpecError("--bars belongs to the table", fix="leave out --format, or --bars")
     report = analyse(load(spec, input), dtype, batch)
+    _add_training(report, train, optimizer, amp, device, budget)
     from .render import render
     sys.stdout.write(render(report, format, depth, bars=bars_of or (BarsOf.macs if bars else None)))
 
@@ -290,16 +326,24 @@ def explain(
     spec: SpecArg = None,
     input: InputOpt = None,
     dtype: DTypeOpt = DType.float32,
-    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="PATH", show_default=False,
-                                                 help="Only this entry (and the layers under it), e.g. 3 or "
-                                                      "5.body.0.")] = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="PATH|KEY", show_default=False,
+                                                 help="Only this entry (and the layers under it), by path "
+                                                      "or state_dict key: 3, 5.body.0, layer1.0.conv1.")] = None,
+    batch: BatchOpt = 1,
+    train: TrainOpt = False,
+    optimizer: OptimizerOpt = None,
+    amp: AmpOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
-    """Every number with its formula and the values substituted, layer by layer, then the totals."""
+    """Every number with its formula and the values substituted, layer by layer, then the totals;
+    --train adds each tensor a layer keeps for backward and the rule behind it."""
     from .analysis import analyse
     from .render.explain import explain_text
     from .spec import load
 
-    sys.stdout.write(explain_text(analyse(load(spec, input), dtype), layer))
+    report = analyse(load(spec, input), dtype, batch)
+    _add_training(report, train, optimizer, amp, device)
+    sys.stdout.write(explain_text(report, layer))
 
 
 DimsOpt = Annotated[Optional[int], typer.Option("--dims", min=1, max=3, show_default=False,

@@ -74,6 +74,9 @@ def spec_schema() -> dict:
                             {"type": "array", "items": _int(), "minItems": 1, "maxItems": 4}]},
         "layers": {"description": "Layers, top to bottom.",
                    "anyOf": [{"type": "array", "items": {"$ref": "#/definitions/entry"}}, _NULL]},
+        "branch": {"description": "A composite's branch: a list of layers, or one layer without a list "
+                                  "(no position in its state_dict key).",
+                   "anyOf": [{"$ref": "#/definitions/layers"}, {"$ref": "#/definitions/entry"}]},
         "entry": _entry(layers),
         "expect": _expect(),
         "block": _block(),
@@ -134,18 +137,19 @@ def _entry(layers: dict[str, type[Layer]]) -> dict:
     composites = {
         "sequential": {"$ref": "#/definitions/layers", "description": "Layers in order, shown as one group."},
         "residual": {"type": "object", "description": "output = body(x) + shortcut(x); shapes must agree.",
-                     "properties": {"body": {"$ref": "#/definitions/layers"},
-                                    "shortcut": {"$ref": "#/definitions/layers"}},
+                     "properties": {"body": {"$ref": "#/definitions/branch"},
+                                    "shortcut": {"$ref": "#/definitions/branch"}},
                      "required": ["body"], "additionalProperties": False},
         "concat": {"type": "object", "description": "Branches concatenated along the channels; [] is the "
                                                     "identity branch.", "minProperties": 1,
                    "propertyNames": {"pattern": IDENTIFIER},
-                   "additionalProperties": {"$ref": "#/definitions/layers"}},
+                   "additionalProperties": {"$ref": "#/definitions/branch"}},
     }
     composites["Sequential"] = composites["sequential"]
     assert set(COMPOSITES) <= set(composites)
     entry_keys = {
-        "name": {"type": ["string", "integer"], "description": "Shown in tables instead of the type."},
+        "name": {"type": ["string", "integer"], "description": "Shown in tables beside the type; the layer's "
+                                                               "state_dict key segment (dots allowed)."},
         "repeat": {"anyOf": [_int(), EXPR], "description": "Stack this many copies (paths .0 … .N-1)."},
         "expect": {"$ref": "#/definitions/expect"},
     }
@@ -208,7 +212,7 @@ def _expect() -> dict:
                         "additionalProperties": False}]}
     fields = {"output": shape, "weight": shape, "bias": shape, "params": count, "trainable_params": count,
               "macs": count, "flops": count, "rf": field, "memory": count, "activation_bytes": count,
-              "param_bytes": count}
+              "param_bytes": count, "allocated_bytes": count, "saved": count, "backward_macs": count}
     assert set(EXPECT_FIELDS) <= set(fields)
     # in a key, an answer may carry its own points and tolerance: {answer: 520, points: 2, rtol: 0.01}
     graded = {"type": "object", "required": ["answer"], "additionalProperties": False,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from . import keys
 from . import layers as _layers  # noqa: F401  (registers every layer type)
 from .errors import SpecError, Where, brief, clip, describe_layer
 from .expr import ExprError, substitute
@@ -20,7 +21,7 @@ from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, posit
 
 ENTRY_KEYS = ("name", "repeat", "expect")
 TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description", "variant", "grading")
-EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory")
+EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory", "saved", "backward_macs")
 COMPOSITES = ("sequential", "residual", "concat")
 # Work done for each use of a block must not grow with the file, or a block used many times multiplies it.
 MAX_ARG_VALUES = 256    # values in one layer's arguments (real ones hold a few numbers or short lists)
@@ -39,6 +40,8 @@ class Node:
     expect: Map | None = None
     branches: dict[str, list["Node"]] = field(default_factory=dict)
     depth: int = 0
+    key: str = ""                   # state_dict prefix of its tensors, from names (cnncalc.keys)
+    single: bool = False            # a branch written as this one entry, not a list: no position in its key
 
     @property
     def leaf(self) -> bool:
@@ -208,6 +211,7 @@ class Parser:
             self.blocks[block_name] = self._block(block_name, block, data["blocks"])
         root = Node(Sequential(), "", "sequential", self.here(data, "layers"), depth=-1)
         root.branches[""] = self.entries(data["layers"], "", env={}, depth=0, stack=())
+        keys.assign(root)
         expect = self._expect(data.get("expect"), data, "expect")
         return Network(str(name), input_shape, root, self.source, expect)
 
@@ -360,8 +364,8 @@ class Parser:
             if "body" not in args:
                 raise SpecError("residual needs a `body:` list", where=where,
                                 fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
-            node.branches = {name: self.entries(args.get(name), f"{path}.{name}", **deeper,
-                                                where=position(args, name)) for name in ("body", "shortcut")}
+            node.branches = {name: self.branch(args.get(name), f"{path}.{name}", deeper, position(args, name))
+                             for name in ("body", "shortcut")}
         else:
             if not args:
                 raise SpecError("concat needs at least one named branch", where=where,
@@ -371,9 +375,21 @@ class Parser:
                     raise SpecError(f"concat branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
                                     where=position(args, key), fix="name branches like b1, b2, pool_branch")
             self._grow(len(args))  # each branch costs work even when empty (the identity)
-            node.branches = {key: self.entries(value, f"{path}.{key}", **deeper, where=position(args, key))
+            node.branches = {key: self.branch(value, f"{path}.{key}", deeper, position(args, key))
                              for key, value in args.items()}
         return node
+
+    def branch(self, value, path: str, deeper: dict, where: Where | None) -> list[Node]:
+        """A composite's branch: a list of entries, or one entry written without a list (its path is
+        still `<branch>.0`; its state_dict key has no position, as a module held directly)."""
+        if not isinstance(value, (Map, str)):
+            return self.entries(value, path, **deeper, where=where)
+        if deeper["depth"] > self.limits.max_depth:
+            raise SpecError(f"layers are nested more than {self.limits.max_depth} levels deep", where=where,
+                            fix="flatten the spec, or raise the limit with --max-depth")
+        node = self.entry(value, f"{path}.0", **deeper, where=where)
+        node.single = True
+        return [node]
 
     # --- blocks ------------------------------------------------------------------------------------------
     def _block(self, name, data, blocks) -> _Block:
@@ -445,7 +461,7 @@ class Parser:
         expect = self._mapping(value, parent, key)
         if self.any_answers:
             return expect
-        allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes")
+        allowed = EXPECT_FIELDS + ("trainable_params", "activation_bytes", "param_bytes", "allocated_bytes")
         for field_name, answer in expect.items():
             if field_name not in allowed:
                 raise SpecError(f"expect has unknown field {brief(field_name, 40)}{suggest(field_name, allowed)}",

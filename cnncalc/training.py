@@ -6,7 +6,7 @@ Every figure here is for the whole batch. The rules for what a layer keeps live 
 (`Layer.saved`); this module follows the tensors through the network: which storage each layer's
 output uses (a view and an in-place layer share their input's, `Layer.output_storage`), its element
 type (under autocast conv and linear compute in half precision) and whether it needs a gradient.
-The same storage accounting gives the inference figure `allocated_bytes` (`allocated`).
+The same storage rule (`analysis.allocates`) gives the inference figure `allocated_bytes`.
 
 >>> import cnncalc
 >>> step = train(cnncalc.analyse(cnncalc.load("lenet5")), batch=1, device="cpu")
@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .analysis import DType, Report, Row
+from .analysis import DType, Report, Row, allocates
 from .errors import SpecError
 from .layers.base import Saved, TrainContext
 from .spec import Node
@@ -110,47 +110,63 @@ class Training:
     device: Device
     rows: dict[str, LayerStep]
     totals: TrainTotals
-
-    @property
-    def dtype(self) -> DType:
-        return self.report.dtype
+    dtype: DType = DType.float32
+    fits: dict[str, int] = field(default_factory=dict)   # precision choice -> largest batch in the budget
 
 
 def train(report: Report, batch: int | None = None, optimizer: Optimizer | str = DEFAULT_OPTIMIZER,
-          amp: Amp | str | None = Amp.none, device: Device | str = Device.cuda, budget: int | None = None) -> Training:
-    """The training figures of `report`'s network at `batch` (default: the report's) in its dtype.
+          amp: Amp | str | None = Amp.none, device: Device | str = Device.cuda, budget: int | None = None,
+          dtype: DType | str | None = None) -> Training:
+    """The training figures of `report`'s network at `batch` (default: the report's), in `dtype`
+    (default: the report's; the whole model cast to it, as `model.to(dtype)` does).
 
     `amp`: torch.autocast to float16/bfloat16 (parameters, gradients and optimizer state stay float32;
     conv and linear compute and keep half-precision tensors and half copies of their weights).
-    `budget` (bytes): also find the largest batch whose peak fits (`totals.max_batch`).
+    `budget` (bytes): also find the largest batch whose peak fits, for this choice (`totals.max_batch`)
+    and for the usual others (`fits`: float32, float16, AMP float16, AMP bfloat16).
     """
     batch = report.batch if batch is None else batch
     optimizer, amp, device = Optimizer(optimizer), Amp(amp or Amp.none), Device(device)
-    walk = _Walk(report, batch, amp, device)
+    dtype = DType(dtype or report.dtype)
+    walk = _Walk(report, batch, amp, device, dtype)
     walk.run()
-    totals = _totals(report, walk, optimizer, amp, batch)
+    totals = _totals(report, walk, optimizer, amp, batch, dtype)
+    fits = {}
     if budget is not None:
         totals.budget = budget
-        totals.max_batch = max_batch(report, budget, optimizer, amp, device)
-    return Training(report, batch, optimizer, amp, device, walk.steps, totals)
+        totals.max_batch = _largest(budget, totals, walk.fixed, batch)
+        for label, (other, half) in PRECISIONS.items():
+            fits[label] = max_batch(report, budget, optimizer, half, device, other)
+    return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits)
 
 
-def max_batch(report: Report, budget: int, optimizer=DEFAULT_OPTIMIZER, amp=Amp.none, device=Device.cuda) -> int:
-    """The largest batch whose peak estimate fits `budget` bytes (0 if not even one sample fits).
+# The precision choices whose largest batch `--budget` lists: (model dtype, autocast type).
+PRECISIONS = {"float32": (DType.float32, Amp.none), "float16": (DType.float16, Amp.none),
+              "AMP float16": (DType.float32, Amp.float16), "AMP bfloat16": (DType.float32, Amp.bfloat16)}
 
-    The peak is affine in the batch (every term grows with it except the model's state, BatchNorm's
-    statistics and autocast's weight copies), so two evaluations give it exactly.
-    """
-    one, two = (train(report, b, optimizer, amp, device).totals.peak_bytes for b in (1, 2))
-    per_sample, fixed = two - one, 2 * one - two
-    if budget < one:
+
+def max_batch(report: Report, budget: int, optimizer=DEFAULT_OPTIMIZER, amp=Amp.none, device=Device.cuda,
+              dtype=None) -> int:
+    """The largest batch whose peak estimate fits `budget` bytes (0 if not even one sample fits)."""
+    amp, dtype = Amp(amp or Amp.none), DType(dtype or report.dtype)
+    walk = _Walk(report, 1, amp, Device(device), dtype)
+    walk.run()
+    return _largest(budget, _totals(report, walk, Optimizer(optimizer), amp, 1, dtype), walk.fixed, 1)
+
+
+def _largest(budget: int, t: TrainTotals, fixed_saved: int, batch: int) -> int:
+    """The peak is affine in the batch: the model's state and the saved tensors that do not grow with it
+    (BatchNorm's statistics, autocast's weight copies) are fixed, every other term is per sample."""
+    fixed = t.param_bytes + t.grad_bytes + t.optimizer_bytes + fixed_saved
+    per_sample = (t.peak_bytes - fixed) // batch
+    if budget < fixed + per_sample:
         return 0
     return (budget - fixed) // per_sample if per_sample else 2**63 - 1
 
 
-def _totals(report: Report, walk: "_Walk", optimizer: Optimizer, amp: Amp, batch: int) -> TrainTotals:
+def _totals(report: Report, walk: "_Walk", optimizer: Optimizer, amp: Amp, batch: int, dtype: DType) -> TrainTotals:
     t = report.totals
-    param_size = 4 if amp is not Amp.none else report.dtype.bytes    # autocast keeps float32 parameters
+    param_size = 4 if amp is not Amp.none else dtype.bytes    # autocast keeps float32 parameters
     saved = sum(s.saved_bytes for path, s in walk.steps.items() if walk.leaf[path])
     backward = sum(s.backward_macs for path, s in walk.steps.items() if walk.leaf[path])
     param_bytes = (t.params + t.buffers) * param_size
@@ -171,19 +187,20 @@ class _Tensor:
 
 
 class _Walk:
-    def __init__(self, report: Report, batch: int, amp: Amp, device: Device):
+    def __init__(self, report: Report, batch: int, amp: Amp, device: Device, dtype: DType):
         self.rows = {r.path: r for r in report.rows}
         self.leaf = {r.path: r.leaf for r in report.rows}
         self.batch, self.device = batch, device.value
         self.amp = amp is not Amp.none
-        self.value = report.dtype.bytes
+        self.value = dtype.bytes
         self.half = 2
-        self.stat = 4 if self.amp else report.dtype.bytes
+        self.stat = 4 if self.amp else dtype.bytes
         self.network = report.network
         self.steps: dict[str, LayerStep] = {}
         self.kept_by: dict[int, str] = {}         # storage -> the first layer keeping it
         self.storages = 0
         self.transient = 0
+        self.fixed = 0                            # saved bytes that do not grow with the batch
 
     def new(self, shape: tuple, itemsize: int, grad: bool, per_sample: bool = True) -> _Tensor:
         self.storages += 1
@@ -215,31 +232,33 @@ class _Walk:
 
     def layer(self, node: Node, row: Row, x: _Tensor) -> _Tensor:
         layer = node.layer
-        low = self.amp and layer.autocast
+        # Under autocast, conv and linear compute in half precision; on CUDA, softmax and the layer and
+        # group norms in float32 (torch.autocast's op lists); the rest in their input's type.
+        cast = self.half if self.amp and layer.autocast else \
+            4 if self.amp and self.device == "cuda" and layer.autocast_float32 else None
         grad = x.grad or row.params > 0
-        how = layer.output_storage(row.input, training=True)
-        if how == "new":
-            y = self.new(row.output, self.half if low else x.itemsize, grad)
+        if allocates(row, training=True):
+            y = self.new(row.output, cast or x.itemsize, grad)
         else:                                     # a view or in place: the input's storage
             y = _Tensor(x.storage, x.elements, x.itemsize, grad)
         step = LayerStep(input_grad=x.grad)
         step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
         # Autograd records nothing where neither the input nor a parameter needs a gradient.
         for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad)) if grad else ():
-            self.keep(step, node.path, saved, row, x, y, low)
+            self.keep(step, node.path, saved, row, x, y, cast)
         self.steps[node.path] = step
         gradients = y.elements * y.itemsize + (x.elements * x.itemsize if x.grad else 0)
         self.transient = max(self.transient, gradients)
         return y
 
-    def keep(self, step: LayerStep, path: str, saved: Saved, row: Row, x: _Tensor, y: _Tensor, low: bool) -> None:
+    def keep(self, step: LayerStep, path: str, saved: Saved, row: Row, x: _Tensor, y: _Tensor, cast: int | None) -> None:
         if saved.of == "weight":
-            if low and row.weight:                # autocast's half copy of the weight
+            if cast == self.half and row.weight:  # autocast's half copy of the weight
                 step.kept.append(Kept(saved.why + " (its half-precision copy, under autocast)", row.weight, self.half))
                 step.saved_bytes += step.kept[-1].bytes
+                self.fixed += step.kept[-1].bytes
             return
-        if saved.of in ("input", "output") and not (low and saved.cast and saved.of == "input"
-                                                  and x.itemsize != self.half):
+        if saved.of in ("input", "output") and not (cast and saved.cast and saved.of == "input" and x.itemsize != cast):
             tensor = x if saved.of == "input" else y
             shape = (self.batch, *(row.input if saved.of == "input" else row.output))
             first = self.kept_by.setdefault(tensor.storage, path)
@@ -250,48 +269,23 @@ class _Walk:
             if kept.shared is None:
                 step.saved_bytes += tensor.elements * tensor.itemsize
             return
-        if saved.of == "input":                   # autocast's half copy of a float32 input
-            shape, itemsize, why = (self.batch, *row.input), self.half, saved.why + " (cast to half precision)"
+        if saved.of == "input":                   # autocast's copy of its input in the type it computes in
+            precision = "half precision" if cast == self.half else "float32"
+            shape, itemsize, why = (self.batch, *row.input), cast, saved.why + f" (cast to {precision} by autocast)"
         else:
             shape = (self.batch, *saved.shape) if saved.per_sample else saved.shape
-            itemsize, why = self._itemsize(saved, low, y), saved.why
+            itemsize, why = self._itemsize(saved, cast, y), saved.why
         kept = Kept(why, shape, itemsize)
         step.kept.append(kept)
         step.saved_bytes += kept.bytes
+        if saved.of == "new" and not saved.per_sample:
+            self.fixed += kept.bytes
 
-    def _itemsize(self, saved: Saved, low: bool, y: _Tensor) -> int:
+    def _itemsize(self, saved: Saved, cast: int | None, y: _Tensor) -> int:
         if saved.dtype == "stat":
             return self.stat
         if saved.dtype == "mask":
             return 1
         if saved.dtype in ITEMSIZE:
             return ITEMSIZE[saved.dtype]
-        return self.half if low and saved.cast else y.itemsize
-
-
-# --- inference: one per-tensor accounting ------------------------------------------------------------
-
-def allocated(report: Report) -> dict[str, bool]:
-    """For every entry, whether PyTorch allocates new memory for its output at inference: false for a
-    view (flatten, identity, dropout) or an in-place layer (`inplace: true`), and for a sequence (its
-    output is its last layer's); true for other leaves and for a residual's sum or a concatenation."""
-    result = {}
-    for row in report.rows:
-        node = row.node
-        if node.leaf:
-            result[row.path] = node.layer.output_storage(row.input, training=False) == "new"
-        else:
-            result[row.path] = list(node.branches) != [""]
-    return result
-
-
-def allocated_bytes(report: Report) -> int:
-    """Bytes per sample of the activations PyTorch really allocates at inference (the input aside)."""
-    new = allocated(report)
-    return sum(math.prod(r.output) for r in report.rows if new[r.path]) * report.dtype.bytes
-
-
-def check_budget(budget: int) -> int:
-    if budget <= 0:
-        raise SpecError(f"--budget must be more than 0 bytes, not {budget}", fix="write it like 24GiB or 8G")
-    return budget
+        return cast if cast and saved.cast else y.itemsize

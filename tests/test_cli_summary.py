@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from util import cli
 
 
@@ -56,9 +58,10 @@ def test_version_help_and_python_dash_m():
     assert run.returncode == 0 and json.loads(run.stdout)["totals"]["macs"] == 6522000
 
 
-def test_summary_does_not_import_numpy():
+@pytest.mark.parametrize("args", [["summary"], ["summary", "resnet50", "--train", "--budget", "24GiB"]])
+def test_summary_does_not_import_numpy(args):
     code = ("import sys; from cnncalc.cli import main\n"
-            "try:\n    main(['summary'])\nexcept SystemExit:\n    pass\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
             "assert 'numpy' not in sys.modules, 'numpy imported on the summary path'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -39,7 +39,8 @@ def test_lenet5_pool_linear_and_totals():
     totals = working.explain_totals(report)
     assert totals["params"] == "params = sum over the layers = 520 + 25,050 + 1,225,500 + 5,010 = 1,256,080"
     assert totals["macs"] == "MACs = sum over the layers = 392,000 + 4,900,000 + 1,225,000 + 5,000 = 6,522,000"
-    assert totals["memory"] == "memory = 60,790 values in the layers' outputs · 4 B = 243,160 B (237.5 KiB)"
+    assert totals["memory"] == ("memory = 60,790 values in the layers' outputs · 4 B = 243,160 B (237.5 KiB), "
+                                "every layer's output counted")
 
 
 def test_uneven_division_shows_the_rounding():
@@ -115,7 +116,19 @@ def test_the_command_and_its_layer_option():
     sub = cli("explain", "resnet18", "--layer", "4.0.0")
     assert "4.0.0 Residual" in sub.stdout and "4.0.0.body.0 conv1" in sub.stdout and "5.0" not in sub.stdout
     bad = cli("explain", "lenet5", "--layer", "12")
-    assert bad.exit_code == 2 and "no layer at path '12'" in bad.stderr
+    assert bad.exit_code == 2 and "no layer at path or key '12'" in bad.stderr
+
+
+def test_explain_finds_a_layer_by_its_key_and_shows_its_state_dict_keys():
+    one = cli("explain", "resnet50", "--layer", "layer3.5.conv3")
+    assert one.exit_code == 0 and one.stdout.count("params = ") == 1
+    assert "6.5.0.body.6 conv3: Conv" in one.stdout
+    assert "state_dict: layer3.5.conv3.weight 1024 × 256 × 1 × 1" in one.stdout
+    bn = cli("explain", "resnet50", "--layer", "layer3.5.bn3").stdout
+    assert "state_dict: layer3.5.bn3.weight 1024, layer3.5.bn3.bias 1024, layer3.5.bn3.running_mean 1024, " \
+           "layer3.5.bn3.running_var 1024" in bn
+    typo = cli("explain", "resnet50", "--layer", "layer3.5.cnv3")
+    assert typo.exit_code == 2 and "did you mean 'layer3.5.conv3'?" in typo.stderr
 
 
 def test_explain_shows_the_warnings():

@@ -56,7 +56,7 @@ def assert_self_contained(text: str):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: Path(s).stem)
 def test_every_layer_or_block_appears_with_its_label(spec, style):
     report = report_of(spec)
-    depth = auto_depth(report)
+    depth = layout(report, style=style).depth          # as deep as the width allows, too
     text = draw(report, style=style)
     assert_self_contained(text)
     root = parse_svg(text)
@@ -85,8 +85,8 @@ def test_default_depth_keeps_every_builtin_readable():
         diagram = layout(report)
         root = parse_svg(draw(report))
         volumes = [g for g in root.iter(SVG + "g") if g.get("class", "").split()[0] in ("map", "mark")]
-        assert len(volumes) <= 36 + 1 or diagram.depth == 0, name          # the input's volume, and 36
-        assert diagram.width <= 2000, f"{name} is {diagram.width:.0f} px wide"
+        assert len(volumes) <= 48 + 1 or diagram.depth == 0, name          # the input's volume, and 48
+        assert diagram.width <= 2400 + 60 or diagram.depth == 0, f"{name} is {diagram.width:.0f} px wide"
     assert auto_depth(report_of("resnet50")) == 1            # the stages' blocks, as on the lecture slide
 
 
@@ -149,6 +149,9 @@ def test_lenet5_snapshot():
 
 def test_depth_collapses_blocks_as_summary_does():
     report = report_of("resnet50")
+    root = parse_svg(draw(report))                               # depth 1: the stages' names over their blocks
+    groups = {t.text for t in root.iter(SVG + "text") if t.get("class") == "group"}
+    assert groups == {"layer1", "layer2", "layer3", "layer4"}
     root = parse_svg(draw(report, depth=0))
     blocks = [t.text for t in root.iter(SVG + "text") if t.get("class") == "block"]
     assert blocks == ["layer1", "layer2", "layer3", "layer4"]
@@ -219,6 +222,13 @@ def test_html_report_is_one_accessible_self_contained_page(spec):
     assert body[-1][1] == "Total" and body[-1][4] == f"{report.totals.params:,}"
 
 
+def test_html_depth_applies_to_the_table_and_the_diagram():
+    page = html_text(report_of("resnet50"), depth=0)
+    assert page.count("<tr") == 1 + 1 + 11 + 1                    # header, input, 11 top-level rows, total
+    diagram = re.search(r'<svg.*?</svg>', page, re.S).group(0)
+    assert re.findall(r'class="block"[^>]*>([^<]*)<', diagram) == ["layer1", "layer2", "layer3", "layer4"]
+
+
 def test_html_plots_use_a_log_scale_where_values_span_decades():
     text = html_text(report_of("resnet50"))
     plots = re.findall(r'<svg[^>]*class="plot".*?</svg>', text, re.S)
@@ -281,3 +291,14 @@ def test_draw_never_writes_through_a_link_over_a_special_file_or_the_spec(tmp_pa
         run = cli("draw", str(spec), "-o", str(target), "--force")
         assert run.exit_code == 2 and why in run.stderr, (target, run.stderr)
     assert real.read_text() == "keep" and spec.read_text().startswith("input")
+
+
+def test_names_are_text_never_markup():
+    text = ('name: "<script>alert(1)</script> & \\"x\\""\ninput: 3x8x8\nlayers:\n'
+            '  - conv2d: {out_channels: 4, kernel_size: 3}\n    name: "</text><script>x</script>"\n  - relu\n')
+    report = cnncalc.analyse(cnncalc.parse(text, "evil.yaml"))
+    svg, page = draw(report), html_text(report)
+    root = parse_svg(svg)
+    assert not [e for e in root.iter() if e.tag.endswith("script")]
+    assert root.find(SVG + "title").text.startswith('<script>alert(1)</script> & "x"')
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -16,12 +16,12 @@ def test_json_follows_the_contract_schema():
     assert data["name"] == "LeNet-5" and data["input"] == [1, 28, 28] and data["batch"] == 1
     assert data["output"] == [10] and data["warnings"] == []
     assert data["layers"][0] == {
-        "path": "0", "name": "conv1", "type": "conv2d", "leaf": True, "depth": 0,
+        "path": "0", "key": "conv1", "name": "conv1", "type": "conv2d", "leaf": True, "depth": 0,
         "input": [1, 28, 28], "output": [20, 28, 28], "weight": [20, 1, 5, 5], "bias": [20],
         "params": 520, "macs": 392000, "rf": {"size": [5, 5], "jump": [1, 1], "start": [0.0, 0.0]}}
     assert data["layers"][6]["rf"] is None and data["layers"][1]["weight"] is None
     assert data["totals"] == {"params": 1256080, "trainable_params": 1256080, "macs": 6522000,
-                              "activation_bytes": 243160, "param_bytes": 5024320}
+                              "activation_bytes": 243160, "param_bytes": 5024320, "allocated_bytes": 233360}
 
 
 def test_json_composites_carry_subtree_sums_and_depth():

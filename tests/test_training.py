@@ -12,7 +12,7 @@ import cnncalc  # noqa: E402
 import torch_training as tt  # noqa: E402
 from cnncalc.layers import REGISTRY  # noqa: E402
 from cnncalc.layers.conv import _Convolution  # noqa: E402
-from cnncalc.training import allocated_bytes, max_batch, train  # noqa: E402
+from cnncalc.training import max_batch, train  # noqa: E402
 from test_properties import stacks  # noqa: E402
 
 INPUTS = {0: "6", 1: "3x10", 2: "3x8x8", 3: "3x4x6x6"}
@@ -254,4 +254,110 @@ def test_allocated_bytes_share_views_and_in_place_outputs():
     # every output counted: conv 32 + relu 32 + flatten 32 + dropout 32 + linear 32 (the sum is not a leaf)
     assert report.totals.activation_bytes == 4 * 160
     # allocated: conv 32, linear 32 and the residual sum 32
-    assert allocated_bytes(report) == 4 * 96
+    assert report.totals.allocated_bytes == 4 * 96
+
+
+# --- check: the training fields and the memory conventions ---------------------------------------------
+
+SHEET = """
+name: train-hw
+input: 1x28x28
+layers:
+  - conv2d: {out_channels: 20, kernel_size: 5, padding: 2}
+    expect: {saved: 3136, backward_macs: 392000}
+  - relu: {inplace: true}
+    expect: {saved: 62720}
+  - maxpool2d: {kernel_size: 2, stride: 2}
+    expect: {saved: 30.625 KiB, backward_macs: 0}
+  - flatten
+  - linear: {out_features: 10}
+    expect: {saved: 15680, backward_macs: 78400}
+expect: {memory: 156840, allocated_bytes: 78440, saved: 112896, backward_macs: 470400}
+"""
+
+
+def _graded(text):
+    from cnncalc.homework.check import grade
+    return grade(cnncalc.analyse(cnncalc.parse(text)))
+
+
+def test_check_grades_saved_and_backward_macs_at_batch_1():
+    """conv1 keeps its input 1·28·28 floats (3,136 B) and needs no input gradient (392,000 MACs for
+    its weight's); the in-place ReLU keeps its output 20·28·28 (62,720 B); the pool shares that and adds
+    its int64 indices 20·14·14·8 = 31,360 B; the linear keeps the pool's output through the flatten
+    view, 3,920 floats, and computes both gradients, 2·3920·10 = 78,400 MACs."""
+    sheet = _graded(SHEET)
+    assert sheet.failed == 0, [(r.path, r.field, r.working) for r in sheet.results if not r.ok]
+    assert len(sheet.results) == 11
+
+
+def test_check_names_the_memory_convention_an_answer_follows():
+    sheet = _graded(SHEET.replace("memory: 156840, allocated_bytes: 78440", "memory: 78440, allocated_bytes: 81576"))
+    memory, allocated = [r for r in sheet.results if r.field in ("memory", "allocated_bytes")]
+    assert not memory.ok and "only what PyTorch allocates counted" in memory.mistake
+    # the input (1·28·28 floats = 3,136 B) counted too, as CS231n's table does
+    assert not allocated.ok and "plus the input (3,136 B)" in allocated.mistake
+
+
+def test_explain_train_shows_each_kept_tensor_and_its_rule():
+    from cnncalc.render.explain import explain_text
+    report = cnncalc.analyse(cnncalc.parse(SHEET), batch=2)
+    report.training = train(report, 2, device="cpu")
+    text = explain_text(report, "2")
+    assert "saved: its input: already kept by 1 (counted there)" in text
+    assert "saved: the int64 index of each maximum: 2·20·14·14 · 8 B = 62,720 B" in text
+    assert "memory = 20·28·28 · 4 B = 62,720 B (61.25 KiB) — computed in place" in explain_text(report, "1")
+
+
+# --- the command line and the formats -----------------------------------------------------------------
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "cnncalc", *args], capture_output=True, text=True)
+
+
+def test_summary_train_json_has_per_layer_and_total_training_figures():
+    import json
+    run = _cli("summary", "lenet5", "--train", "--batch", "4", "--device", "cpu", "--budget", "1GiB", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    report = cnncalc.analyse(cnncalc.load("lenet5"))
+    step = train(report, 4, device="cpu")
+    assert data["layers"][1]["train"] == {"saved_bytes": 4 * 4 * 15680, "backward_macs": 0}
+    assert [layer["train"]["saved_bytes"] for layer in data["layers"]] == [s.saved_bytes for s in step.rows.values()]
+    t = data["totals"]["train"]
+    assert (t["saved_bytes"], t["backward_macs"], t["grad_bytes"], t["optimizer_bytes"], t["peak_bytes"]) == (
+        step.totals.saved_bytes, step.totals.backward_macs, 4 * 1256080, 8 * 1256080, step.totals.peak_bytes)
+    assert t["max_batch"] == max_batch(report, 2**30, device="cpu") and t["budget_bytes"] == 2**30
+    assert set(t["max_batch_by_precision"]) == {"float32", "float16", "AMP float16", "AMP bfloat16"}
+    assert "train" not in json.loads(_cli("summary", "lenet5", "-f", "json").stdout)["totals"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "markdown", "latex"])
+def test_training_columns_appear_only_with_train(fmt):
+    plain, trained = _cli("summary", "-f", fmt), _cli("summary", "-f", fmt, "--train", "--amp", "bfloat16")
+    assert trained.returncode == 0, trained.stderr
+    assert "Backward MACs" in trained.stdout and "Backward MACs" not in plain.stdout
+    assert "Saved (batch 1)" in trained.stdout
+    if fmt != "csv":
+        assert "Peak memory (estimate)" in trained.stdout and "cuDNN workspaces" in trained.stdout
+
+
+def test_a_bad_budget_is_one_clear_message():
+    run = _cli("summary", "--budget", "lots")
+    assert run.returncode == 2 and "--budget 'lots' is not a size" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cuda_autocast_runs_softmax_and_norms_in_float32():
+    """Not checkable on this CPU-only machine: the rule is torch.autocast's CUDA op list (layer_norm,
+    group_norm, softmax in float32). The linear's half output (8·16 values) is cast to a float32 copy
+    that the LayerNorm keeps (4 B each), and the next linear keeps a half copy of the LayerNorm's
+    float32 output (2 B each) and of its weight; on the CPU it keeps the LayerNorm's half output itself."""
+    text = ("input: 10\nlayers:\n  - linear: {out_features: 16}\n  - layernorm\n  - linear: {out_features: 4}\n")
+    report = cnncalc.analyse(cnncalc.parse(text))
+    cuda, cpu = (train(report, 8, amp="float16", device=d).rows for d in ("cuda", "cpu"))
+    assert cuda["1"].saved_bytes == 8 * 16 * 4 + 2 * 8 * 4       # float32 copy, mean and rstd per row
+    assert cpu["1"].saved_bytes == 8 * 16 * 2 + 2 * 8 * 4        # the half input itself
+    assert cuda["2"].saved_bytes == 8 * 16 * 2 + 16 * 4 * 2      # half copies of input and weight
+    assert cpu["2"].saved_bytes == 8 * 16 * 2 + 16 * 4 * 2       # the LayerNorm's half output, the weight's copy

@@ -100,7 +100,7 @@ STATE_DICT = [
     ("mobilenet_v2", "features.1.conv.1", "0.1.0.1", [16, 32, 1, 1]),
     ("mobilenet_v2", "features.2.conv.0.0", "0.2.0.0.0", [96, 16, 1, 1]),
     ("mobilenet_v2", "features.2.conv.1.0", "0.2.0.1.0", [96, 1, 3, 3]),
-    ("mobilenet_v2", "features.3.conv.2", "0.3.0.body.2", [24, 144, 1, 1]),
+    ("mobilenet_v2", "features.3.conv.2", "0.3.0.body.0.2", [24, 144, 1, 1]),
     ("mobilenet_v2", "features.17.conv.3", "0.17.0.3", [320]),
     ("mobilenet_v2", "features.18.0", "0.18.0", [1280, 320, 1, 1]),
     ("mobilenet_v2", "classifier.1", "3.1", [1000, 1280]),
@@ -109,7 +109,7 @@ STATE_DICT = [
 
 @pytest.mark.parametrize("name, torchvision_key, path, weight", STATE_DICT)
 def test_torchvision_state_dict_keys_map_onto_paths(name, torchvision_key, path, weight):
-    assert layer(name, path)["weight"] == weight, torchvision_key
+    assert (layer(name, path)["key"], layer(name, path)["weight"]) == (torchvision_key, weight)
 
 
 def test_resnet50_is_v1_5_with_the_stride_on_the_3x3_conv():
@@ -173,7 +173,8 @@ def test_lenet5_is_the_seed_table():
     assert [(row["type"], row["output"], row["weight"]) for row in data["layers"]] == LENET5
     assert [row["params"] for row in data["layers"]] == [520, 0, 0, 25_050, 0, 0, 0, 1_225_500, 0, 5_010]
     assert data["totals"] == {"params": 1_256_080, "trainable_params": 1_256_080, "macs": 6_522_000,
-                              "activation_bytes": 243_160, "param_bytes": 5_024_320}
+                              "activation_bytes": 243_160, "param_bytes": 5_024_320,
+                              "allocated_bytes": 233_360}
     assert data["warnings"] == []
 
 

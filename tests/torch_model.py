@@ -240,6 +240,8 @@ class _Reader:
         self.blocks = blocks
 
     def sequence(self, items, x, env) -> tuple[nn.Sequential, torch.Tensor]:
+        if isinstance(items, (dict, str)):   # a branch written as one entry: paths still .0
+            items = [items]
         modules = []
         for item in items or []:
             module, x = self.entry(item, x, env)

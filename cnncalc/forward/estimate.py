@@ -9,6 +9,7 @@ import numpy as np
 
 from ..analysis import Report, Row
 from ..errors import SpecError
+from ..units import parse_size  # noqa: F401  (re-exported: forward.parse_size)
 from ..layers.conv import Conv, ConvTranspose
 from ..layers.pool import _Pool
 from ..layers.base import Layer
@@ -166,26 +167,3 @@ def check_memory(memory: Memory, limit: int, batch: int) -> None:
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
-
-
-_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1024 ** (i + 1) for i, prefix in enumerate("kmgt")
-                             for suffix in ("", "b", "ib")}}
-
-
-def parse_size(text: str) -> int:
-    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes, in binary units as memory is (G = GB = GiB = 2³⁰);
-    `0` means no limit.
-
-    >>> parse_size("2G"), parse_size("512MiB")
-    (2147483648, 536870912)
-    """
-    value = str(text).strip().lower().replace("_", "").replace(" ", "")
-    number = value.rstrip("kmgtib")
-    unit = value[len(number):]
-    try:
-        amount = float(number)
-    except ValueError:
-        amount = -1.0
-    if unit not in _UNITS or not amount >= 0 or amount == float("inf"):
-        raise SpecError(f"--max-memory '{text}' is not a size", fix="write it like 4G, 512MiB or 2000000000 (bytes)")
-    return int(amount * _UNITS[unit])

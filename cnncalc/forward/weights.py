@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import keys
 from ..analysis import Report, Row
 from ..errors import SpecError
 from ..layers import conv, linear
-from ..layers.base import fmt_shape, suggest
 
-IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 Weights = dict  # state_dict key (`3.body.0.weight`) -> np.ndarray
 
@@ -85,28 +84,19 @@ _SAVE_HINT = "save a state dict with np.savez(path, **{k: v.numpy() for k, v in 
 
 
 def checked_weights(report: Report, arrays: dict, dtype, what: str) -> tuple[Weights, list[str]]:
-    """The arrays the network needs, converted to `dtype`; a missing or misshapen one is an error
-    naming the key and both shapes; keys nobody uses are warnings (num_batches_tracked is ignored)."""
+    """The arrays the network needs, converted to `dtype` and keyed `<path>.<tensor>`; the file's keys
+    are the layers' keys (from their names) or their paths (cnncalc.keys.match). A missing or misshapen
+    one is an error naming the key, both shapes and the closest unused key; keys nobody uses are warnings
+    (num_batches_tracked is ignored)."""
+    found, warnings = keys.match(report.rows, {k: np.shape(a) for k, a in arrays.items()}, what)
     weights = {}
-    for key, (shape, row) in expected_tensors(report).items():
-        if key not in arrays:
-            raise SpecError(f"{what} has no '{key}' (expected shape {fmt_shape(shape)}, found none)"
-                            f"{suggest(key, arrays)}", where=row.node.where, layer=row.node.describe(),
-                            fix="keys are state_dict keys of the equivalent torch.nn.Sequential; "
-                                "`cnncalc summary --format json` lists the paths")
+    for wanted, key in found.items():
         array = np.asarray(arrays[key])
-        if array.shape != shape:
-            raise SpecError(f"'{key}' in {what} has shape {fmt_shape(array.shape)}, expected {fmt_shape(shape)}",
-                            where=row.node.where, layer=row.node.describe(),
-                            fix="the weights belong to a different network, or the spec's input or "
-                                "channels differ from the model that saved them")
         if array.dtype.kind not in "fiub":
+            node = report.row(wanted.rpartition(".")[0]).node
             raise SpecError(f"'{key}' in {what} holds {array.dtype} values, not numbers",
-                            where=row.node.where, layer=row.node.describe())
-        weights[key] = np.ascontiguousarray(array, dtype)
-    unused = [k for k in arrays if k not in weights and not k.endswith(IGNORED_SUFFIXES)]
-    warnings = [f"{what}: {len(unused)} unused key{'s' if len(unused) > 1 else ''}: "
-                f"{', '.join(unused[:8])}{', …' if len(unused) > 8 else ''}"] if unused else []
+                            where=node.where, layer=node.describe())
+        weights[wanted] = np.ascontiguousarray(array, dtype)
     return weights, warnings
 
 

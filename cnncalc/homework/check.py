@@ -39,9 +39,9 @@ from .mistakes import Mistake
 # simply given up (it only feeds diagnoses), whatever the layer raises.
 _UNFOLLOWABLE = (SpecError, ArithmeticError, ValueError, IndexError, TypeError, KeyError)
 ROW_FIELDS = ("output", "weight", "bias", "params", "trainable_params", "macs", "flops", "rf", "memory",
-              "activation_bytes", "param_bytes")
+              "activation_bytes", "param_bytes", "saved", "backward_macs")
 TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "flops", "rf", "memory", "activation_bytes",
-                "param_bytes")
+                "param_bytes", "allocated_bytes", "saved", "backward_macs")
 MISSING = object()          # no answer given
 
 
@@ -222,11 +222,23 @@ class Grader:
         self._mistakes: dict[str, dict[str, list[Mistake]]] = {}
         self._verdicts: dict[tuple, tuple] = {}
 
-    def questions(self, path: str) -> dict[str, Question]:
-        """The questions of the entry at `path` ("" the totals), made once."""
+    def questions(self, path: str, field: str | None = None) -> dict[str, Question]:
+        """The questions of the entry at `path` ("" the totals), made once (the training ones when `field`
+        is one of them)."""
         if path not in self._questions:
             self._questions[path] = self.total_questions() if path == "" else self.row_questions(self.steps[path])
-        return self._questions[path]
+        found = self._questions[path]
+        if field in ("saved", "backward_macs") and field not in found:
+            found.update(self.training_questions(path))
+        return found
+
+    @cached_property
+    def training(self):
+        """The training figures `saved` and `backward_macs` are graded against: batch 1, no autocast,
+        CUDA's rules (the same as the CPU's but for dropout's mask)."""
+        from ..training import train
+
+        return train(self.report, batch=1)
 
     def sheet(self, answers: dict, asks: list[Ask] | None = None, rounding: Rounding = Rounding(),
               source: str | None = None, name: str | None = None) -> Sheet:
@@ -262,7 +274,7 @@ class Grader:
         """Grade the answer to `ask` in `answers` (the entry's expect-style mapping); `student()` gives the
         walk of the student's shapes."""
         raw = answers.get(ask.field, MISSING)
-        q = self.questions(ask.path)[ask.field]
+        q = self.questions(ask.path, ask.field)[ask.field]
         row = self.rows.get(ask.path)
         layer = f"{ask.path} {ask.name or row.node.kind}" if row else "totals"
         result = Result(ask, _printable(raw), q.json, False, 0, q.working, q.right, layer)
@@ -328,8 +340,10 @@ class Grader:
         sums = diagnosis.sums(self.tally(""))
         values = sum(math.prod(r.output) for r in report.rows if r.leaf)
         found = {"params": sums["params"], "trainable_params": sums["params"], "macs": sums["macs"],
-                 "flops": sums["flops"], "memory": diagnosis.memory(values, report.dtype.bytes),
-                 "param_bytes": diagnosis.memory(t.params, report.dtype.bytes), "rf": [],
+                 "flops": sums["flops"], "param_bytes": diagnosis.memory(t.params, report.dtype.bytes), "rf": [],
+                 "memory": diagnosis.conventions(report, "activation_bytes")
+                 + diagnosis.memory(values, report.dtype.bytes),
+                 "allocated_bytes": diagnosis.conventions(report, "allocated_bytes"),
                  "output": diagnosis.channels_last(report.output)}
         found["activation_bytes"] = found["memory"]
         top = report.network.root.branches[""]
@@ -384,7 +398,28 @@ class Grader:
             "memory": _bytes_question("memory", t.activation_bytes, texts["memory"]),
             "activation_bytes": _bytes_question("activation_bytes", t.activation_bytes, texts["activation_bytes"]),
             "param_bytes": _bytes_question("param_bytes", t.param_bytes, texts["param_bytes"]),
+            "allocated_bytes": _bytes_question("allocated_bytes", t.allocated_bytes, texts["allocated_bytes"]),
         }
+
+    def training_questions(self, path: str) -> dict[str, Question]:
+        """`saved` and `backward_macs` of an entry ("" the totals): the training analysis is made only when
+        a sheet asks one of them."""
+        if path == "":
+            totals = self.training.totals
+            return {"saved": _bytes_question("saved", totals.saved_bytes,
+                                             f"saved = sum over the layers = {count(totals.saved_bytes)} B (batch 1, "
+                                             "each storage once; `cnncalc explain --train` shows every tensor)"),
+                    "backward_macs": _count_question("backward_macs", totals.backward_macs,
+                                                     f"backward MACs = sum over the layers = "
+                                                     f"{count(totals.backward_macs)} (batch 1)")}
+        row = self.rows[path]
+        step_train = self.training.rows[path]
+        lines = working.train_working(self.training, row)
+        backward = lines[-1].startswith("backward")
+        return {"saved": _bytes_question("saved", step_train.saved_bytes, "; ".join(lines[:-1] if backward else lines)),
+                "backward_macs": _count_question("backward_macs", step_train.backward_macs, lines[-1] if backward else
+                                                 "backward MACs = 0 (no conv, transposed conv or linear whose "
+                                                 "gradients need multiply-adds)")}
 
     # --- the naive walk: the receptive field summed without the jump --------------------------------------
     def _naive_leaf(self, row: Row, value):

@@ -15,7 +15,8 @@ from itertools import combinations
 from typing import Callable
 
 from .. import arith
-from ..analysis import Row
+from ..analysis import Row, allocates
+from ..layers.activation import Activation
 from ..errors import SpecError
 from ..layers.base import Layer
 from ..layers.conv import Conv, ConvTranspose
@@ -142,6 +143,33 @@ def memory(values: int, size: int) -> list[Mistake]:
     return [Mistake(f"counted values, not bytes: {count(values)} values · {size} B = {count(values * size)} B",
                     values),
             Mistake(f"bits, not bytes: {count(values)} · {size} B · 8 = {count(values * size * 8)} bits", values * size * 8)]
+
+
+def conventions(report, counted: str) -> list[Mistake]:
+    """A total memory answer that follows another convention than the one asked (`counted` is
+    "activation_bytes", every layer's output, or "allocated_bytes", what PyTorch allocates): the other
+    one, either with the input counted too (CS231n's VGG table lists it), or with every activation
+    taken as in place (CS231n counts conv, pool and fully-connected outputs only)."""
+    t, b = report.totals, report.dtype.bytes
+    given = math.prod(report.network.input) * b
+    activations = sum(math.prod(r.output) for r in report.rows if r.leaf and isinstance(r.node.layer, Activation)
+                      and allocates(r)) * b
+    every = ("every layer's output counted (the LeNet-5 table's convention)", t.activation_bytes)
+    allocated = ("only what PyTorch allocates counted (views and in-place layers share their input's storage)",
+                 t.allocated_bytes)
+    in_place = ("only what PyTorch would allocate with every activation in place (conv, pool and linear outputs, "
+                "CS231n's convention)", t.allocated_bytes - activations)
+    options = [every, allocated, in_place]
+    found, asked = [], t.activation_bytes if counted == "activation_bytes" else t.allocated_bytes
+    for text, value in options:
+        for with_input, total in ((False, value), (True, value + given)):
+            if total == asked or any(m.value == total for m in found):
+                continue
+            note = f" plus the input ({count(given)} B)" if with_input else ""
+            found.append(Mistake(f"another convention: {text}{note} = {count(total)} B; this question counts "
+                                 + ("every layer's output" if counted == "activation_bytes" else
+                                    "what PyTorch allocates"), total))
+    return found
 
 
 @dataclass(frozen=True)

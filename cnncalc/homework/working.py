@@ -15,7 +15,7 @@ from fractions import Fraction
 from typing import Callable
 
 from .. import arith
-from ..analysis import Report, Row
+from ..analysis import Report, Row, allocates
 from ..arith import PIXEL, Field
 from ..layers.activation import Activation
 from ..layers.base import Layer
@@ -140,7 +140,12 @@ def memory_text(step: Step) -> str:
     total = values * step.dtype_bytes
     human = size_bytes(total)
     tail = f" ({human})" if not human.endswith(" B") else ""
-    return f"memory = {product(step.row.output)} · {step.dtype_bytes} B = {count(total)} B{tail}"
+    text = f"memory = {product(step.row.output)} · {step.dtype_bytes} B = {count(total)} B{tail}"
+    if step.row.leaf and not allocates(step.row):
+        how = step.layer.output_storage(step.row.input, training=False)
+        share = "a view of its input" if how == "view" else "computed in place"
+        text += f" — {share}, so PyTorch allocates nothing for it (counted in activation_bytes, not allocated_bytes)"
+    return text
 
 
 def _sum(values: list[int], what: str) -> str:
@@ -475,7 +480,12 @@ def explain_totals(report: Report) -> dict[str, str]:
     b = report.dtype.bytes
     params = f"params = sum over the layers = {_sum([r.params for r in leaves], 'layers with parameters')}"
     activations = f"{count(values)} values in the layers' outputs · {b} B = {count(t.activation_bytes)} B " \
-                  f"({size_bytes(t.activation_bytes)})"
+                  f"({size_bytes(t.activation_bytes)}), every layer's output counted"
+    allocated = sum(math.prod(r.output) for r in report.rows if allocates(r))
+    allocated_text = (f"allocated_bytes = {count(allocated)} values in the outputs PyTorch allocates · {b} B = "
+                      f"{count(t.allocated_bytes)} B ({size_bytes(t.allocated_bytes)}): views (flatten, identity, "
+                      "dropout) and in-place layers share their input's storage; residual sums and "
+                      "concatenations are new tensors")
     return {
         "output": f"output = the output of the last layer = {fmt_shape(report.output)}",
         "params": params,
@@ -486,4 +496,37 @@ def explain_totals(report: Report) -> dict[str, str]:
         "activation_bytes": f"activation_bytes = {activations}",
         "param_bytes": f"param_bytes = {count(t.params)} · {b} B = {count(t.param_bytes)} B "
                        f"({size_bytes(t.param_bytes)})",
+        "allocated_bytes": allocated_text,
     }
+
+
+# --- training (explain --train, check's `saved` and `backward_macs`) --------------------------------------
+
+def train_working(training, row) -> list[str]:
+    """What a layer keeps for backward, one tensor a line with its rule, and its backward MACs
+    (the whole batch of the training step)."""
+    step, batch = training.rows[row.path], training.batch
+    if not row.leaf:
+        return [f"saved for backward = sum over its layers = {count(step.saved_bytes)} B",
+                f"backward MACs = sum over its layers = {count(step.backward_macs)}"]
+    lines = []
+    for kept in step.kept:
+        if kept.shared is not None:
+            lines.append(f"saved: {kept.why}: already kept by {kept.shared} (counted there)")
+        else:
+            lines.append(f"saved: {kept.why}: {product(kept.shape) or '1 value'} · {kept.itemsize} B = "
+                         f"{count(kept.bytes)} B")
+    if not step.kept:
+        why = "its input needs no gradient and it has no parameters" if not step.input_grad and not row.params \
+            else "its backward needs only sizes (or it is a view)"
+        lines.append(f"saved: nothing ({why})")
+    lines.append(f"saved for backward = {count(step.saved_bytes)} B ({size_bytes(step.saved_bytes)})"
+                 + (" for the batch of " + str(batch) if batch > 1 else ""))
+    if step.backward_macs:
+        forward = row.macs * batch
+        parts = [f"{count(forward)} for the weight's gradient"] if row.weight else []
+        if step.input_grad:
+            parts.append(f"{count(forward)} for the input's gradient")
+        lines.append(f"backward MACs = {' + '.join(parts)} = {count(step.backward_macs)}"
+                     + ("" if step.input_grad else " (its input needs no gradient)"))
+    return lines

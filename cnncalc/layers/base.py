@@ -86,6 +86,7 @@ class Layer:
     rank: ClassVar[Optional[int]] = None         # spatial axes required (conv2d: 2), None = any
     signature: ClassVar[dict] = {}
     leaf: ClassVar[bool] = True
+    learned_tensor: ClassVar[bool] = False      # the layer is one learned tensor: its name names it (cnncalc.keys)
 
     def __init__(self, args: "ArgReader"):
         self.setup(args)
@@ -143,6 +144,9 @@ class Layer:
     flatten does) or "inplace" (overwrites it). `output_storage` may decide per instance."""
     autocast: ClassVar[bool] = False
     """True where torch.autocast runs the layer in half precision (conv, linear: their matmuls)."""
+    autocast_float32: ClassVar[bool] = False
+    """True where CUDA's autocast runs the layer in float32 whatever its input (softmax, layer and
+    group norm); the CPU's autocast leaves them in their input's type."""
 
     def output_storage(self, shape: Shape, training: bool) -> str:
         """"new", "view" or "inplace" for this instance, in training or at inference."""

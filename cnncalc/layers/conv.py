@@ -41,11 +41,12 @@ class _Convolution(Layer):
         return {"bias": (self.out_channels,)} if self.bias else {}
 
     def caption(self, shape: Shape) -> str:
-        """`5×5 conv`, `3×3 conv /2`, `3×3 depthwise conv`: what a lecture figure writes on the arrow."""
-        kind = "transposed conv" if self.transposed else "conv"
+        """`5×5 conv`, `3×3 conv /2`, `3×3 depthwise conv`, `2×2 up-conv ×2` (transposed): what a lecture
+        figure writes on the arrow."""
+        kind = "up-conv" if self.transposed else "conv"
         if self.groups > 1:
             kind = ("depthwise " if self.groups == shape[0] else f"group({self.groups}) ") + kind
-        text = f"{'×'.join(map(str, self.kernel_size))} {kind}"
+        text = f"{window_text(self.kernel_size)} {kind}"
         if any(s != 1 for s in self.stride):
             text += f" {'×' if self.transposed else '/'}{_axes(self.stride)}"
         return text
@@ -175,6 +176,11 @@ class ConvTranspose(_Convolution):
 
 
 WEIGHT = Saved("weight", "its weight, for the input's gradient")
+
+
+def window_text(sizes) -> str:
+    """How a diagram names a window: `5×5`, `3×3×3`, or `5-tap` in one dimension."""
+    return f"{sizes[0]}-tap" if len(sizes) == 1 else "×".join(map(str, sizes))
 
 
 def _axes(values) -> str:

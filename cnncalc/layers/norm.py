@@ -55,6 +55,7 @@ class GroupNorm(Layer):
     """Normalise each group of C/G channels over its channels and positions; γ, β per channel."""
 
     signature = dict(num_groups=REQUIRED, num_channels=None, eps=1e-5, affine=True)
+    autocast_float32 = True
 
     def setup(self, a: ArgReader) -> None:
         self.num_groups = a.int("num_groups")
@@ -92,6 +93,7 @@ class LayerNorm(Layer):
     """Normalise over the trailing `normalized_shape` (default: the whole per-sample shape)."""
 
     signature = dict(normalized_shape=None, eps=1e-5, elementwise_affine=True, bias=True)
+    autocast_float32 = True
 
     def setup(self, a: ArgReader) -> None:
         given = a.raw("normalized_shape")

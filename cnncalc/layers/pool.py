@@ -6,7 +6,7 @@ from fractions import Fraction
 from .. import arith
 from ..errors import SpecError
 from .base import KEEPS_INPUT, REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
-from .conv import _axes
+from .conv import _axes, window_text
 from .window import check_fits, field_per_axis, uneven_notes
 
 
@@ -39,7 +39,7 @@ class _Pool(Layer):
 
     def caption(self, shape: Shape) -> str:
         """`2×2 max pool`, `3×3 max pool /2`, `3×3 max pool, stride 1` (the stride when not the window)."""
-        text = f"{'×'.join(map(str, self.kernel_size))} {self.caption_name}"
+        text = f"{window_text(self.kernel_size)} {self.caption_name}"
         if self.stride == self.kernel_size:
             return text
         return text + (f" /{_axes(self.stride)}" if any(s > 1 for s in self.stride) else f", stride {_axes(self.stride)}")

@@ -41,7 +41,8 @@ footer { margin-top: 28px; font-size: 0.8em; color: #777; }
 @page { size: A4; margin: 12mm; }
 @media print {
   body { margin: 0; max-width: none; padding: 0; font-size: 9pt; }
-  h2 { break-after: avoid; }
+  h2 { break-after: avoid; margin-top: 14px; }
+  .plots { grid-template-columns: 1fr 1fr; gap: 6px 12px; }
   figure, .plots svg, dl.totals { break-inside: avoid; }
   tr { break-inside: avoid; }
   table { font-size: 7.5pt; }
@@ -52,7 +53,7 @@ footer { margin-top: 28px; font-size: 0.8em; color: #777; }
 def html_text(report, depth: int | None = None) -> str:
     """The whole page for `report`; `depth` limits the table's rows as `summary --depth` does."""
     name = escape(report.network.name)
-    diagram = layout(report)
+    diagram = layout(report, depth)     # --depth applies to the diagram as to the table
     leaves = [r for r in report.rows if r.leaf]
     dtype_bytes = report.dtype.bytes
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -111,7 +112,7 @@ def _table(report, depth: int | None) -> str:
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
     leafs = [True] + [r.leaf for r in report.rows if depth is None or r.node.depth <= depth]
     head = "".join(f'<th scope="col"{" class=num" if i >= 3 else ""}>{escape(c)}</th>'
-                   for i, c in enumerate(columns.COLUMNS))
+                   for i, c in enumerate(columns.headers(report)))
     lines = ['<table>', f"<caption>{escape(report.network.name)}: every layer's output size, weight size, "
              "parameters, multiply-adds and receptive field"
              + (f" (nested at most {depth} deep)" if depth is not None else "") + "</caption>",

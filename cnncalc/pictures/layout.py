@@ -12,17 +12,19 @@ from dataclasses import dataclass, field
 from . import Style
 
 SCALE = ("Scale: height and width ∝ √size (8 px per √pixel), depth ∝ log₂ channels, "
-         "bars ∝ log₂ features")
+         "bars (and a matrix's height) ∝ log₂ length")
 FONT = 11             # caption font size, px
 LINE = 13             # caption line height, px
 MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, px
-AUTO_BUDGET = 36      # the default depth shows at most this many entries
+AUTO_BUDGET = 48      # the default depth draws at most this many volumes and merges
+MAX_WIDTH = 2400      # and rows no wider than this (a branching block may make a row wider than MAX_ROW)
+GROUP_ROOM = 18       # above a row, for the names of the groups in it
 
 
 def text_width(text: str, size: float = FONT) -> float:
     """Width of `text` in a sans-serif font, estimated (no font metrics are available offline)."""
-    narrow = sum(ch in "il.,:;|!'()[]1 ·/" for ch in text)
-    return size * (0.6 * (len(text) - narrow) + 0.33 * narrow)
+    narrow = sum(ch in "il.,:;|!'()[] ·/" for ch in text)
+    return size * (0.62 * (len(text) - narrow) + 0.33 * narrow)
 
 
 def side(n: int) -> float:
@@ -41,8 +43,9 @@ def bar_length(n: int) -> float:
 
 
 def shape_text(shape: tuple) -> str:
-    """`20@28×28` (channels @ the rest), `500` for a vector."""
-    if len(shape) <= 1:
+    """`20@28×28` (channels @ the spatial sizes), `500` for a vector, `197×768` for a matrix (tokens ×
+    features, or a 1-D signal's channels × length)."""
+    if len(shape) <= 2:
         return "×".join(map(str, shape)) or "scalar"
     return f"{shape[0]}@{'×'.join(map(str, shape[1:]))}"
 
@@ -112,6 +115,8 @@ class Item:
     width = 0.0
     above = 0.0     # extent above the flow line
     below = 0.0     # extent below it
+    group = None    # (name, path) of the named top-level group it belongs to, e.g. resnet50's layer1
+    x0 = 0.0        # where it was placed
 
     def place(self, x: float, y: float, out: list) -> None:
         raise NotImplementedError
@@ -125,15 +130,17 @@ class Map(Item):
         self.label = shape_text(shape)
         self.caption = caption
         if style is Style.boxes:
-            self.w = max(text_width(caption), text_width(self.label)) + 16
+            self.w = max(1.12 * text_width(caption), text_width(self.label, FONT - 1)) + 20   # bold is wider
             self.h, self.dx, self.dy = 2 * LINE + 10, 0.0, 0.0
         elif len(shape) <= 1:
             self.w, self.h = 10.0, bar_length(shape[0] if shape else 1)
             self.dx = self.dy = 4.0
         else:
             spatial = shape[1:]
-            self.h = side(spatial[-2] if len(spatial) > 1 else spatial[0])
-            self.w = side(spatial[-1]) if len(spatial) > 1 else side(1)
+            if len(spatial) > 1:
+                self.h, self.w = side(spatial[-2]), side(spatial[-1])
+            else:               # a matrix (tokens × features, channels × length): a slab like a bar
+                self.h, self.w = bar_length(spatial[0]), 10.0
             depth = thickness(shape[0])
             self.dx, self.dy = 0.5 * depth, 0.4 * depth
         label_room = 0 if style is Style.boxes else LINE + 4
@@ -187,6 +194,7 @@ class Series(Item):
 
     def place(self, x, y, out):
         for item in self.items:
+            item.x0 = x
             item.place(x, y, out)
             x += item.width
         _kernels(self.items, y, out)
@@ -241,8 +249,12 @@ def _kernels(items: list[Item], y: float, out: list) -> None:
         kh = max(5.0, h * sizes[-2] / spatial[-2]) if len(sizes) > 1 else max(5.0, h * sizes[0] / spatial[0])
         kw = max(5.0, w * sizes[-1] / spatial[-1]) if len(sizes) > 1 else max(3.0, w * 0.5)
         kh, kw = min(kh, h * 0.45), min(kw, w * 0.6)
-        kx, ky = left + w - kw - 2, top + h - kh - 2   # lower right of the front face, below the captions
-        out.append(Solid(kx, ky, kw, kh, before.dx, before.dy, "kernel", path,
+        # a small cube within the front face, lower right (below the captions): its depth stands for
+        # all the input channels, foreshortened to a cube's
+        kdx = min(before.dx, 1.2 * max(kw, kh), max(2.0, (w - kw) * 0.45), max(2.0, (h - kh) * 0.45 / 0.8))
+        kdy = kdx * before.dy / before.dx if before.dx else 0.0
+        kx, ky = left + w - kw - kdx - 2, top + h - kh - 2
+        out.append(Solid(kx, ky, kw, kh, kdx, kdy, "kernel", path,
                          f"kernel {'×'.join(map(str, sizes))} over all {before.shape[0]} input channels"))
         ax, ay, aw, ah = after.face
         target = (ax + aw * 0.35, ay + ah * 0.8)
@@ -279,24 +291,29 @@ def _drawn(row, depth: int) -> bool:
 
 
 def layout(report, depth: int | None = None, style: Style | str = Style.volumes) -> Diagram:
-    """Place the network of `report`: entries nested deeper than `depth` are drawn as their block."""
+    """Place the network of `report`: entries nested deeper than `depth` are drawn as their block. By
+    default, the deepest level with at most AUTO_BUDGET volumes whose rows stay under MAX_WIDTH."""
     style = Style(style)
-    depth = auto_depth(report) if depth is None else depth
-    builder = _Builder(report, depth, style)
-    first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
-                caption="input")
-    items = [first] + builder.sequence(report.network.root.branches[""], first)
+    chosen = auto_depth(report) if depth is None else depth
+    while True:
+        builder = _Builder(report, chosen, style)
+        first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
+                    caption="input")
+        rows = _rows([first] + builder.sequence(report.network.root.branches[""], first))
+        widest = max(sum(item.width for item in row) for row in rows)
+        if depth is not None or chosen == 0 or widest <= MAX_WIDTH:
+            break
+        chosen -= 1
     out: list = []
-    top = 46.0
-    width, bottom = _place_rows(_rows(items), top, out)
+    width, bottom = _place_rows(rows, 46.0, out)
     title = report.network.name
     out.append(Text(14, 22, title, size=16, anchor="start", tone="title"))
-    out.append(Text(14, 38, _subtitle(report, depth, style), size=FONT - 1, anchor="start", tone="note"))
+    out.append(Text(14, 38, _subtitle(report, chosen, style), size=FONT - 1, anchor="start", tone="note"))
     if style is Style.volumes:
         out.append(Text(14, bottom + 18, SCALE, size=FONT - 1, anchor="start", tone="note"))
         bottom += 18
     width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28)
-    return Diagram(width, bottom + 10, title, out, depth, style)
+    return Diagram(width, bottom + 10, title, out, chosen, style)
 
 
 def _subtitle(report, depth: int, style: Style) -> str:
@@ -315,7 +332,9 @@ class _Builder:
         """Items for a list of entries; `previous` is the item the first one follows (a Map or None)."""
         items: list[Item] = []
         pending: list[tuple[str, str, bool]] = []   # captions waiting for the next map
-        for row in self._flatten(nodes):
+        starts: list[tuple[int, tuple | None]] = []    # (first item made for a row, the row's group)
+        for row, group in self._flatten(nodes):
+            starts.append((len(items), group))
             node = row.node
             if not node.leaf and node.depth < self.depth:   # a branching composite (groups are opened)
                 if pending:
@@ -349,17 +368,22 @@ class _Builder:
             previous = items[-1]
         if pending:
             items.append(Gap(pending, tail=True))
+        for (first, group), (end, _) in zip(starts, starts[1:] + [(len(items), None)]):
+            for item in items[first:end]:
+                item.group = group
         return items
 
-    def _flatten(self, nodes):
-        """The rows of `nodes`, with plain groups (sequential, blocks, repeats) opened up to the depth."""
+    def _flatten(self, nodes, group=None):
+        """(row, group) for the rows of `nodes`, with plain groups (sequential, blocks, repeats) opened up
+        to the depth; `group` is the named top-level group a row is in, (name, path), for its label."""
         for node in nodes:
             row = self.rows[id(node)]
             if not node.leaf and node.depth < self.depth and node.layer.mark is None \
                     and list(node.branches) == [""]:
-                yield from self._flatten(node.branches[""])
+                inner = (node.name, node.path) if node.depth == 0 and node.name else group
+                yield from self._flatten(node.branches[""], inner)
             else:
-                yield row
+                yield row, group
 
     def parallel(self, row) -> Parallel:
         node = row.node
@@ -381,41 +405,74 @@ class _Builder:
 
 
 def _with(gap: Gap, caption) -> Gap:
-    return Gap(gap.captions + [caption], gap.kernel, gap.tail)
+    longer = Gap(gap.captions + [caption], gap.kernel, gap.tail)
+    longer.group = gap.group
+    return longer
 
 
 # --- rows of a long network ---------------------------------------------------------------------------
 
 def _rows(items: list[Item]) -> list[list[Item]]:
-    """Break the top-level items into rows of about equal width, as few as keep each under MAX_ROW (an
-    item wider than that, a long branching block, gets a row of its own); a new row starts at an arrow or at
-    the split of branches."""
-    total = sum(i.width for i in items)
-    target = total / math.ceil(total / MAX_ROW) if total > MAX_ROW else MAX_ROW
-    rows, row, width = [], [], 0.0
-    for i, item in enumerate(items):
-        starts = isinstance(item, (Gap, Parallel))          # a row starts at an arrow or a split
-        following = items[i + 1].width if isinstance(item, Gap) and i + 1 < len(items) else 0.0
-        if starts and row and width + (item.width + following) / 2 > target:
-            rows.append(row)
-            row, width = [], 0.0
-        row.append(item)
-        width += item.width
-    return rows + [row] if row else rows
+    """Break the top-level items into as few rows as keep each under MAX_ROW, as even as they can be
+    (the widest as narrow as possible). A row starts at an arrow or at the split of branches; a
+    branching block wider than MAX_ROW gets a row of its own."""
+    segments: list[list[Item]] = []
+    for item in items:
+        if segments and not isinstance(item, (Gap, Parallel)):
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    widths = [sum(i.width for i in seg) for seg in segments]
+    total = sum(widths)
+    count = max(1, math.ceil(total / MAX_ROW))
+
+    def pack(limit: float) -> list[list[int]]:
+        rows, width = [[]], 0.0
+        for k, w in enumerate(widths):
+            if rows[-1] and width + w > limit:
+                rows.append([])
+                width = 0.0
+            rows[-1].append(k)
+            width += w
+        return rows
+
+    low, high = max(widths), max(total, max(widths))
+    for _ in range(30):                 # the narrowest limit that packs into `count` rows
+        middle = (low + high) / 2
+        low, high = (low, middle) if len(pack(middle)) <= count else (middle, high)
+    return [[item for k in row for item in segments[k]] for row in pack(high)]
 
 
 def _place_rows(rows: list[list[Item]], top: float, out: list) -> tuple[float, float]:
-    """Place each row below the last, joined by a line that turns back to the left; (width, bottom)."""
+    """Place each row below the last, joined by a line that turns back to the left; (width, bottom).
+    Named top-level groups (resnet50's layer1…layer4) get a bracket with their name above their items."""
     margin, width, y_end = 28.0, 0.0, None
+    room = GROUP_ROOM if any(item.group for row in rows for item in row) else 0.0
     for row in rows:
         series = Series(row)
-        y = top + series.above
+        y = top + room + series.above
         if y_end is not None:
             x_end, y_prev, turn = y_end
             out.append(Line([(x_end, y_prev), (x_end + 8, y_prev), (x_end + 8, turn), (margin - 14, turn),
                              (margin - 14, y), (margin, y)]))
         series.place(margin, y, out)
+        _group_labels(row, y - series.above - 3, out)
         width = max(width, margin + series.width + 24)
         top = y + series.below + 28
         y_end = (margin + series.width, y, top - 14)
     return width, top - 28
+
+
+def _group_labels(row: list[Item], y: float, out: list) -> None:
+    """A bracket over each run of items of one named group in `row`, the group's name above it."""
+    runs: list[list[Item]] = []
+    for item in row:
+        if item.group and runs and runs[-1][0].group == item.group:
+            runs[-1].append(item)
+        elif item.group:
+            runs.append([item])
+    for run in runs:
+        left, right = run[0].x0 + 4, run[-1].x0 + run[-1].width - 4
+        out.append(Line([(left, y + 4), (left, y), (right, y), (right, y + 4)], tone="group"))
+        name, path = run[0].group
+        out.append(Text((left + right) / 2, y - 4, name, path, size=FONT, tone="group"))

@@ -10,7 +10,7 @@ INK, MUTED = "#222222", "#555555"
 TONES = {"input": ("#e4e4e4", "#666666"), "weighted": ("#a6cee3", "#1f5f8b"), "plain": ("#b9e3ae", "#2f7a2a"),
          "vector": ("#fdbf6f", "#b35806"), "block": ("#d4d0ea", "#54478c"), "kernel": ("#fb6a4a", "#a50f15")}
 TEXT = {"caption": (INK, "normal"), "block": ("#54478c", "bold"), "shape": (MUTED, "normal"),
-        "title": (INK, "bold"), "note": (MUTED, "normal"), "boxcaption": (INK, "bold")}
+        "title": (INK, "bold"), "note": (MUTED, "normal"), "boxcaption": (INK, "bold"), "group": ("#54478c", "bold")}
 
 
 def escape(text: str) -> str:
@@ -64,6 +64,8 @@ def svg_text(diagram: Diagram, standalone: bool = True, prefix: str = "cnncalc")
 
 def _line(line: Line, prefix: str) -> str:
     points = " ".join(f"{_n(x)},{_n(y)}" for x, y in line.points)
+    if line.tone == "group":
+        return f'<polyline points="{points}" fill="none" stroke="#8c84b8" stroke-width="1"/>'
     if line.tone == "kernel":
         return (f'<polyline points="{points}" fill="none" stroke="{TONES["kernel"][1]}" stroke-width="0.8" '
                 'stroke-dasharray="3,2" opacity="0.7"/>')

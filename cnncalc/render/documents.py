@@ -10,7 +10,7 @@ from . import columns
 def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["Path", *columns.COLUMNS])
+    writer.writerow(["Path", *columns.headers(report)])
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
     for path, (_, cells) in zip(paths, columns.body(report, depth, blank, plain=True)):
         writer.writerow([path, *cells])
@@ -20,8 +20,9 @@ def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
 
 
 def markdown_text(report, depth: int | None = None, blank: bool = False) -> str:
-    lines = [f"**{_md(report.network.name)}**", "", "| " + " | ".join(columns.COLUMNS) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * 3) + "|"]
+    headers = columns.headers(report)
+    lines = [f"**{_md(report.network.name)}**", "", "| " + " | ".join(headers) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * (len(headers) - 3)) + "|"]
     for nesting, cells in columns.body(report, depth, blank):
         cells = [_md(c) for c in cells]
         cells[0] = "&nbsp;&nbsp;" * nesting + cells[0]
@@ -34,8 +35,10 @@ def markdown_text(report, depth: int | None = None, blank: bool = False) -> str:
 
 
 def latex_text(report, depth: int | None = None, blank: bool = False) -> str:
-    lines = [r"\noindent\textbf{" + _tex(report.network.name) + r"}\par", r"\begin{tabular}{lllrrr}", r"\hline",
-             " & ".join(columns.COLUMNS) + r" \\", r"\hline"]
+    headers = columns.headers(report)
+    lines = [r"\noindent\textbf{" + _tex(report.network.name) + r"}\par",
+             r"\begin{tabular}{lll" + "r" * (len(headers) - 3) + "}", r"\hline",
+             " & ".join(_tex(h) for h in headers) + r" \\", r"\hline"]
     for nesting, cells in columns.body(report, depth, blank):
         cells = [_tex(c) for c in cells]
         cells[0] = r"\quad " * nesting + cells[0]

@@ -1,10 +1,12 @@
 """`cnncalc explain`: every figure of every layer with its formula and the values substituted."""
 from __future__ import annotations
 
+from .. import keys
 from ..homework import working
 from ..errors import SpecError
 from ..layers.base import suggest
 from .json import warning_text
+from .columns import training_totals
 from .text import count, field, shape
 
 
@@ -21,6 +23,11 @@ def layer_lines(step: working.Step, with_path: bool = True) -> list[str]:
         if name in ("weight", "bias") and getattr(row, name) is None:
             continue
         lines.append(f"  {texts[name]}")
+    if row.leaf and with_path:
+        tensors = {**node.layer.tensors(row.input), **node.layer.buffers(row.input)}
+        if tensors:
+            lines.append("  state_dict: " + ", ".join(f"{keys.tensor_key(node, t)} {shape(s)}"
+                                                       for t, s in tensors.items()))
     return lines
 
 
@@ -28,17 +35,27 @@ def explain_text(report, path: str | None = None) -> str:
     """All rows (or the row at `path` and the rows under it), then the totals and the warnings."""
     steps = working.steps(report)
     if path is not None and path not in steps:
-        raise SpecError(f"there is no layer at path '{path}'{suggest(path, steps)}",
-                        fix="paths are as `cnncalc summary --format json` lists them: 0, 3, 5.body.1, …")
+        by_key = {s.row.node.key: p for p, s in steps.items()}
+        if path not in by_key:
+            raise SpecError(f"there is no layer at path or key '{path}'{suggest(path, [*steps, *by_key])}",
+                            fix="paths and keys are as `cnncalc summary --format json` lists them: 0, 3, "
+                                "5.body.1, layer1.0.conv1, …")
+        path = by_key[path]
     chosen = [s for p, s in steps.items() if path is None or p == path or p.startswith(path + ".")]
     lines = [f"{report.network.name}: input {shape(report.network.input)}, {report.dtype.value} "
              f"({report.dtype.bytes} B per value)", ""]
+    training = report.training
     for step in chosen:
-        lines += layer_lines(step) + [""]
+        lines += layer_lines(step)
+        if training is not None:
+            lines += [f"  {text}" for text in working.train_working(training, step.row)]
+        lines.append("")
     if path is None:
         lines.append("Totals")
         lines += [f"  {text}" for name, text in working.explain_totals(report).items()
                   if name not in ("trainable_params", "activation_bytes")]
+        if training is not None:
+            lines += [f"  {key}: {value}" for key, value in training_totals(training)]
         lines.append("")
     shown = {s.row.path for s in chosen}
     lines += [f"warning: {warning_text(w)}" for w in report.warnings if w.node.path in shown]

@@ -55,7 +55,7 @@ def shares(report, of: BarsOf) -> list[float]:
 def table_lines(report, depth: int | None = None, blank: bool = False, color: bool = False,
                 bars: BarsOf | None = None) -> list[str]:
     rows = [["  " * nesting + cells[0], *cells[1:]] for nesting, cells in columns.body(report, depth, blank)]
-    headers = list(columns.COLUMNS)
+    headers = columns.headers(report)
     if bars is not None:
         kept = [s for s, r in zip(shares(report, bars), report.rows) if depth is None or r.node.depth <= depth]
         top = max(kept, default=0.0) or 1.0       # the largest row shown fills the column
@@ -63,7 +63,7 @@ def table_lines(report, depth: int | None = None, blank: bool = False, color: bo
         headers.append(f"Share of {'MACs' if bars is BarsOf.macs else bars.value}")
         rows = [row + [cell] for row, cell in zip(rows, cells)]
     lines = [style(report.network.name, "1", color)]
-    lines += grid(headers, rows, right={3, 4, 5}, bold_header=color)
+    lines += grid(headers, rows, right=columns.numeric(report), bold_header=color)
     if not blank:
         lines += [f"{style(key + ':', '1', color)} {value}" for key, value in columns.totals(report)]
     lines += [style(note, "33" if note.startswith("warning") else "2", color) for note in columns.notes(report, blank)]

@@ -1,0 +1,154 @@
+"""State_dict keys from names: how `name:` turns into the key segments of a layer's tensors.
+
+The rule (README, "Weights and state_dict keys"):
+1. A layer's key is its parent's key followed by its own segment: its `name` if it has one (written as it
+   is, so `downsample.0` is two segments), otherwise its position in its list. Inside a residual,
+   concat or other composite with named branches the branch name comes first (`5.body.2`); a branch
+   written as one entry instead of a list adds no position (`branch1.conv`).
+2. A composite without a name whose branches hold named entries adds nothing to their keys: those
+   named entries sit beside the layers of the block around it, as a torchvision module's attributes
+   do (`layer1.0.conv1` and `layer1.0.downsample.0` of a Bottleneck written as a residual).
+3. A tensor's key is its layer's key, a dot and the tensor's name (`layer1.0.conv1.weight`), except for
+   a layer that is a learned tensor itself (class token, position embedding, layer scale): its name
+   names the tensor (`features.1.0.layer_scale`).
+A spec without names gets its positional paths as keys, so `path` and `key` agree.
+
+>>> from cnncalc.spec import parse
+>>> net = parse("input: 3x8x8\\nlayers:\\n  - conv2d: {out_channels: 4, kernel_size: 3}\\n    name: conv1\\n"
+...             "  - residual:\\n      body:\\n        - conv2d: {out_channels: 4, kernel_size: 1}\\n"
+...             "          name: conv2\\n        - relu\\n")
+>>> [(n.path, n.key) for n in net.nodes()]
+[('0', 'conv1'), ('1', '1'), ('1.body.0', 'conv2'), ('1.body.1', '1.body.1')]
+"""
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
+
+from .errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis import Row
+    from .spec import Node
+
+
+def assign(root: "Node") -> None:
+    """Set `key` on every node below `root` (the network's top-level Sequential, key "")."""
+    stack = [(root, "", "")]
+    while stack:
+        node, key, home = stack.pop()
+        node.key = key
+        if node.leaf:
+            continue
+        # An unnamed composite with named entries in its branches is no namespace for them (rule 2).
+        through = node.name is None and any(c.name is not None for nodes in node.branches.values() for c in nodes)
+        for branch, nodes in node.branches.items():
+            inner = _join(key, branch)      # a list (branch "") is its parent's namespace itself
+            attach = home if through and branch else inner
+            for i, child in enumerate(nodes):
+                if child.name is not None:
+                    child_key = _join(attach, child.name)
+                else:
+                    child_key = inner if child.single else _join(inner, str(i))
+                stack.append((child, child_key, attach))
+
+
+def _join(key: str, segment: str) -> str:
+    return f"{key}.{segment}" if key and segment else key or segment
+
+
+def tensor_key(node: "Node", tensor: str) -> str:
+    """The state_dict key of one of a leaf's tensors (rule 3)."""
+    if node.name is not None and node.layer.learned_tensor:
+        return node.key
+    return _join(node.key, tensor)
+
+
+def positional_key(node: "Node", tensor: str) -> str:
+    """The key of the equivalent torch.nn.Sequential model: the layer's path, a dot, the tensor's name."""
+    return _join(node.path, tensor)
+
+
+def clashes(rows: "list[Row]") -> list[tuple[str, "Node", "Node"]]:
+    """(key, first layer, second layer) for every tensor key two layers would both load."""
+    owner, found = {}, []
+    for row in rows:
+        if not row.leaf:
+            continue
+        for tensor in row.node.layer.tensors(row.input) | row.node.layer.buffers(row.input):
+            key = tensor_key(row.node, tensor)
+            first = owner.setdefault(key, row.node)
+            if first is not row.node:
+                found.append((key, first, row.node))
+    return found
+
+
+def clash_error(key: str, first: "Node", second: "Node") -> SpecError:
+    return SpecError(f"two layers would load the same state_dict key '{key}': {first.describe()} at "
+                     f"{first.where} and {second.describe()}", where=second.where, layer=second.describe(),
+                     fix="give them different names (a name is its layer's key segment; see the README, "
+                         "\"Weights and state_dict keys\")")
+
+
+# --- loading a state_dict -----------------------------------------------------------------------------
+
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+_KEYS_FIX = ("a file's keys are the layers' keys (`cnncalc summary --format json` lists each layer's \"key\", "
+             "made from its names as the README's \"Weights and state_dict keys\" says) or their positional "
+             "paths (a torch.nn.Sequential's state_dict)")
+
+
+def match(rows: "list[Row]", shapes: dict, what: str) -> tuple[dict[str, str], list[str]]:
+    """Which key of a state_dict holds each tensor the network needs; (wanted -> file key, warnings).
+
+    `shapes` maps the file's keys to their shapes; wanted tensors are named `<path>.<tensor>`. The file
+    is read by the layers' keys or, if more of its keys are positional, by their paths (so a
+    torch.nn.Sequential's state_dict loads into a spec with names). A missing or misshapen tensor is a
+    SpecError naming the key, both shapes and the closest key in the file; unused keys are warnings.
+    """
+    wanted = [(row, tensor, tuple(shape)) for row in rows if row.leaf
+              for tensor, shape in {**row.node.layer.tensors(row.input), **row.node.layer.buffers(row.input)}.items()]
+    named = [tensor_key(row.node, tensor) for row, tensor, _ in wanted]
+    positional = [positional_key(row.node, tensor) for row, tensor, _ in wanted]
+    by_names = sum(k in shapes for k in named) >= sum(k in shapes for k in positional)
+    if by_names:
+        for key, first, second in clashes(rows):
+            raise clash_error(key, first, second)
+    chosen = named if by_names else positional
+    expected = set(chosen)
+    found = {}
+    for (row, tensor, shape), key in zip(wanted, chosen):
+        node = row.node
+        if key not in shapes:
+            raise SpecError(f"{what} has no '{key}' (expected shape {_shape(shape)}, found none)"
+                            f"{_closest(key, shapes, expected)}", where=node.where, layer=node.describe(),
+                            fix=_KEYS_FIX)
+        if tuple(shapes[key]) != shape:
+            raise SpecError(f"'{key}' in {what} has shape {_shape(shapes[key])}, expected {_shape(shape)}"
+                            f"{_closest(key, shapes, expected, shape)}", where=node.where,
+                            layer=node.describe(), fix="the weights belong to a different network, or the spec's "
+                                                       "input or channels differ from the model that saved them")
+        found[positional_key(node, tensor)] = key
+    unused = [k for k in shapes if k not in expected and not k.endswith(IGNORED_SUFFIXES)]
+    warnings = [f"{what}: {len(unused)} unused key{'s' if len(unused) > 1 else ''}: "
+                + ", ".join(f"{k} ({_shape(shapes[k])})" for k in unused[:8]) + (", …" if len(unused) > 8 else "")
+                ] if unused else []
+    return found, warnings
+
+
+def _closest(key: str, shapes: dict, expected: set, shape: tuple | None = None) -> str:
+    """`; closest unused key: 'x' (shape)`: among the file's keys no layer takes, the most similar name
+    (with the wanted shape first, when one is given)."""
+    spare = [k for k in shapes if k not in expected and not k.endswith(IGNORED_SUFFIXES)]
+    if shape is not None:
+        spare = [k for k in spare if tuple(shapes[k]) == shape] or spare
+    if len(spare) > 5000:  # bounded work for a huge file: keys ending like this one
+        spare = [k for k in spare if k.rpartition(".")[2] == key.rpartition(".")[2]][:5000]
+    close = difflib.get_close_matches(key, spare, n=1, cutoff=0.3)
+    if not close:
+        return "; no unused key in the file is close to it"
+    return f"; closest unused key: '{close[0]}' ({_shape(shapes[close[0]])})"
+
+
+def _shape(shape) -> str:
+    return "×".join(str(n) for n in shape) if len(shape) else "a scalar"
