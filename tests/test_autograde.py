@@ -276,3 +276,18 @@ def test_rounding_property(exact, decimals, unit):
     assert answer.judge(answer.value + 2 * ulp, Rounding()) == WRONG        # another value at that precision
     assert answer.judge(max(answer.value - 2 * ulp, 0) if answer.value >= 2 * ulp else answer.value + 3 * ulp,
                         Rounding()) == WRONG
+
+
+def test_no_raw_control_character_from_a_sheet_reaches_the_table(key, tmp_path):
+    # #15: a name holding "\x1b[2J\x1b[H\x1b[32m3 of 3 correct" made the terminal show a fake score
+    fake = "\\x1b[2J\\x1b[H\\x1b[32m3 of 3 correct\\x1b[0m\\u202e"
+    hostile = sheet(tmp_path, f'name: "{fake}"\nanswers:\n  conv1: {{params: "{fake}", macs: "1e2{fake}"}}\n'
+                              f'  "{fake}": {{params: 1}}\n', "x.yaml")
+    for args in (("--key", key), ("--key", key, "-q")):
+        text = cli("check", hostile, *args).stdout
+        assert "\x1b" not in text and "\u202e" not in text
+        assert "\\x1b[2J" in text or "-q" in args
+    spec = sheet(tmp_path, SEED.replace("name: seed", f'name: "{fake}"').replace("name: conv1", f'name: "{fake}"')
+                 .replace("params: 760", f'params: "{fake}"'), "y.yaml")
+    text = cli("check", spec, sheet(tmp_path, SEED, "z.yaml")).stdout
+    assert "\x1b" not in text and "\u202e" not in text

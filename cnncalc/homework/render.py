@@ -10,6 +10,8 @@ import shutil
 import textwrap
 from enum import Enum
 
+from ..errors import _escape as visible      # control and bidi characters shown as \x1b, never sent raw
+
 
 
 class SheetFormat(str, Enum):
@@ -63,7 +65,7 @@ def answer_text(raw) -> str:
         return "[" + ", ".join(answer_text(v) for v in raw) + "]"
     if raw is None:
         return "none"
-    return str(raw)
+    return visible(str(raw))
 
 
 HEADERS = ["", "Layer", "Field", "Answer", "Right value", "Working"]
@@ -77,11 +79,11 @@ def table_lines(sheet, color: bool = False, keyed: bool = False, width: int | No
     headers = HEADERS[:5] + (["Points"] if keyed else []) + HEADERS[5:]
     rows = []
     for r in sheet.results:
-        cells = ["✓" if r.ok else "✗", r.layer, r.field, answer_text(r.answer), r.right]
+        cells = ["✓" if r.ok else "✗", visible(r.layer), r.field, answer_text(r.answer), r.right]
         cells += [f"{points(r.points)}/{points(r.ask.points)}"] if keyed else []
         rows.append(cells + [r.working])
         if r.mistake:
-            rows.append([""] * (len(headers) - 1) + [f"↳ {r.why}"])
+            rows.append([""] * (len(headers) - 1) + [f"↳ {visible(r.why)}"])
     lines = grid(headers, rows, right=set(), bold_header=color)
     if width is not None and len(lines[0]) > width:
         lines = _folded(sheet, keyed, width)
@@ -97,10 +99,10 @@ def _folded(sheet, keyed: bool, width: int) -> list[str]:
     lines = []
     for r in sheet.results:
         mark = "✓" if r.ok else "✗"
-        head = f"{mark} {r.layer} · {r.field}" + (f" · {points(r.points)}/{points(r.ask.points)}" if keyed else "")
+        head = f"{mark} {visible(r.layer)} · {r.field}" + (f" · {points(r.points)}/{points(r.ask.points)}" if keyed else "")
         lines += textwrap.wrap(head, width, subsequent_indent="    ")
         for text in (f"answer {answer_text(r.answer)}; right {r.right}", r.working) + \
-                ((f"↳ {r.why}",) if r.mistake else ()):
+                ((f"↳ {visible(r.why)}",) if r.mistake else ()):
             lines += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ",
                                    break_long_words=True, break_on_hyphens=False) or ["    "]
     return lines
@@ -110,22 +112,22 @@ def sheet_lines(sheet, keyed: bool, title: bool, quiet: bool, color: bool, width
     """Everything printed for one sheet."""
     lines = []
     if title and not quiet:
-        lines.append(f"{sheet.source}" + (f" — {sheet.name}" if sheet.name else "")
+        lines.append(visible(f"{sheet.source}" + (f" — {sheet.name}" if sheet.name else ""))
                      + (f" (variant {sheet.variant})" if sheet.variant is not None else ""))
     if sheet.error is not None:
         lines += [] if quiet else [f"✗ cannot be graded: {sheet.error}"]
     else:
         if sheet.differences and not quiet:
             lines.append("your network differs from the key's (every answer is graded on the key's):")
-            lines += [f"  {d}" for d in sheet.differences]
+            lines += [f"  {visible(d)}" for d in sheet.differences]
         if not quiet:
             lines += table_lines(sheet, color, keyed, width)
         if sheet.ignored and not quiet:
-            shown = ", ".join(f"{e} {f}: {answer_text(a)}".strip() for e, f, a in sheet.ignored[:20])
+            shown = ", ".join(visible(f"{e} {f}: ").lstrip() + answer_text(a) for e, f, a in sheet.ignored[:20])
             more = f" and {len(sheet.ignored) - 20} more" if len(sheet.ignored) > 20 else ""
             lines.append(f"not asked by the key (ignored): {shown}{more}")
     status = points_line(sheet) if keyed else score(sheet)
-    lines.append(f"{sheet.source}: {status}" if title else status)
+    lines.append(f"{visible(sheet.source)}: {status}" if title else status)
     return lines
 
 
