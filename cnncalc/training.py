@@ -194,7 +194,6 @@ class _Walk:
         self.amp = amp is not Amp.none
         self.value = dtype.bytes
         self.half = 2
-        self.stat = 4 if self.amp else dtype.bytes
         self.network = report.network
         self.steps: dict[str, LayerStep] = {}
         self.kept_by: dict[int, str] = {}         # storage -> the first layer keeping it
@@ -232,10 +231,10 @@ class _Walk:
 
     def layer(self, node: Node, row: Row, x: _Tensor) -> _Tensor:
         layer = node.layer
-        # Under autocast, conv and linear compute in half precision; on CUDA, softmax and the layer and
-        # group norms in float32 (torch.autocast's op lists); the rest in their input's type.
+        # Under autocast, conv and linear compute in half precision, a few layers in float32 (torch.autocast's
+        # op lists: `autocast_float32`), the rest in their input's type.
         cast = self.half if self.amp and layer.autocast else \
-            4 if self.amp and self.device == "cuda" and layer.autocast_float32 else None
+            4 if self.amp and layer.autocast_float32(self.device) else None
         grad = x.grad or row.params > 0
         if allocates(row, training=True):
             y = self.new(row.output, cast or x.itemsize, grad)
@@ -244,7 +243,7 @@ class _Walk:
         step = LayerStep(input_grad=x.grad)
         step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
         # Autograd records nothing where neither the input nor a parameter needs a gradient.
-        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad)) if grad else ():
+        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad, self.amp)) if grad else ():
             self.keep(step, node.path, saved, row, x, y, cast)
         self.steps[node.path] = step
         gradients = y.elements * y.itemsize + (x.elements * x.itemsize if x.grad else 0)
@@ -258,7 +257,8 @@ class _Walk:
                 step.saved_bytes += step.kept[-1].bytes
                 self.fixed += step.kept[-1].bytes
             return
-        if saved.of in ("input", "output") and not (cast and saved.cast and saved.of == "input" and x.itemsize != cast):
+        want = {"layer": cast, "none": None, "float32": 4 if self.amp else None}[saved.cast]
+        if saved.of in ("input", "output") and not (want and saved.of == "input" and x.itemsize != want):
             tensor = x if saved.of == "input" else y
             shape = (self.batch, *(row.input if saved.of == "input" else row.output))
             first = self.kept_by.setdefault(tensor.storage, path)
@@ -270,22 +270,25 @@ class _Walk:
                 step.saved_bytes += tensor.elements * tensor.itemsize
             return
         if saved.of == "input":                   # autocast's copy of its input in the type it computes in
-            precision = "half precision" if cast == self.half else "float32"
-            shape, itemsize, why = (self.batch, *row.input), cast, saved.why + f" (cast to {precision} by autocast)"
+            precision = "half precision" if want == self.half else "float32"
+            shape, itemsize, why = (self.batch, *row.input), want, saved.why + f" (cast to {precision} by autocast)"
         else:
             shape = (self.batch, *saved.shape) if saved.per_sample else saved.shape
-            itemsize, why = self._itemsize(saved, cast, y), saved.why
+            itemsize, why = self._itemsize(saved, cast, x, y, row), saved.why
         kept = Kept(why, shape, itemsize)
         step.kept.append(kept)
         step.saved_bytes += kept.bytes
         if saved.of == "new" and not saved.per_sample:
             self.fixed += kept.bytes
 
-    def _itemsize(self, saved: Saved, cast: int | None, y: _Tensor) -> int:
+    def _itemsize(self, saved: Saved, cast: int | None, x: _Tensor, y: _Tensor, row: Row) -> int:
         if saved.dtype == "stat":
-            return self.stat
+            # Statistics are float32 where the kernel mixes types: CUDA's under autocast, and the CPU's
+            # when a half input meets float32 parameters or running statistics; else the input's type.
+            mixed = self.amp and (self.device == "cuda" or row.params or row.buffers)
+            return 4 if mixed else x.itemsize
         if saved.dtype == "mask":
             return 1
         if saved.dtype in ITEMSIZE:
             return ITEMSIZE[saved.dtype]
-        return cast if cast and saved.cast else y.itemsize
+        return cast if cast and saved.cast == "layer" else y.itemsize

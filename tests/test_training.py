@@ -150,6 +150,7 @@ def test_random_stacks_save_and_count_what_pytorch_does(text):
     except Exception:  # noqa: BLE001 - a stack torch refuses is the property tests' business
         return
     _compare(text, batches=(1, 8))
+    _compare(text, batches=(2,), amp="bfloat16")          # CPU autocast, its float32 ops included
     try:
         assert _torch_counted(report, 2) == tt.step_macs(network, 2)
     except ValueError as e:
@@ -361,3 +362,21 @@ def test_cuda_autocast_runs_softmax_and_norms_in_float32():
     assert cpu["1"].saved_bytes == 8 * 16 * 2 + 2 * 8 * 4        # the half input itself
     assert cuda["2"].saved_bytes == 8 * 16 * 2 + 16 * 4 * 2      # half copies of input and weight
     assert cpu["2"].saved_bytes == 8 * 16 * 2 + 16 * 4 * 2       # the LayerNorm's half output, the weight's copy
+
+
+@pytest.mark.parametrize("layers", [
+    ["conv3d: {out_channels: 4, kernel_size: 1}", "maxpool3d: {kernel_size: 2}", "conv3d: {out_channels: 4, kernel_size: 1}",
+     "avgpool3d: {kernel_size: 1}", "adaptiveavgpool3d: {output_size: 2}", "adaptivemaxpool3d: {output_size: 1}"],
+    ["conv3d: {out_channels: 4, kernel_size: 1}",
+     "conv3d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: replicate}",
+     "conv3d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: reflect}"],
+])
+def test_cpu_autocast_runs_3d_pooling_and_padding_in_float32(layers):
+    _compare("input: 3x4x4x4\nlayers:\n" + "".join(f"  - {layer}\n" for layer in layers), batches=(2,), amp="bfloat16")
+
+
+def test_cpu_autocast_pads_2d_in_float32():
+    _compare("input: 3x6x6\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 1}\n"
+             "  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: reflect}\n"
+             "  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: replicate}\n",
+             batches=(2,), amp="float16")

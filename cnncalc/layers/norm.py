@@ -55,7 +55,9 @@ class GroupNorm(Layer):
     """Normalise each group of C/G channels over its channels and positions; γ, β per channel."""
 
     signature = dict(num_groups=REQUIRED, num_channels=None, eps=1e-5, affine=True)
-    autocast_float32 = True
+
+    def autocast_float32(self, device):
+        return device == "cuda"
 
     def setup(self, a: ArgReader) -> None:
         self.num_groups = a.int("num_groups")
@@ -93,7 +95,9 @@ class LayerNorm(Layer):
     """Normalise over the trailing `normalized_shape` (default: the whole per-sample shape)."""
 
     signature = dict(normalized_shape=None, eps=1e-5, elementwise_affine=True, bias=True)
-    autocast_float32 = True
+
+    def autocast_float32(self, device):
+        return device == "cuda"
 
     def setup(self, a: ArgReader) -> None:
         given = a.raw("normalized_shape")
