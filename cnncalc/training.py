@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .analysis import DType, Report, Row, allocates
+from .analysis import DType, Report, Row, Warning, allocates
 from .errors import SpecError
 from .layers.base import Saved, TrainContext
 from .spec import Node
@@ -112,6 +112,7 @@ class Training:
     totals: TrainTotals
     dtype: DType = DType.float32
     fits: dict[str, int] = field(default_factory=dict)   # precision choice -> largest batch in the budget
+    warnings: list[Warning] = field(default_factory=list)
 
 
 def train(report: Report, batch: int | None = None, optimizer: Optimizer | str = DEFAULT_OPTIMIZER,
@@ -137,7 +138,7 @@ def train(report: Report, batch: int | None = None, optimizer: Optimizer | str =
         totals.max_batch = _largest(budget, totals, walk.fixed, batch)
         for label, (other, half) in PRECISIONS.items():
             fits[label] = max_batch(report, budget, optimizer, half, device, other)
-    return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits)
+    return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits, walk.warnings)
 
 
 # The precision choices whose largest batch `--budget` lists: (model dtype, autocast type).
@@ -200,6 +201,7 @@ class _Walk:
         self.storages = 0
         self.transient = 0
         self.fixed = 0                            # saved bytes that do not grow with the batch
+        self.warnings: list[Warning] = []
 
     def new(self, shape: tuple, itemsize: int, grad: bool, per_sample: bool = True) -> _Tensor:
         self.storages += 1
@@ -241,6 +243,7 @@ class _Walk:
         else:                                     # a view or in place: the input's storage
             y = _Tensor(x.storage, x.elements, x.itemsize, grad)
         step = LayerStep(input_grad=x.grad)
+        self.warnings += [Warning(node, text) for text in layer.training_notes(row.input, self.batch)]
         step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
         # Autograd records nothing where neither the input nor a parameter needs a gradient.
         for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad, self.amp)) if grad else ():

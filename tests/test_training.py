@@ -380,3 +380,12 @@ def test_cpu_autocast_pads_2d_in_float32():
              "  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: reflect}\n"
              "  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1, padding_mode: replicate}\n",
              batches=(2,), amp="float16")
+
+
+def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
+    text = "input: 8\nlayers:\n  - linear: {out_features: 4}\n  - batchnorm1d\n"
+    report = cnncalc.analyse(cnncalc.parse(text))
+    assert len(train(report, 1).warnings) == 1 and "batch of 2 or more" in train(report, 1).warnings[0].text
+    assert train(report, 2).warnings == []
+    with pytest.raises(ValueError, match="more than 1 value per channel"):    # PyTorch agrees
+        tt.saved(cnncalc.parse(text), 1)

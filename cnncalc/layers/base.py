@@ -166,6 +166,10 @@ class Layer:
         """
         return KEEPS_INPUT
 
+    def training_notes(self, shape: Shape, batch: int) -> list[str]:
+        """Warnings that apply only in training (BatchNorm with one value per channel)."""
+        return []
+
     def backward_macs(self, shape: Shape, out: Shape, input_grad: bool) -> int:
         """Multiply-adds of the backward pass: a weight's gradient costs the forward MACs again, and
         the input's gradient (only when the input requires one) too."""

@@ -1,6 +1,8 @@
 """Normalisation (torch.nn.BatchNorm1d/2d/3d, GroupNorm, LayerNorm)."""
 from __future__ import annotations
 
+import math
+
 from ..errors import SpecError
 from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
@@ -39,6 +41,13 @@ class BatchNorm(Layer):
         # Without running statistics PyTorch normalises with the batch's mean and variance even at
         # inference, so every output depends on every position: the field is global.
         return fields if self.track_running_stats else None
+
+    def training_notes(self, shape, batch):
+        values = batch * math.prod(shape[1:])
+        if values > 1:
+            return []
+        return [f"in training PyTorch refuses a BatchNorm that sees one value per channel (batch {batch} × "
+                f"{fmt_shape(shape[1:]) if len(shape) > 1 else '1'} positions): train with a batch of 2 or more"]
 
     def saved(self, shape, out, ctx):
         """In training: its input and the batch's mean and inverse std per channel (whatever the batch)."""
