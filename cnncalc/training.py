@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .analysis import DType, Report, Row, allocates
+from .analysis import DType, Report, Row, Warning, allocates
 from .errors import SpecError
 from .layers.base import Saved, TrainContext
 from .spec import Node
@@ -112,6 +112,7 @@ class Training:
     totals: TrainTotals
     dtype: DType = DType.float32
     fits: dict[str, int] = field(default_factory=dict)   # precision choice -> largest batch in the budget
+    warnings: list[Warning] = field(default_factory=list)
 
 
 def train(report: Report, batch: int | None = None, optimizer: Optimizer | str = DEFAULT_OPTIMIZER,
@@ -137,7 +138,7 @@ def train(report: Report, batch: int | None = None, optimizer: Optimizer | str =
         totals.max_batch = _largest(budget, totals, walk.fixed, batch)
         for label, (other, half) in PRECISIONS.items():
             fits[label] = max_batch(report, budget, optimizer, half, device, other)
-    return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits)
+    return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits, walk.warnings)
 
 
 # The precision choices whose largest batch `--budget` lists: (model dtype, autocast type).
@@ -194,13 +195,13 @@ class _Walk:
         self.amp = amp is not Amp.none
         self.value = dtype.bytes
         self.half = 2
-        self.stat = 4 if self.amp else dtype.bytes
         self.network = report.network
         self.steps: dict[str, LayerStep] = {}
         self.kept_by: dict[int, str] = {}         # storage -> the first layer keeping it
         self.storages = 0
         self.transient = 0
         self.fixed = 0                            # saved bytes that do not grow with the batch
+        self.warnings: list[Warning] = []
 
     def new(self, shape: tuple, itemsize: int, grad: bool, per_sample: bool = True) -> _Tensor:
         self.storages += 1
@@ -232,19 +233,20 @@ class _Walk:
 
     def layer(self, node: Node, row: Row, x: _Tensor) -> _Tensor:
         layer = node.layer
-        # Under autocast, conv and linear compute in half precision; on CUDA, softmax and the layer and
-        # group norms in float32 (torch.autocast's op lists); the rest in their input's type.
+        # Under autocast, conv and linear compute in half precision, a few layers in float32 (torch.autocast's
+        # op lists: `autocast_float32`), the rest in their input's type.
         cast = self.half if self.amp and layer.autocast else \
-            4 if self.amp and self.device == "cuda" and layer.autocast_float32 else None
+            4 if self.amp and layer.autocast_float32(self.device) else None
         grad = x.grad or row.params > 0
         if allocates(row, training=True):
             y = self.new(row.output, cast or x.itemsize, grad)
         else:                                     # a view or in place: the input's storage
             y = _Tensor(x.storage, x.elements, x.itemsize, grad)
         step = LayerStep(input_grad=x.grad)
+        self.warnings += [Warning(node, text) for text in layer.training_notes(row.input, self.batch)]
         step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
         # Autograd records nothing where neither the input nor a parameter needs a gradient.
-        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad)) if grad else ():
+        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad, self.amp)) if grad else ():
             self.keep(step, node.path, saved, row, x, y, cast)
         self.steps[node.path] = step
         gradients = y.elements * y.itemsize + (x.elements * x.itemsize if x.grad else 0)
@@ -258,7 +260,8 @@ class _Walk:
                 step.saved_bytes += step.kept[-1].bytes
                 self.fixed += step.kept[-1].bytes
             return
-        if saved.of in ("input", "output") and not (cast and saved.cast and saved.of == "input" and x.itemsize != cast):
+        want = {"layer": cast, "none": None, "float32": 4 if self.amp else None}[saved.cast]
+        if saved.of in ("input", "output") and not (want and saved.of == "input" and x.itemsize != want):
             tensor = x if saved.of == "input" else y
             shape = (self.batch, *(row.input if saved.of == "input" else row.output))
             first = self.kept_by.setdefault(tensor.storage, path)
@@ -270,22 +273,25 @@ class _Walk:
                 step.saved_bytes += tensor.elements * tensor.itemsize
             return
         if saved.of == "input":                   # autocast's copy of its input in the type it computes in
-            precision = "half precision" if cast == self.half else "float32"
-            shape, itemsize, why = (self.batch, *row.input), cast, saved.why + f" (cast to {precision} by autocast)"
+            precision = "half precision" if want == self.half else "float32"
+            shape, itemsize, why = (self.batch, *row.input), want, saved.why + f" (cast to {precision} by autocast)"
         else:
             shape = (self.batch, *saved.shape) if saved.per_sample else saved.shape
-            itemsize, why = self._itemsize(saved, cast, y), saved.why
+            itemsize, why = self._itemsize(saved, cast, x, y, row), saved.why
         kept = Kept(why, shape, itemsize)
         step.kept.append(kept)
         step.saved_bytes += kept.bytes
         if saved.of == "new" and not saved.per_sample:
             self.fixed += kept.bytes
 
-    def _itemsize(self, saved: Saved, cast: int | None, y: _Tensor) -> int:
+    def _itemsize(self, saved: Saved, cast: int | None, x: _Tensor, y: _Tensor, row: Row) -> int:
         if saved.dtype == "stat":
-            return self.stat
+            # Statistics are float32 where the kernel mixes types: CUDA's under autocast, and the CPU's
+            # when a half input meets float32 parameters or running statistics; else the input's type.
+            mixed = self.amp and (self.device == "cuda" or row.params or row.buffers)
+            return 4 if mixed else x.itemsize
         if saved.dtype == "mask":
             return 1
         if saved.dtype in ITEMSIZE:
             return ITEMSIZE[saved.dtype]
-        return cast if cast and saved.cast else y.itemsize
+        return cast if cast and saved.cast == "layer" else y.itemsize

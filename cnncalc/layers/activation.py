@@ -64,7 +64,9 @@ class _Softmax(Layer):
     """Softmax along `dim` (PyTorch counts the batch as dim 0, so channels are dim 1)."""
 
     signature = dict(dim=None)
-    autocast_float32 = True
+
+    def autocast_float32(self, device):
+        return device == "cuda"
 
     def setup(self, a: ArgReader) -> None:
         self.dim = a.int("dim", minimum=None, allow_none=True)

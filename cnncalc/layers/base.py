@@ -48,8 +48,9 @@ class Saved:
     `of` is "input" or "output" (the layer keeps that very tensor, so a storage kept by two layers is
     counted once), "new" (a tensor of its own: max pool's indices, BatchNorm's statistics, dropout's
     mask) or "weight" (a parameter: costs nothing, except under autocast, where the layer keeps the
-    half-precision copy it computed with). `cast`: under autocast the layer keeps the half-precision
-    copy it made of a float32 input (False for what it keeps before casting, e.g. a padding's input). `shape` (new tensors) is per sample when `per_sample`, else the whole tensor (BatchNorm's
+    half-precision copy it computed with). `cast`, under autocast: "layer" (the tensor in the type the
+    layer computes in: a copy where the input has another), "none" (as it is, e.g. what a padding keeps
+    before the conv casts) or "float32" (a float32 copy, for an operation autocast runs in float32). `shape` (new tensors) is per sample when `per_sample`, else the whole tensor (BatchNorm's
     per-channel statistics do not grow with the batch). `dtype`: "value" (the activations' element
     type), "stat" (statistics: float32 under autocast, else the model's type), "int64", or "mask"
     (dropout: a bool on CUDA, the value type on CPU).
@@ -60,16 +61,18 @@ class Saved:
     shape: tuple = ()
     dtype: str = "value"
     per_sample: bool = True
-    cast: bool = True
+    cast: str = "layer"
 
 
 @dataclass(frozen=True)
 class TrainContext:
     """What a saved-tensor rule may depend on besides shapes: the device whose kernels run ("cuda" or
-    "cpu") and whether the layer's input requires a gradient (false before the first parameter)."""
+    "cpu"), whether the layer's input requires a gradient (false before the first parameter) and
+    whether torch.autocast is on."""
 
     device: str = "cuda"
     input_grad: bool = True
+    amp: bool = False
 
 
 KEEPS_INPUT = (Saved("input", "its input (the default rule for a layer type without its own)"),)
@@ -144,9 +147,11 @@ class Layer:
     flatten does) or "inplace" (overwrites it). `output_storage` may decide per instance."""
     autocast: ClassVar[bool] = False
     """True where torch.autocast runs the layer in half precision (conv, linear: their matmuls)."""
-    autocast_float32: ClassVar[bool] = False
-    """True where CUDA's autocast runs the layer in float32 whatever its input (softmax, layer and
-    group norm); the CPU's autocast leaves them in their input's type."""
+
+    def autocast_float32(self, device: str) -> bool:
+        """True where torch.autocast on `device` runs the layer in float32 whatever its input (CUDA:
+        softmax, layer and group norm; the CPU: 3-D pooling)."""
+        return False
 
     def output_storage(self, shape: Shape, training: bool) -> str:
         """"new", "view" or "inplace" for this instance, in training or at inference."""
@@ -160,6 +165,10 @@ class Layer:
         output) says so here, and tests/test_training.py checks the rule against PyTorch.
         """
         return KEEPS_INPUT
+
+    def training_notes(self, shape: Shape, batch: int) -> list[str]:
+        """Warnings that apply only in training (BatchNorm with one value per channel)."""
+        return []
 
     def backward_macs(self, shape: Shape, out: Shape, input_grad: bool) -> int:
         """Multiply-adds of the backward pass: a weight's gradient costs the forward MACs again, and

@@ -125,7 +125,10 @@ class Conv(_Convolution):
         copy = Saved("new", f"the {self.padding_mode}-padded copy of its input, which it convolves", padded)
         if self.padding_mode == "circular" or not ctx.input_grad:   # no gradient through the padding
             return (copy, WEIGHT)
-        return (Saved("input", f"its input, for the gradient of the {self.padding_mode} padding", cast=False),
+        # The CPU's autocast pads in float32 (reflect in 1-D and 2-D, replicate in any).
+        float32 = ctx.amp and ctx.device == "cpu" and (self.padding_mode == "replicate" or self.rank < 3)
+        return (Saved("input", f"its input, for the gradient of the {self.padding_mode} padding",
+                      cast="float32" if float32 else "none"),
                 copy, WEIGHT)
 
     def label(self, shape: Shape) -> str:

@@ -1,6 +1,8 @@
 """Normalisation (torch.nn.BatchNorm1d/2d/3d, GroupNorm, LayerNorm)."""
 from __future__ import annotations
 
+import math
+
 from ..errors import SpecError
 from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
@@ -40,6 +42,13 @@ class BatchNorm(Layer):
         # inference, so every output depends on every position: the field is global.
         return fields if self.track_running_stats else None
 
+    def training_notes(self, shape, batch):
+        values = batch * math.prod(shape[1:])
+        if values > 1:
+            return []
+        return [f"in training PyTorch refuses a BatchNorm that sees one value per channel (batch {batch} × "
+                f"{fmt_shape(shape[1:]) if len(shape) > 1 else '1'} positions): train with a batch of 2 or more"]
+
     def saved(self, shape, out, ctx):
         """In training: its input and the batch's mean and inverse std per channel (whatever the batch)."""
         stat = dict(shape=(shape[0],), dtype="stat", per_sample=False)
@@ -55,7 +64,9 @@ class GroupNorm(Layer):
     """Normalise each group of C/G channels over its channels and positions; γ, β per channel."""
 
     signature = dict(num_groups=REQUIRED, num_channels=None, eps=1e-5, affine=True)
-    autocast_float32 = True
+
+    def autocast_float32(self, device):
+        return device == "cuda"
 
     def setup(self, a: ArgReader) -> None:
         self.num_groups = a.int("num_groups")
@@ -93,7 +104,9 @@ class LayerNorm(Layer):
     """Normalise over the trailing `normalized_shape` (default: the whole per-sample shape)."""
 
     signature = dict(normalized_shape=None, eps=1e-5, elementwise_affine=True, bias=True)
-    autocast_float32 = True
+
+    def autocast_float32(self, device):
+        return device == "cuda"
 
     def setup(self, a: ArgReader) -> None:
         given = a.raw("normalized_shape")

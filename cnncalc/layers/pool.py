@@ -13,6 +13,9 @@ from .window import check_fits, field_per_axis, uneven_notes
 class _Pool(Layer):
     """A window that slides with a stride; no parameters."""
 
+    def autocast_float32(self, device):
+        return device == "cpu" and self.rank == 3      # the CPU's autocast list
+
     def setup(self, a: ArgReader) -> None:
         n = self.rank
         self.kernel_size = a.ints("kernel_size", n)
@@ -121,6 +124,9 @@ class _AdaptivePool(Layer):
     """
 
     signature = dict(output_size=REQUIRED)
+
+    def autocast_float32(self, device):
+        return device == "cpu" and self.rank == 3      # the CPU's autocast list
 
     def setup(self, a: ArgReader) -> None:
         # PyTorch keeps an axis for a None inside a 2-D/3-D list; a bare null, or None in 1-D, fails there.

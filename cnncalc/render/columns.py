@@ -140,6 +140,8 @@ def training_totals(step) -> list[tuple[str, str]]:
 def notes(report, blank: bool = False) -> list[str]:
     """Warnings (hidden on a blank worksheet: they give answers away), then how weights are written."""
     out = [] if blank else [f"warning: {warning_text(w)}" for w in report.warnings]
+    if report.training is not None and not blank:
+        out += [f"warning: {warning_text(w)}" for w in report.training.warnings]
     if any(r.node.kind == "linear" for r in report.rows):
         out.append(LINEAR_NOTE)
     return out

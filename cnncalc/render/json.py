@@ -52,7 +52,8 @@ def report_dict(report) -> dict:
         totals["train"] = train_totals(report.training)
     return {"name": report.network.name, "input": list(report.network.input), "batch": report.batch,
             "output": list(report.output), "dtype": report.dtype.value, "layers": layers, "totals": totals,
-            "warnings": [warning_text(w) for w in report.warnings]}
+            "warnings": [warning_text(w) for w in report.warnings + (report.training.warnings if report.training
+                                                                    else [])]}
 
 
 def dumps(report) -> str:
