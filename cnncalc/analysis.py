@@ -147,8 +147,8 @@ class _Walker:
                   params=sum(math.prod(t) for t in tensors.values()),
                   buffers=sum(math.prod(t) for t in layer.buffers(shape).values()),
                   macs=layer.macs(shape, out),
-                  rf=layer.field(shape, rf) if rf else None,
-                  notes=layer.notes(shape))
+                  rf=layer.field_after(shape, rf) if rf else None,
+                  notes=layer.notes_with(shape, rf))
         self.rows.append(row)
         self.warnings.extend(Warning(node, text) for text in row.notes)
         return row

@@ -184,3 +184,57 @@ def field_union(fields: list[Field]) -> Field:
     lo = min(f.start - Fraction(f.size - 1) / 2 for f in fields)
     hi = max(f.start + Fraction(f.size - 1) / 2 for f in fields)
     return Field(exact(hi - lo + 1), max(f.jump for f in fields), exact((lo + hi) / 2))
+
+
+class Fields(tuple):
+    """Per-axis fields of a layout whose channel axis is not the first (after a permute, e.g. the
+    channels-last H×W×C of ConvNeXt's MLP and Swin): `channel` is the per-sample index of the channel
+    axis, and the fields follow the other axes in their order. A plain tuple means channels first.
+
+    >>> f = Fields((PIXEL, PIXEL), channel=2)
+    >>> channel_axis(f), channel_axis((PIXEL, PIXEL)), f == (PIXEL, PIXEL)
+    (2, 0, True)
+    """
+
+    channel: int
+
+    def __new__(cls, fields, channel: int = 0):
+        self = super().__new__(cls, fields)
+        self.channel = channel
+        return self
+
+
+def channel_axis(fields) -> int:
+    """The per-sample index of the channel axis of a field tuple (0 unless a permute moved it)."""
+    return getattr(fields, "channel", 0)
+
+
+def with_channel(fields, channel: int):
+    """Fields laid out with the channel axis at `channel` (a plain tuple for channels first)."""
+    return tuple(fields) if channel == 0 else Fields(fields, channel)
+
+
+def permute_fields(fields, perm: tuple[int, ...]):
+    """The fields after a permute of the per-sample axes (output axis j is input axis perm[j]).
+
+    >>> permute_fields((Field(3, 1, 0), Field(5, 2, 1)), (1, 2, 0))       # C×H×W → H×W×C
+    (Field(size=3, jump=1, start=0), Field(size=5, jump=2, start=1))
+    >>> channel_axis(_), channel_axis(permute_fields(_, (2, 0, 1)))
+    (2, 0)
+    """
+    channel = channel_axis(fields)
+    spatial = lambda axis: axis - (axis > channel)     # noqa: E731  (index of an axis among the fields)
+    moved = tuple(fields[spatial(axis)] for axis in perm if axis != channel)
+    return with_channel(moved, perm.index(channel))
+
+
+def window_attention_field(f: Field, window: int) -> Field:
+    """Window attention (Swin): a unit sees every token of the window holding it, `window` tokens
+    along the axis, so its field spans `window` neighbouring fields; which window depends on the
+    unit's place in it (and the shift), so the centre is the unit's own, at most (window - 1)/2
+    tokens from the true one — the same reporting rule as a transposed conv's widest unit.
+
+    >>> window_attention_field(Field(4, 4, Fraction(3, 2)), 7)
+    Field(size=28, jump=4, start=Fraction(3, 2))
+    """
+    return Field(f.size + (window - 1) * f.jump, f.jump, f.start)

@@ -32,22 +32,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from .spec import Node
 
 
+MAX_KEY = 500  # characters names may add to a key beyond its path's length (torchvision's keys have < 80)
+
+
 def assign(root: "Node") -> None:
-    """Set `key` on every node below `root` (the network's top-level Sequential, key "")."""
+    """Set `key` on every node below `root` (the network's top-level Sequential, key "").
+
+    A key more than MAX_KEY characters longer than its path is refused before it is made: names shared
+    through YAML aliases cost nothing in the file, but every key spells out all the names above it.
+    """
     stack = [(root, "", "")]
     while stack:
         node, key, home = stack.pop()
+        if len(key) > len(node.path) + MAX_KEY:
+            raise SpecError(f"the names on its path would make its state_dict key more than {MAX_KEY} characters "
+                            "longer than the path itself",
+                            where=node.where, layer=node.describe(),
+                            fix="use shorter names: every name above a layer is a segment of its key")
         node.key = key
         if node.leaf:
             continue
         # An unnamed composite with named entries in its branches is no namespace for them (rule 2).
         through = node.name is None and any(c.name is not None for nodes in node.branches.values() for c in nodes)
-        for branch, nodes in node.branches.items():
+        for branch, nodes in reversed(node.branches.items()):   # reversed: popped in document order
             inner = _join(key, branch)      # a list (branch "") is its parent's namespace itself
             attach = home if through and branch else inner
-            for i, child in enumerate(nodes):
+            for i, child in reversed(list(enumerate(nodes))):
                 if child.name is not None:
-                    child_key = _join(attach, child.name)
+                    child_key = _join(attach, child.name[:len(child.path) + MAX_KEY + 1])  # enough to refuse
                 else:
                     child_key = inner if child.single else _join(inner, str(i))
                 stack.append((child, child_key, attach))

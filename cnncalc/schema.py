@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .layers.base import REGISTRY, REQUIRED, Layer
 from .layers.conv import Conv
-from .layers.reshape import Upsample
+from .layers.reshape import StochasticDepth, Upsample
 from .spec import COMPOSITES, ENTRY_KEYS, EXPECT_FIELDS
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -62,6 +62,15 @@ _ARGUMENTS: dict[str, list[dict]] = {
     "padding_mode": [{"enum": ["zeros", "reflect", "replicate", "circular"]}],
     "mode": [{"enum": list(Upsample.MODES)}],
     "approximate": [{"enum": ["none", "tanh"]}],
+    **{name: [_int(), _NULL] for name in ("embed_dim", "kdim", "vdim")},
+    "num_heads": [_int()],
+    "index": [_int(None)],
+    "dims": [{"type": "array", "items": _int(None), "minItems": 1, "maxItems": 5}],
+    "unflattened_size": [{"type": "array", "items": {"type": "integer", "minimum": -1}, "minItems": 1,
+                          "maxItems": 5}],
+    "window_size": _per_axis(_int()),
+    "shift_size": _per_axis(_int(0)),
+    **{name: [{"type": "number", "minimum": 0, "maximum": 1}] for name in ("dropout", "attention_dropout")},
 }
 
 
@@ -174,6 +183,8 @@ def _arguments(cls: type[Layer]) -> dict:
         kinds = list(_ARGUMENTS.get(arg) or _by_default(default))
         if arg == "padding" and issubclass(cls, Conv):
             kinds.append({"enum": ["same", "valid"]})
+        if arg == "mode" and issubclass(cls, StochasticDepth):
+            kinds = [{"enum": ["row", "batch"]}]
         if arg == "padding" and cls.kind.startswith("zeropad"):
             kinds = _per_axis(_int(None))
         described = {"description": f"torch.nn.{torch_name(cls)}: `{arg}`, " + (

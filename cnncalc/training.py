@@ -246,7 +246,7 @@ class _Walk:
         self.warnings += [Warning(node, text) for text in layer.training_notes(row.input, self.batch)]
         step.backward_macs = layer.backward_macs(row.input, row.output, x.grad) * self.batch
         # Autograd records nothing where neither the input nor a parameter needs a gradient.
-        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad, self.amp)) if grad else ():
+        for saved in layer.saved(row.input, row.output, TrainContext(self.device, x.grad, self.amp, self.batch)) if grad else ():
             self.keep(step, node.path, saved, row, x, y, cast)
         self.steps[node.path] = step
         gradients = y.elements * y.itemsize + (x.elements * x.itemsize if x.grad else 0)

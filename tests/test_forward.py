@@ -478,6 +478,8 @@ def _norm_groups(module, x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """`x (N, C, *S)` arranged so that every normalisation group is one reduction over `axes`."""
     if isinstance(module, torch.nn.GroupNorm):
         return x.reshape(len(x), module.num_groups, -1), (2,)  # (N, G, C/G * prod(S))
+    if isinstance(module, tm.LayerNorm2d):
+        return x, (1,)  # over the channels at every position
     if isinstance(module, torch.nn.LayerNorm):
         return x, tuple(range(x.ndim - len(module.normalized_shape), x.ndim))
     return x, (0, *range(2, x.ndim))  # batch norm: per channel, over the batch and S
@@ -501,7 +503,8 @@ def norm_allowance(module, x: np.ndarray) -> np.ndarray:
     if getattr(module, "weight", None) is None:
         return allowance
     gamma = np.abs(module.weight.detach().numpy().astype(np.float64))
-    return allowance * (gamma if isinstance(module, torch.nn.LayerNorm) else gamma.reshape(-1, *[1] * (x.ndim - 2)))
+    per_channel = not isinstance(module, torch.nn.LayerNorm) or isinstance(module, tm.LayerNorm2d)
+    return allowance * (gamma.reshape(-1, *[1] * (x.ndim - 2)) if per_channel else gamma)
 
 
 def relative_error(ours: np.ndarray, theirs: np.ndarray, allowance: np.ndarray | float = 0.0) -> float:
@@ -528,7 +531,7 @@ def assert_equivalent(text: str, tmp_path, batch: int = 2, seed: int = 0, dtype:
     result = fw.run(network, weights=weights, data=x, dtype=dtype, keep_outputs=True)
     assert result.ok and result.warnings == []
     inputs = our_inputs(network, x, result.outputs)
-    norms = {name: m for name, m in model.named_modules() if name and normalises_by_statistics(m)}
+    norms = {name: m for name, m in model.named_modules() if name in inputs and normalises_by_statistics(m)}
     theirs = torch_outputs(model, x, {path: (inputs[path], result.outputs[path]) for path in norms})
     for check in result.checks:
         ours = result.outputs[check.path]
@@ -593,6 +596,18 @@ EVERY_LAYER = {
                                          "relu], shortcut: [batchnorm2d]}",
                                 "concat: {a: [relu], b: [], c: [conv2d: {out_channels: 2, kernel_size: 1}]}",
                                 "residual: {body: [identity]}"),
+    "reshapes": spec("6x4x5", "permute: {dims: [0, 2, 3, 1]}", "unflatten: {dim: 3, unflattened_size: [2, -1]}",
+                     "flatten: {start_dim: 2, end_dim: -1}", "select: {dim: 2, index: -2}",
+                     "stochasticdepth: {p: 0.3, mode: row}"),
+    "layernorm2d and layer scale": spec("6x4x5", "layernorm2d: {eps: 1.0e-6}", "layerscale: {layer_scale: 0.5}"),
+    "tokens and self-attention": spec("10x24", "classtoken: {}", "posembedding: {}",
+                                      "multiheadattention: {num_heads: 4}",
+                                      "multiheadattention: {num_heads: 3, bias: false, add_bias_kv: true, "
+                                      "add_zero_attn: true}", "select: {dim: 1, index: 0}"),
+    "swin blocks": spec("13x11x12", "shiftedwindowattention: {window_size: [4, 5], shift_size: [2, 2], num_heads: 3}",
+                        "shiftedwindowattention: {window_size: 3, shift_size: 0, num_heads: 2, qkv_bias: false}",
+                        "shiftedwindowattention: {window_size: 7, shift_size: 3, num_heads: 4}",
+                        "patchmerging: {eps: 1.0e-6}", "patchmerging"),
 }
 
 

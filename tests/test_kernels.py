@@ -1042,3 +1042,139 @@ def test_gemm_sums_with_weights_blas_cannot_read(gemm_sums, ws):
     want = total + naive_conv(x, np.ascontiguousarray(w), b, (1, 1), pads, (1, 1), 1)
     assert_close(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total), want)
     assert_close(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1), want - rand(1, ws[0], 5, 5, seed=3))
+
+
+# --------------------------------------------------------------------------- attention and learned tensors
+# Naive definitions: one query, head, window and token at a time, straight from the formulas (float64).
+
+from cnncalc.forward import attention, learned  # noqa: E402
+
+
+def rel_err(got, want):
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def _naive_softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def naive_self_attention(x, heads, w_in, b_in, w_out, b_out, extra_k=(), extra_v=()):
+    """softmax(q_i·k_j/√d) over the keys j, per sample, head and query i; then out_proj."""
+    n, length, e = x.shape
+    d = e // heads
+    y = np.zeros_like(x)
+    for s in range(n):
+        q, k, v = np.split(x[s] @ w_in.T + b_in, 3, axis=-1)
+        k = np.concatenate([k, *extra_k]) if len(extra_k) else k
+        v = np.concatenate([v, *extra_v]) if len(extra_v) else v
+        out = np.zeros((length, e))
+        for h in range(heads):
+            cols = slice(h * d, (h + 1) * d)
+            for i in range(length):
+                weights = _naive_softmax(np.array([q[i, cols] @ k[j, cols] for j in range(len(k))]) / math.sqrt(d))
+                out[i, cols] = sum(weights[j] * v[j, cols] for j in range(len(k)))
+        y[s] = out @ w_out.T + b_out
+    return y
+
+
+@pytest.mark.parametrize("bias_kv, zero", [(False, False), (True, False), (True, True), (False, True)])
+def test_multihead_attention_vs_naive(bias_kv, zero):
+    rng = np.random.default_rng(0)
+    n, length, e, heads = 2, 5, 12, 3
+    x, w_in, b_in, w_out, b_out = (rng.standard_normal(s) for s in ((n, length, e), (3 * e, e), (3 * e,), (e, e), (e,)))
+    bias_k, bias_v = (rng.standard_normal((1, 1, e)) for _ in range(2)) if bias_kv else (None, None)
+    extra_k = ([bias_k[0]] if bias_kv else []) + [np.zeros((1, e))] * zero
+    extra_v = ([bias_v[0]] if bias_kv else []) + [np.zeros((1, e))] * zero
+    ours = attention.multihead_attention(x, heads, w_in, b_in, w_out, b_out, bias_k, bias_v, zero)
+    assert rel_err(ours, naive_self_attention(x, heads, w_in, b_in, w_out, b_out, extra_k, extra_v)) < 1e-12
+
+
+def naive_window_attention(x, window, shift, heads, table, w_qkv, b_qkv, w_proj, b_proj):
+    """Per sample, window, head and token: the tokens of its window (after the roll) attend to each
+    other, bias table[relative offset], -100 between tokens from different regions of the rolled map."""
+    n, h, w, c = x.shape
+    (wh, ww), d = window, c // heads
+    ph, pw = -(-h // wh) * wh, -(-w // ww) * ww
+    shift = [0 if win >= size else s for s, win, size in zip(shift, window, (ph, pw))]
+    padded = np.zeros((n, ph, pw, c))
+    padded[:, :h, :w] = x
+    rolled = np.roll(padded, (-shift[0], -shift[1]), axis=(1, 2))
+
+    def region(i, size, win, s):   # torchvision's three bands along an axis: [0, size-win), [size-win, size-s), rest
+        return 0 if i < size - win else (1 if s == 0 or i < size - s else 2)
+
+    out = np.zeros_like(rolled)
+    for s in range(n):
+        for r0 in range(0, ph, wh):
+            for c0 in range(0, pw, ww):
+                cells = [(r0 + a, c0 + b) for a in range(wh) for b in range(ww)]
+                tokens = np.array([rolled[s, i, j] for i, j in cells])
+                qkv = tokens @ w_qkv.T + b_qkv
+                q, k, v = qkv[:, :c], qkv[:, c:2 * c], qkv[:, 2 * c:]
+                mixed = np.zeros((len(cells), c))
+                for head in range(heads):
+                    cols = slice(head * d, (head + 1) * d)
+                    for a, (i, j) in enumerate(cells):
+                        scores = []
+                        for b, (k_i, k_j) in enumerate(cells):
+                            offset = (i - k_i + wh - 1) * (2 * ww - 1) + (j - k_j + ww - 1)
+                            score = q[a, cols] @ k[b, cols] / math.sqrt(d) + table[offset, head]
+                            if any(shift) and (region(i, ph, wh, shift[0]), region(j, pw, ww, shift[1])) != \
+                                    (region(k_i, ph, wh, shift[0]), region(k_j, pw, ww, shift[1])):
+                                score -= 100.0
+                            scores.append(score)
+                        weights = _naive_softmax(np.array(scores))
+                        mixed[a, cols] = weights @ v[:, cols]
+                projected = mixed @ w_proj.T + b_proj
+                for a, (i, j) in enumerate(cells):
+                    out[s, i, j] = projected[a]
+    return np.roll(out, (shift[0], shift[1]), axis=(1, 2))[:, :h, :w]
+
+
+@pytest.mark.parametrize("size, window, shift, heads", [((6, 6), (3, 3), (1, 1), 2), ((5, 7), (2, 3), (1, 2), 1),
+                                                        ((4, 5), (2, 5), (1, 0), 2), ((3, 3), (4, 4), (2, 2), 1)])
+def test_shifted_window_attention_vs_naive(size, window, shift, heads):
+    rng = np.random.default_rng(1)
+    c = 4
+    (wh, ww) = window
+    x = rng.standard_normal((2, *size, c))
+    table = rng.standard_normal(((2 * wh - 1) * (2 * ww - 1), heads))
+    w_qkv, b_qkv, w_proj, b_proj = (rng.standard_normal(s) for s in ((3 * c, c), (3 * c,), (c, c), (c,)))
+    index = attention.relative_position_index(window)
+    ours = attention.shifted_window_attention(x, window, shift, heads, table, index, w_qkv, b_qkv, w_proj, b_proj)
+    assert rel_err(ours, naive_window_attention(x, window, shift, heads, table, w_qkv, b_qkv, w_proj, b_proj)) < 1e-12
+
+
+def test_relative_position_index_vs_naive():
+    wh, ww = 3, 4
+    cells = [(a, b) for a in range(wh) for b in range(ww)]
+    naive = [(i - k + wh - 1) * (2 * ww - 1) + (j - m + ww - 1) for i, j in cells for k, m in cells]
+    assert attention.relative_position_index((wh, ww)).tolist() == naive
+
+
+def test_patch_merging_vs_naive():
+    rng = np.random.default_rng(2)
+    x, w, g, b = rng.standard_normal((2, 5, 4, 3)), rng.standard_normal((6, 12)), rng.standard_normal(12), \
+        rng.standard_normal(12)
+    expected = np.zeros((2, 3, 2, 6))
+    for s, i, j in itertools.product(range(2), range(3), range(2)):
+        patch = [x[s, 2 * i + di, 2 * j + dj] if 2 * i + di < 5 and 2 * j + dj < 4 else np.zeros(3)
+                 for di, dj in ((0, 0), (1, 0), (0, 1), (1, 1))]     # torchvision's order: x0, x1, x2, x3
+        v = np.concatenate(patch)
+        v = (v - v.mean()) / math.sqrt(v.var() + 1e-5) * g + b
+        expected[s, i, j] = w @ v
+    assert rel_err(attention.patch_merging(x, w, g, b, 1e-5), expected) < 1e-12
+
+
+def test_layer_norm_2d_and_class_token_vs_naive():
+    rng = np.random.default_rng(3)
+    x, g, b = rng.standard_normal((2, 5, 3, 4)), rng.standard_normal(5), rng.standard_normal(5)
+    expected = np.zeros_like(x)
+    for s, i, j in itertools.product(range(2), range(3), range(4)):
+        v = x[s, :, i, j]
+        expected[s, :, i, j] = (v - v.mean()) / math.sqrt(v.var() + 1e-6) * g + b
+    assert rel_err(norm.layer_norm_2d(x, g, b, 1e-6), expected) < 1e-12
+    tokens, token = rng.standard_normal((2, 4, 5)), rng.standard_normal((1, 1, 5))
+    y = learned.class_token(tokens, token)
+    assert y.shape == (2, 5, 5) and (y[:, 0] == token[0, 0]).all() and (y[:, 1:] == tokens).all()

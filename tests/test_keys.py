@@ -42,10 +42,18 @@ def test_the_builtins_torchvision_has_are_checked():
 
 @pytest.mark.parametrize("name", TORCHVISION_BUILTINS)
 def test_builtin_keys_are_torchvisions_own(name):
-    """Same keys, same shapes, same order as torchvision's state_dict (num_batches_tracked aside)."""
+    """Same keys, same shapes, same order as torchvision's state_dict (num_batches_tracked aside).
+
+    The order differs in one way only: torchvision lists a module's own learned tensors before its
+    submodules' (CNBlock's layer_scale before its block, VisionTransformer's class_token before
+    conv_proj), a spec where the forward pass uses them."""
     theirs = [(key, shape) for key, shape, _ in json.loads((DATA / f"{name}.json").read_text())["state_dict"]]
     report = cnncalc.analyse(cnncalc.load(name))
-    assert keyed(report) == theirs
+    ours = keyed(report)
+    assert sorted(ours) == sorted(theirs)
+    learned = {keys.tensor_key(row.node, t) for row in report.rows if row.leaf and row.node.layer.learned_tensor
+               for t in row.node.layer.tensors(row.input)}
+    assert [k for k in ours if k[0] not in learned] == [k for k in theirs if k[0] not in learned]
     assert not [w.text for w in report.warnings if "state_dict key" in w.text]
 
 
@@ -312,3 +320,22 @@ def test_a_file_half_positional_is_read_by_the_scheme_most_of_its_keys_follow():
     with pytest.raises(SpecError, match=r"has no '0.weight' \(expected shape 64×3×7×7, found none\); closest "
                                         r"unused key: 'conv1.weight' \(64×3×7×7\)"):
         fw.run(net, weights=positional)
+
+
+def test_names_cannot_make_keys_without_bound(tmp_path):
+    """A long name shared through a YAML alias costs nothing in the file, but every key spells out the
+    names above it: 90 nested levels of one 100,000-character name would make gigabytes of keys."""
+    lines, indent = ["input: 1x8x8", "layers:"], "  "
+    for depth in range(90):
+        lines += [f"{indent}- name: {'&n ' + 'x' * 100_000 if depth == 0 else '*n'}", f"{indent}  sequential:"]
+        indent += "    "
+    lines.append(f"{indent}- relu")
+    spec = tmp_path / "names.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+    result = cli("summary", str(spec))
+    assert result.exit_code == 2
+    assert f"{spec}:3:5: error: layer 0 (sequential 'xxx" in result.stderr
+    assert "the names on its path would make its state_dict key more than 500 characters longer than the path " \
+           "itself" in result.stderr and "use shorter names" in result.stderr
+    assert analyse("input: 4\nlayers:\n  - {linear: {out_features: 2}, name: " + "a" * 490 + "}\n").rows[0].node.key \
+        == "a" * 490

@@ -1,4 +1,5 @@
-"""Random layer stacks (1-D, 2-D, 3-D and vectors; every layer type; occasional residual, concat and
+"""Random layer stacks (1-D, 2-D, 3-D and vectors; every layer type, transformer ones too: permute,
+unflatten, select, learned tensors, attention, Swin blocks; occasional residual, concat and
 repeat), written as YAML: cnncalc and PyTorch must accept and refuse the same specs, and agree on
 every row (shapes, params, weight/bias shapes, MACs) of the ones they accept.
 
@@ -189,6 +190,54 @@ def leaf(draw, shape):
     return globals()[which](draw, c, rank)
 
 
+def transformer(draw, shape):
+    """Reshapes, learned tensors, stochastic depth and attention, sized for `shape` (now and then not)."""
+    batched = len(shape) + 1
+    options = ["permute", "permute", "posembedding", "layerscale", "stochasticdepth"]
+    if len(shape) <= 3:
+        options += ["unflatten"]                        # (to at most C×D×H×W: the other layers' ranks)
+    if len(shape) >= 2:
+        options += ["select"]
+    if len(shape) == 2:
+        options += ["multiheadattention"] * 3 + ["classtoken"]
+    if len(shape) == 3:
+        options += ["layernorm2d", "shiftedwindowattention", "shiftedwindowattention", "patchmerging"]
+    which = draw(st.sampled_from(options))
+    if which == "permute":
+        dims = [0, *draw(st.permutations(range(1, batched)))]
+        if batched > 2 and sometimes(draw, 0.05):
+            dims[-1] = dims[1]                          # not a permutation: both refuse
+        return {"permute": {"dims": [d - batched if d and sometimes(draw, 0.2) else d for d in dims]}}
+    if which in ("select", "unflatten"):
+        dim = draw(st.integers(1, batched - 1))
+        n = shape[dim - 1]
+        if which == "select":
+            return {"select": {"dim": dim, "index": draw(st.integers(-n, n - 1)) if not sometimes(draw, 0.05) else n}}
+        first = draw(st.sampled_from(divisors(n)))
+        sizes = [first, n // first + sometimes(draw, 0.05)]
+        if sometimes(draw, 0.3):
+            sizes[draw(st.integers(0, 1))] = -1
+        return {"unflatten": {"dim": dim - batched if sometimes(draw, 0.2) else dim, "unflattened_size": sizes}}
+    if which == "multiheadattention":
+        args = {"num_heads": draw(st.sampled_from(divisors(shape[1])))}
+        for flag in ("add_bias_kv", "add_zero_attn"):
+            if sometimes(draw, 0.2):
+                args[flag] = True
+        if sometimes(draw, 0.2):
+            args["bias"] = False
+        return {"multiheadattention": args}
+    if which == "shiftedwindowattention":
+        window = [draw(st.integers(1, 4)) for _ in range(2)]
+        return {"shiftedwindowattention": {"window_size": window, "num_heads": draw(st.sampled_from(divisors(shape[2]))),
+                                           "shift_size": [draw(st.integers(0, w - 1)) for w in window]}}
+    if which == "stochasticdepth":
+        return {"stochasticdepth": {"p": draw(st.sampled_from([0.0, 0.2])), "mode": draw(st.sampled_from(["row",
+                                                                                                           "batch"]))}}
+    if which == "layerscale":
+        return {"layerscale": {"layer_scale": 0.5}}
+    return {which: {}}
+
+
 # --- composites ----------------------------------------------------------------------------------------
 
 def residual(draw, shape):
@@ -245,8 +294,10 @@ def spelled_and_sized(draw, item, shape):
     return {kind: args} if args else kind
 
 
-def entry(draw, shape):
+def entry(draw, shape, transformers=0.12):
     roll = draw(st.floats(0, 1))
+    if roll > 1 - transformers:
+        return transformer(draw, shape)
     if roll < 0.08 and len(shape) > 1:
         return residual(draw, shape)
     if roll < 0.15:
@@ -261,14 +312,14 @@ INPUT_SIZES = {0: 1, 1: 24, 2: 12, 3: 6}
 
 
 @st.composite
-def stacks(draw):
+def stacks(draw, ranks=(0, 1, 1, 2, 2, 2, 3, 3), transformers=0.12):
     """YAML text of a random stack; the tensor carried along decides what fits next."""
-    rank = draw(st.sampled_from([0, 1, 1, 2, 2, 2, 3, 3]))
+    rank = draw(st.sampled_from(ranks))
     shape = (draw(st.integers(1, 6)), *(draw(st.integers(1, INPUT_SIZES[rank])) for _ in range(rank)))
     reader, x = tm._Reader({}), torch.zeros(2, *shape)
     layers = []
     for _ in range(draw(st.integers(1, 6))):
-        item = entry(draw, tuple(x.shape[1:]))
+        item = entry(draw, tuple(x.shape[1:]), transformers)
         layers.append(item)
         try:
             with torch.no_grad():
@@ -289,6 +340,17 @@ def torch_refusal(text):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(stacks())
 def test_random_stacks_agree_with_torch(text):
+    agree_with_torch(text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stacks(ranks=(1, 2), transformers=0.6))
+def test_random_token_and_channels_last_stacks_agree_with_torch(text):
+    """Tokens (L×E) and H×W×C maps, mostly transformer layers."""
+    agree_with_torch(text)
+
+
+def agree_with_torch(text):
     try:
         cnncalc.analyse(cnncalc.parse(text))
     except cnncalc.SpecError as ours:

@@ -23,6 +23,7 @@ from torch import nn  # noqa: E402
 
 import cnncalc  # noqa: E402
 import torch_model as tm  # noqa: E402
+from cnncalc import arith  # noqa: E402
 
 
 # --- the measurement -----------------------------------------------------------------------------------
@@ -71,10 +72,12 @@ def gradient_model(text: str) -> nn.Module:
     return model
 
 
-def measure(model: nn.Module, shape: tuple, unit: tuple, path: str = "") -> list[tuple[int, int]] | None:
-    """Per spatial axis, the first and last input index whose gradient is non-zero for `unit` of the
-    output of the module at `path` ("" = the model; all its channels); None when no input reaches
-    the unit (a transposed conv's gaps)."""
+def measure(model: nn.Module, shape: tuple, unit: tuple, path: str = "", channel: int = 0,
+            floor: float = 0.0) -> list[tuple[int, int]] | None:
+    """Per spatial axis, the first and last input index whose gradient is non-zero (above `floor` times
+    the largest) for `unit` of the output of the module at `path` ("" = the model; all its channels,
+    which are at per-sample axis `channel`: 2 for channels last); None when no input reaches the unit
+    (a transposed conv's gaps)."""
     torch.manual_seed(0)
     x = (torch.rand(1, *shape, dtype=torch.float64) + 0.5).requires_grad_()
     seen = []
@@ -82,7 +85,7 @@ def measure(model: nn.Module, shape: tuple, unit: tuple, path: str = "") -> list
     try:
         with torch.enable_grad():      # another test module may have switched gradients off globally
             model(x)
-            channels = seen[0][(0, slice(None), *unit)]
+            channels = seen[0][(0, *unit[:channel], slice(None), *unit[channel:])]
             # distinct positive weights per channel: a plain sum of a softmax over channels is constant
             (channels * torch.arange(1, len(channels) + 1, dtype=torch.float64)).sum().backward()
     finally:
@@ -90,6 +93,7 @@ def measure(model: nn.Module, shape: tuple, unit: tuple, path: str = "") -> list
     grad = x.grad[0].abs().sum(0)
     if not grad.any():
         return None
+    grad = grad * (grad > floor * grad.max())
     spans = []
     for axis in range(grad.dim()):
         others = [a for a in range(grad.dim()) if a != axis]
@@ -113,7 +117,9 @@ def interior_units(fields, input_shape, output_shape, margin=0):
     """Output units (spatial indices, per axis) whose reported field lies inside the input on every
     axis, `margin` pixels away from the borders."""
     per_axis = []
-    for field, n_in, n_out in zip(fields, input_shape[1:], output_shape[1:]):
+    channel = arith.channel_axis(fields)
+    spatial = [n for axis, n in enumerate(output_shape) if axis != channel]
+    for field, n_in, n_out in zip(fields, input_shape[1:], spatial):
         inside = [i for i in range(n_out) if margin <= reported_interval(field, i)[0]
                   and reported_interval(field, i)[1] <= n_in - 1 - margin]
         per_axis.append(inside)
@@ -148,8 +154,9 @@ def assert_exact(text: str, need_units: bool = True) -> cnncalc.Report | None:
         thorough = need_units and row is final
         units = itertools.product(*(pick(a) for a in axes)) if thorough else \
             {tuple(a[0] for a in axes), tuple(a[len(a) // 2] for a in axes)}     # quicker
+        channel = arith.channel_axis(row.rf)
         for unit in units:
-            spans = measure(model, shape, unit, row.path)
+            spans = measure(model, shape, unit, row.path, channel)
             for axis, (field, span, i) in enumerate(zip(row.rf, spans, unit)):
                 where = f"{row.path} unit {unit} axis {axis}: measured {span}, rf {field}"
                 assert span[1] - span[0] + 1 == field.size, where
@@ -157,14 +164,14 @@ def assert_exact(text: str, need_units: bool = True) -> cnncalc.Report | None:
         first = tuple(a[0] for a in axes)
         for axis in range(len(axes)):
             neighbour = tuple(i + (a == axis) for a, i in enumerate(first))
-            step = centre(measure(model, shape, neighbour, row.path)[axis]) - \
-                centre(measure(model, shape, first, row.path)[axis])
+            step = centre(measure(model, shape, neighbour, row.path, channel)[axis]) - \
+                centre(measure(model, shape, first, row.path, channel)[axis])
             assert step == row.rf[axis].jump, f"{row.path} axis {axis}: neighbours {step} apart, rf {row.rf[axis]}"
         checked += 1
     return report if checked else None
 
 
-def assert_within(text: str, tolerance=1, exact_max=True, margin=1) -> cnncalc.Report:
+def assert_within(text: str, tolerance=1, exact_max=True, margin=1, floor=0.0) -> cnncalc.Report:
     """For rules that cannot be exact (the field varies from unit to unit): every interior unit's
     measured span fits in the reported size and its centre is within `tolerance` input pixels of the
     reported one. With `exact_max` the widest measured span must equal the reported size."""
@@ -172,7 +179,7 @@ def assert_within(text: str, tolerance=1, exact_max=True, margin=1) -> cnncalc.R
     model, shape = gradient_model(text), report.network.input
     widest = [0] * len(report.rf)
     for unit in itertools.product(*interior_units(report.rf, shape, report.output, margin)):
-        spans = measure(model, shape, unit)
+        spans = measure(model, shape, unit, channel=arith.channel_axis(report.rf), floor=floor)
         for axis, (field, span, i) in enumerate(zip(report.rf, spans or (), unit)):
             widest[axis] = max(widest[axis], span[1] - span[0] + 1)
             assert span[1] - span[0] + 1 <= field.size, f"unit {unit} axis {axis}: measured {span}, rf {field}"
@@ -249,6 +256,17 @@ EXACT = {
     "concat of off-centre branches": spec(
         "1x24", "concat: {left: [{zeropad1d: {padding: [4, 0]}}, {conv1d: {out_channels: 1, kernel_size: 5}}], "
                 "right: [{zeropad1d: {padding: [0, 2]}}, {conv1d: {out_channels: 1, kernel_size: 3}}]}"),
+    "channels last: a ConvNeXt block (permute, layernorm and linears on the channels, layer scale)": spec(
+        "1x14x14", "conv2d: {out_channels: 4, kernel_size: 2, stride: 2}", "layernorm2d",
+        "residual: {body: [{conv2d: {out_channels: 4, kernel_size: 3, padding: 1, groups: 4}}, "
+        "{permute: {dims: [0, 2, 3, 1]}}, {layernorm: {normalized_shape: 4}}, {linear: {out_features: 8}}, gelu, "
+        "{linear: {out_features: 4}}, {permute: {dims: [0, 3, 1, 2]}}, layerscale, "
+        "{stochasticdepth: {p: 0.5, mode: row}}]}",
+        "conv2d: {out_channels: 2, kernel_size: 3}"),
+    "channels last: Swin's patch merging, odd sizes padded": spec(
+        "1x26x21", "conv2d: {out_channels: 3, kernel_size: 3, padding: 1}", "permute: {dims: [0, 2, 3, 1]}",
+        "patchmerging", "linear: {out_features: 4}", "patchmerging",
+        "permute: {dims: [0, 3, 1, 2]}", "conv2d: {out_channels: 2, kernel_size: 3}"),
     "nested composites 1-D": spec(
         "1x60", "conv1d: {out_channels: 2, kernel_size: 3, stride: 2}",
         "residual: {body: [{concat: {a: [{conv1d: {out_channels: 1, kernel_size: 5, padding: 2}}], "
@@ -282,6 +300,14 @@ GLOBAL = {
     "groupnorm": spec("2x9x9", "conv2d: {out_channels: 4, kernel_size: 3}", "groupnorm: {num_groups: 2}"),
     "batchnorm on batch statistics": spec("2x9x9", "conv2d: {out_channels: 4, kernel_size: 3}",
                                           "batchnorm2d: {track_running_stats: false}"),
+    # tokens back into a map, so that one output position is measured
+    "self-attention": spec("1x8x8", "conv2d: {out_channels: 4, kernel_size: 2, stride: 2}", "flatten: {start_dim: 2}",
+                           "permute: {dims: [0, 2, 1]}", "multiheadattention: {num_heads: 2}",
+                           "permute: {dims: [0, 2, 1]}", "unflatten: {dim: 2, unflattened_size: [4, 4]}"),
+    "one window covering the map": spec("1x8x8", "conv2d: {out_channels: 4, kernel_size: 2, stride: 2}",
+                                        "permute: {dims: [0, 2, 3, 1]}",
+                                        "shiftedwindowattention: {window_size: 4, shift_size: 2, num_heads: 2}",
+                                        "permute: {dims: [0, 3, 1, 2]}"),
 }
 
 
@@ -303,6 +329,23 @@ def test_softmax_over_a_spatial_axis_is_reported_global():
 
 
 # --- rules that bound a field varying from unit to unit ---------------------------------------------------
+
+@pytest.mark.parametrize("window, shift", [(3, 1), ((3, 4), (0, 2))])
+def test_window_attention_field_is_one_window(window, shift):
+    """Each token attends to the w tokens of its window, so its field spans w neighbouring fields;
+    which w depends on where it sits in its window (and the shift), so centres are the token's own,
+    within (w - 1)/2 tokens (jump 2 here) of the true one. torchvision masks tokens the cyclic roll
+    brought together by adding -100 (not -inf) to their scores: weights of e^-100, which the
+    measurement ignores (`floor`); padding to whole windows adds only constants."""
+    text = spec("1x20x18", "conv2d: {out_channels: 4, kernel_size: 2, stride: 2}", "permute: {dims: [0, 2, 3, 1]}",
+                f"shiftedwindowattention: {{window_size: {list(tm._pair(window))}, "
+                f"shift_size: {list(tm._pair(shift))}, num_heads: 2}}",
+                "permute: {dims: [0, 3, 1, 2]}")
+    widest = max(tm._pair(window))
+    report = assert_within(text, tolerance=Fraction(widest - 1, 2) * 2, floor=1e-30)
+    assert [f.size for f in report.rf] == [2 + (w - 1) * 2 for w in tm._pair(window)]
+
+
 
 @pytest.mark.parametrize("k, s, p, d", [(4, 2, 1, 1), (3, 2, 1, 1), (5, 3, 2, 1), (2, 2, 0, 1), (4, 3, 1, 1),
                                         (3, 1, 1, 2), (3, 2, 0, 2), (2, 2, 0, 3), (4, 2, 0, 3), (3, 3, 1, 2),

@@ -20,7 +20,8 @@ INPUTS = {0: "6", 1: "3x10", 2: "3x8x8", 3: "3x4x6x6"}
 # (so its input needs a gradient) and, separately, first.
 CASES = {
     "conv": [{}, {"padding": 1, "padding_mode": "reflect"}, {"padding": 1, "padding_mode": "replicate"},
-             {"padding": 1, "padding_mode": "circular"}, {"groups": 3, "stride": 2}],
+             {"padding": 1, "padding_mode": "circular"}, {"groups": 3, "stride": 2},
+             {"kernel_size": 2, "padding": "same"}],
     "convtranspose": [{"stride": 2}, {"groups": 3, "output_padding": 1, "stride": 2}],
     "maxpool": [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}],
     "avgpool": [{"kernel_size": 2}],
@@ -33,6 +34,17 @@ EXTRA = [{"linear": {"out_features": 5}}, {"linear": {"out_features": 4, "bias":
          "layernorm", {"layernorm": {"normalized_shape": 0}}, {"layernorm": {"elementwise_affine": False}},
          "flatten", "identity", {"softmax": {"dim": 1}}, {"logsoftmax": {"dim": -1}},
          {"upsample": {"scale_factor": 2}}, {"upsample": {"scale_factor": 2, "mode": "LINEAR"}}]
+# Transformer-era types, on the inputs they take: 3x10 as 3 tokens of 10, 3x8x8 as a C×H×W map or (Swin) H×W×C.
+TRANSFORMER = {
+    1: [{"multiheadattention": {"num_heads": 2}}, {"multiheadattention": {"num_heads": 5, "dropout": 0.5}},
+        {"multiheadattention": {"num_heads": 1, "add_bias_kv": True, "add_zero_attn": True}}, {"classtoken": {}},
+        {"posembedding": {}}, {"select": {"dim": 1, "index": 0}}, {"permute": {"dims": [0, 2, 1]}},
+        {"unflatten": {"dim": 2, "unflattened_size": [2, 5]}}],
+    2: [{"layernorm2d": {}}, {"layerscale": {}}, {"stochasticdepth": {"p": 0.2, "mode": "row"}},
+        {"stochasticdepth": {"p": 0.2, "mode": "batch"}}, {"stochasticdepth": {"p": 0.0, "mode": "row"}},
+        {"shiftedwindowattention": {"window_size": 3, "shift_size": 1, "num_heads": 2}},
+        {"shiftedwindowattention": {"window_size": [3, 8], "shift_size": 0, "num_heads": 4}}, {"patchmerging": {}}],
+}
 ACTIVATIONS = ["relu", "relu6", "leakyrelu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid"]
 
 
@@ -59,6 +71,7 @@ def _entries(rank: int) -> list:
         if isinstance(item, dict) and "upsample" in item and item["upsample"].get("mode"):
             item = {"upsample": {"scale_factor": 2, "mode": "linear"}}
         entries.append(item)
+    entries += TRANSFORMER.get(rank, [])
     for name in ACTIVATIONS:
         entries.append(name)
         if name not in ("gelu", "sigmoid", "tanh"):

@@ -9,8 +9,12 @@ from functools import lru_cache
 
 import pytest
 
+from pathlib import Path
+
 from cnncalc import arith
 from util import cli, one_layer
+
+SPECS = Path(__file__).parent / "specs"
 
 TORCHVISION = {
     #  name           params        MACs
@@ -19,6 +23,8 @@ TORCHVISION = {
     "resnet18":     (11_689_512,    1_814_073_344),
     "resnet50":     (25_557_032,    4_089_184_256),
     "mobilenet_v2": (3_504_872,     300_774_272),
+    "convnext_tiny": (28_589_128,   4_455_531_264),
+    "vit_b_16":     (86_567_656,    17_563_828_224),
 }
 
 
@@ -58,6 +64,10 @@ STAGES = {
     "resnet50": [("0", [64, 112, 112]), ("3", [64, 56, 56]), ("4", [256, 56, 56]), ("5", [512, 28, 28]),
                  ("6", [1024, 14, 14]), ("7", [2048, 7, 7]), ("8", [2048, 1, 1]), ("9", [2048]),
                  ("10", [1000])],
+    "convnext_tiny": [("0.0", [96, 56, 56]), ("0.1", [96, 56, 56]), ("0.2", [192, 28, 28]), ("0.3", [192, 28, 28]),
+                      ("0.5", [384, 14, 14]), ("0.7", [768, 7, 7]), ("1", [768, 1, 1]), ("2", [1000])],
+    "vit_b_16": [("0", [768, 14, 14]), ("1", [768, 196]), ("2", [196, 768]), ("3", [197, 768]), ("4", [197, 768]),
+                 ("5", [768]), ("6", [1000])],
     "mobilenet_v2": [("0.0", [32, 112, 112]), ("0.1", [16, 112, 112]), ("0.3", [24, 56, 56]),
                      ("0.6", [32, 28, 28]), ("0.10", [64, 14, 14]), ("0.13", [96, 14, 14]),
                      ("0.16", [160, 7, 7]), ("0.17", [320, 7, 7]), ("0.18", [1280, 7, 7]), ("1", [1280, 1, 1]),
@@ -141,6 +151,34 @@ def test_mobilenet_v2_depthwise_convs_have_one_input_channel_per_filter():
     assert depthwise[0] == ("0.1.0.0.0", [32, 1, 3, 3])
     assert depthwise[-1] == ("0.17.0.1.0", [960, 1, 3, 3])
     assert layer("mobilenet_v2", "0.17.0.1.0")["macs"] == 960 * 7 * 7 * 1 * 9 == 423_360
+
+
+def test_vit_b_16_attention_matmuls_and_learned_tokens():
+    """12 layers of QKᵀ and AV, 197·197·768 each: 715,327,488 of the 17,563,828,224 MACs; the class
+    token and position embedding 768 + 197·768 = 152,064 params."""
+    rows = [row for row in summary("vit_b_16")["layers"] if row["type"] == "multiheadattention"]
+    assert len(rows) == 12 and {row["macs"] for row in rows} == {197 * 768 * 2304 + 2 * 197 * 197 * 768 + 197 * 768 * 768}
+    assert 12 * 2 * 197 * 197 * 768 == 715_327_488
+    assert layer("vit_b_16", "3")["params"] + layer("vit_b_16", "4.0")["params"] == 152_064
+
+
+def test_convnext_tiny_layer_scales_and_local_field():
+    """18 layer scales, C×1×1: 6,624 params; the channels-last MLP keeps the field local: after the
+    stem (4×4/4) and the first block's 7×7 depthwise conv it is 4 + 6·4 = 28 pixels."""
+    scales = [row for row in summary("convnext_tiny")["layers"] if row["type"] == "layerscale"]
+    assert len(scales) == 18 and sum(row["params"] for row in scales) == 6_624
+    assert layer("convnext_tiny", "0.1.0")["rf"]["size"] == [28, 28]
+
+
+def test_swin_t_test_spec_equals_torchvision():
+    """Not a built-in: tests/specs/swin_t.yaml gives torchvision's 28,288,354 params and 4,490,566,656 MACs
+    (its published 4.49 GFLOPS count the window attention's matmuls: 4,490,566,656 → 4.491)."""
+    result = cli("summary", str(SPECS / "swin_t.yaml"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["totals"]["params"], data["totals"]["macs"], data["output"]) == (28_288_354, 4_490_566_656, [1000])
+    matmuls = sum(2 * 56 * 56 * 49 * 96 * 2 ** s // 4 ** s * n for s, n in enumerate([2, 2, 6, 2]))
+    assert round((data["totals"]["macs"] - matmuls) / 1e9, 3) != 4.491      # without them it would not match
 
 
 def test_list_shows_all_six_with_totals():

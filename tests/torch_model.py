@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import yaml
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import cnncalc
-from cnncalc.layers import activation, conv, linear, norm, pool, reshape
+from cnncalc.layers import activation, attention, conv, learned, linear, norm, pool, reshape
 from cnncalc.layers.composite import Concat, Residual, Sequential
 
 
@@ -64,6 +66,211 @@ class ConcatModule(nn.Module):
 
     def forward(self, x):
         return torch.cat([getattr(self, name)(x) for name in self.names], dim=1)
+
+
+# --- torchvision's building blocks and tensor operations, written here from their definitions --------
+# (torchvision cannot be installed where the tests run; tests/test_attention.py records how these were
+# compared with torchvision's own modules.) `build(x, **args)` makes one from the arguments a spec gives
+# and the batched sample `x` arriving, inferring sizes as cnncalc does.
+
+class Permute(nn.Module):
+    """torchvision.ops.Permute: torch.permute with the batch as dim 0."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = list(dims)
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class Select(nn.Module):
+    """torch.select: x[:, 0] is Select(1, 0)."""
+
+    def __init__(self, dim, index):
+        super().__init__()
+        self.dim, self.index = dim, index
+
+    def forward(self, x):
+        return x.select(self.dim, self.index)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: the identity at inference; in training x times a Bernoulli(1 - p)
+    noise / (1 - p), one value per sample ("row") or one for the batch ("batch")."""
+
+    def __init__(self, p, mode):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0] if self.mode == "row" else 1] + [1] * (x.dim() - 1)
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d: LayerNorm over the channels of NCHW, at every position."""
+
+    @classmethod
+    def build(cls, x, normalized_shape=None, **args):
+        return cls(normalized_shape or x.shape[1], **args)
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ClassToken(nn.Module):
+    """ViT's class token: a learned 1×1×D token put before the N×L×D sequence."""
+
+    def __init__(self, hidden_dim):
+        super().__init__()
+        self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+
+    @classmethod
+    def build(cls, x):
+        return cls(x.shape[-1])
+
+    def forward(self, x):
+        return torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+class PosEmbedding(nn.Module):
+    """ViT's position embedding: a learned 1×L×D tensor added to the sequence."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.pos_embedding = nn.Parameter(torch.empty(1, *shape).normal_(std=0.02))
+
+    @classmethod
+    def build(cls, x):
+        return cls(tuple(x.shape[1:]))
+
+    def forward(self, x):
+        return x + self.pos_embedding
+
+
+class LayerScale(nn.Module):
+    """ConvNeXt's layer scale: a learned C×1×1 tensor multiplying the N×C×H×W map."""
+
+    def __init__(self, channels, rank, layer_scale=1e-6):
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones(channels, *(1,) * rank) * layer_scale)
+
+    @classmethod
+    def build(cls, x, layer_scale=1e-6):
+        return cls(x.shape[1], x.dim() - 2, layer_scale)
+
+    def forward(self, x):
+        return self.layer_scale * x
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (same parameters and keys) called as self-attention, attn(x, x, x). It asks
+    for the weights, so PyTorch takes the path FlopCounterMode counts (same output)."""
+
+    @classmethod
+    def build(cls, x, embed_dim=None, **args):
+        return cls(embed_dim or x.shape[-1], **{"batch_first": True, **args})
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=True)[0]
+
+
+class ShiftedWindowAttention(nn.Module):
+    """Swin's shifted-window self-attention on N×H×W×C, as torchvision defines it: pad H, W to whole
+    windows; roll by -shift (no shift along an axis one window covers); attention inside each window
+    with the bias table indexed by relative position, and -100 added between regions the roll joined;
+    roll back, crop."""
+
+    def __init__(self, dim, window_size, shift_size, num_heads, qkv_bias=True, proj_bias=True,
+                 attention_dropout=0.0, dropout=0.0):
+        super().__init__()
+        self.window_size = _pair(window_size)
+        self.shift_size = _pair(shift_size)
+        self.num_heads = num_heads
+        wh, ww = self.window_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.empty((2 * wh - 1) * (2 * ww - 1), num_heads).normal_(std=0.02))
+        rows, cols = torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
+        rows, cols = rows.flatten(), cols.flatten()
+        index = (rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + (cols[:, None] - cols[None, :] + ww - 1)
+        self.register_buffer("relative_position_index", index.flatten())
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    @classmethod
+    def build(cls, x, dim=None, **args):
+        return cls(dim or x.shape[-1], **args)
+
+    def forward(self, x):
+        n, h, w, c = x.shape
+        (wh, ww), heads = self.window_size, self.num_heads
+        x = F.pad(x, (0, 0, 0, -w % ww, 0, -h % wh))
+        ph, pw = x.shape[1:3]
+        shift = [0 if win >= size else s for s, win, size in zip(self.shift_size, self.window_size, (ph, pw))]
+        if any(shift):
+            x = torch.roll(x, (-shift[0], -shift[1]), dims=(1, 2))
+        windows = x.reshape(n, ph // wh, wh, pw // ww, ww, c).transpose(2, 3).reshape(-1, wh * ww, c)
+        q, k, v = self.qkv(windows).reshape(windows.shape[0], wh * ww, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index].reshape(wh * ww, wh * ww, heads)
+        scores = scores + bias.permute(2, 0, 1)
+        if any(shift):
+            region = torch.zeros(ph, pw)
+            for i, rows in enumerate(_shift_regions(wh, shift[0])):
+                for j, cols in enumerate(_shift_regions(ww, shift[1])):
+                    region[rows, cols] = 3 * i + j
+            region = region.reshape(ph // wh, wh, pw // ww, ww).transpose(1, 2).reshape(-1, wh * ww)
+            mask = (region[:, None, :] != region[:, :, None]).to(scores.dtype) * -100.0   # windows × N × N
+            scores = (scores.reshape(n, -1, heads, wh * ww, wh * ww) + mask[None, :, None]).flatten(0, 1)
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(-1, wh * ww, c)
+        out = self.proj(out).reshape(n, ph // wh, pw // ww, wh, ww, c).transpose(2, 3).reshape(n, ph, pw, c)
+        if any(shift):
+            out = torch.roll(out, (shift[0], shift[1]), dims=(1, 2))
+        return out[:, :h, :w].contiguous()
+
+
+def _shift_regions(window, shift):
+    """The three bands of torchvision's mask along one axis (slices with the same bounds it uses)."""
+    return slice(0, -window), slice(-window, -shift), slice(-shift, None)
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+
+class PatchMerging(nn.Module):
+    """Swin's patch merging on N×H×W×C: pad to even H, W; concatenate each 2×2 patch's vectors in the
+    order (0,0), (1,0), (0,1), (1,1); LayerNorm(4C) `norm`; Linear(4C, 2C, bias=False) `reduction`."""
+
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim, eps=eps)
+
+    @classmethod
+    def build(cls, x, dim=None, **args):
+        return cls(dim or x.shape[-1], **args)
+
+    def forward(self, x):
+        h, w = x.shape[1:3]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+# YAML type -> the torch module for it, for the types torch.nn has no class of its own for
+EXTRA_CLASSES = {"permute": Permute, "select": Select, "stochasticdepth": StochasticDepth,
+                 "layernorm2d": LayerNorm2d, "classtoken": ClassToken, "posembedding": PosEmbedding,
+                 "layerscale": LayerScale, "multiheadattention": SelfAttention,
+                 "shiftedwindowattention": ShiftedWindowAttention, "patchmerging": PatchMerging}
 
 
 def build(network: cnncalc.Network, report: cnncalc.Report | None = None) -> nn.Module:
@@ -124,6 +331,8 @@ def leaf(layer, shape: tuple) -> nn.Module:
                                                 track_running_stats=layer.track_running_stats)
     if isinstance(layer, norm.GroupNorm):
         return nn.GroupNorm(layer.num_groups, shape[0], eps=layer.eps, affine=layer.affine)
+    if isinstance(layer, norm.LayerNorm2d):
+        return LayerNorm2d(shape[0], eps=layer.eps, elementwise_affine=layer.affine, bias=layer.bias)
     if isinstance(layer, norm.LayerNorm):
         return nn.LayerNorm(_arg(layer.normalized(shape)), eps=layer.eps, elementwise_affine=layer.affine,
                             bias=layer.bias)
@@ -144,6 +353,28 @@ def leaf(layer, shape: tuple) -> nn.Module:
     if isinstance(layer, reshape.Upsample):
         return nn.Upsample(size=_arg(layer.size), scale_factor=_arg(layer.scale_factor), mode=layer.mode,
                            align_corners=layer.align_corners, recompute_scale_factor=layer.recompute_scale_factor)
+    if isinstance(layer, reshape.Permute):
+        return Permute(layer.dims)
+    if isinstance(layer, reshape.Unflatten):
+        return nn.Unflatten(layer.dim, layer.sizes)
+    if isinstance(layer, reshape.Select):
+        return Select(layer.dim, layer.index)
+    if isinstance(layer, reshape.StochasticDepth):
+        return StochasticDepth(layer.p, layer.mode)
+    if isinstance(layer, learned.ClassToken):
+        return ClassToken(shape[-1])
+    if isinstance(layer, learned.PosEmbedding):
+        return PosEmbedding(shape)
+    if isinstance(layer, learned.LayerScale):
+        return LayerScale(shape[0], len(shape) - 1, layer.init)
+    if isinstance(layer, attention.MultiheadAttention):
+        return SelfAttention(shape[-1], layer.num_heads, dropout=layer.dropout, bias=layer.bias,
+                             add_bias_kv=layer.add_bias_kv, add_zero_attn=layer.add_zero_attn, batch_first=True)
+    if isinstance(layer, attention.ShiftedWindowAttention):
+        return ShiftedWindowAttention(shape[-1], layer.window_size, layer.shift_size, layer.num_heads,
+                                      layer.qkv_bias, layer.proj_bias)
+    if isinstance(layer, attention.PatchMerging):
+        return PatchMerging(shape[-1], layer.eps)
     raise NotImplementedError(f"no torch module for {type(layer).__name__} ({layer.kind})")
 
 
@@ -202,7 +433,23 @@ def torch_macs(module: nn.Module, seen: Seen) -> int:
                 * math.prod(module.kernel_size))
     if isinstance(module, nn.Linear):
         return math.prod(seen.input[:-1]) * module.in_features * module.out_features
+    if isinstance(module, (SelfAttention, ShiftedWindowAttention, PatchMerging)):
+        return counted_macs(module, seen.input)
     return 0
+
+
+def counted_macs(module: nn.Module, shape: tuple) -> int:
+    """Multiply-adds of one sample through `module` as torch.utils.flop_counter counts them (FLOPs / 2:
+    matmuls, linears and convolutions, bias adds excluded), with the fused attention path off."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        param = next(module.parameters())
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(torch.zeros(1, *shape, dtype=param.dtype))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() // 2
 
 
 # --- the independent reader: YAML text → torch.nn, with PyTorch's own argument handling ------------
@@ -283,6 +530,10 @@ class _Reader:
             inner = {**(defaults if isinstance(defaults, dict) else {}), **given}   # a list: all required
             return self.sequence(block["layers"], x, inner)
         kwargs = {key: _tuples(_substitute(value, env)) for key, value in (args or {}).items()}
+        if lowered in EXTRA_CLASSES:
+            cls = EXTRA_CLASSES[lowered]
+            module = (cls.build(x, **kwargs) if hasattr(cls, "build") else cls(**kwargs)).eval()
+            return module, module(x)
         cls = TORCH_CLASSES[lowered]
         for name, infer in INFERRED.items():
             if name not in kwargs and name in _parameters(cls):

@@ -12,6 +12,7 @@ from ..errors import SpecError
 from ..units import parse_size  # noqa: F401  (re-exported: forward.parse_size)
 from ..layers.conv import Conv, ConvTranspose
 from ..layers.pool import _Pool
+from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from ..layers.base import Layer
 from ..layers.composite import Concat, Residual
 from ..spec import Node
@@ -102,6 +103,15 @@ class _MemoryWalk:
             self._chunk("cols", layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
             self._chunk("canvas", 2 * math.prod(row.output))
             return 0
+        if isinstance(layer, (MultiheadAttention, ShiftedWindowAttention)):
+            # Q, K, V (3 per output value), the scaled Q, the scores and the heads' outputs before out_proj
+            tokens, channels = math.prod(row.output[:-1]), row.output[-1]
+            keys = layer.keys(row.input) if isinstance(layer, MultiheadAttention) else math.prod(layer.window_size)
+            if isinstance(layer, ShiftedWindowAttention):
+                tokens = math.prod(layer.padded(row.input))
+            return tokens * (5 * channels + 2 * layer.num_heads * keys)
+        if isinstance(layer, PatchMerging):  # the 2×2 patches side by side, then normalised
+            return 4 * math.prod(row.output)
         return math.prod(row.output)  # elementwise kernels' temporaries
 
     def _winograd(self, layer, row: Row) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers.conv import Conv
-from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
+from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, LayerNorm2d
 from ..spec import Node
 from .base import _add_bias, _channel_shape, _float_dtype, kernel
 from .derived import derived
@@ -122,3 +122,17 @@ def _group_norm(layer, x, p, owned):
 @kernel(LayerNorm)
 def _layer_norm(layer, x, p, owned):
     return layer_norm(x, len(layer.normalized(x.shape[1:])), p.get("weight"), p.get("bias"), layer.eps)
+
+
+def layer_norm_2d(x, weight, bias, eps):
+    """torchvision's LayerNorm2d: layer norm over the channels of ``x (N, C, *S)`` at every position."""
+    y = _normalize(np.asarray(x, _float_dtype(x)), (1,), eps)
+    if weight is not None:
+        y *= _channel_shape(np.asarray(weight, y.dtype), y.ndim)
+    _add_bias(y, bias)
+    return y
+
+
+@kernel(LayerNorm2d)
+def _layer_norm_2d(layer, x, p, owned):
+    return layer_norm_2d(x, p.get("weight"), p.get("bias"), layer.eps)

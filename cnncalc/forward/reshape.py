@@ -1,9 +1,11 @@
-"""Kernels of ``cnncalc/layers/reshape.py``: flatten, identity and dropout, padding, upsampling."""
+"""Kernels of ``cnncalc/layers/reshape.py``: flatten, identity and dropout, padding, upsampling;
+permute, unflatten, select and stochastic depth."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..layers.reshape import Flatten, Identity, Upsample, ZeroPad, _Dropout
+from ..layers.reshape import (Flatten, Identity, Permute, Select, StochasticDepth, Unflatten, Upsample, ZeroPad,
+                              _Dropout)
 from .base import _float_dtype, kernel, out_size
 from .memory import _empty
 
@@ -159,7 +161,24 @@ def _flatten(layer, x, p, owned):
     return x.reshape(*x.shape[:first], -1, *x.shape[last + 1:])
 
 
-@kernel(Identity, _Dropout)
+@kernel(Permute)
+def _permute(layer, x, p, owned):
+    # a contiguous copy, as the kernels after it (GEMMs over the last axis, norms) read rows
+    return np.ascontiguousarray(x.transpose(0, *(axis + 1 for axis in layer.perm(x.shape[1:]))))
+
+
+@kernel(Unflatten)
+def _unflatten(layer, x, p, owned):
+    return x.reshape(x.shape[0], *layer.out_shape(x.shape[1:]))
+
+
+@kernel(Select)
+def _select(layer, x, p, owned):
+    axis, index = layer.position(x.shape[1:])
+    return np.ascontiguousarray(np.take(x, index, axis=axis + 1))
+
+
+@kernel(Identity, _Dropout, StochasticDepth)
 def _identity(layer, x, p, owned):
     return x
 

@@ -41,7 +41,7 @@ from ..spec import Network, Node
 from . import base, norm
 from .data import _data_batch, _given_data, _input, _what
 from .estimate import Memory, _gib, check_memory, default_memory_limit, estimate_memory, parse_size
-from .weights import Weights, _leaf_rows, checked_weights, initial_weights, load_weights
+from .weights import Weights, _leaf_rows, checked_weights, expected_tensors, initial_weights, load_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -143,7 +143,7 @@ class Session:
             self.weights, self.warnings = checked_weights(report, weights, self.dtype, "the weights")
         else:
             self.weights, self.warnings = load_weights(weights, report, self.dtype)
-        self._params = _params_by_path(self.weights)
+        self._params = _params_by_path(self.weights, report)
         self._folded: dict[str, dict] = {}  # conv path -> its parameters with the BatchNorm after it folded in
 
     def report(self, batch: int) -> Report:
@@ -325,12 +325,12 @@ def _per_sample(shape: tuple, batch: int) -> tuple:
     return tuple(shape[1:]) if shape and shape[0] == batch else tuple(shape)
 
 
-def _params_by_path(weights: Weights) -> dict[str, dict[str, np.ndarray]]:
-    """`{"3.weight": w}` → `{"3": {"weight": w}}`."""
+def _params_by_path(weights: Weights, report: Report) -> dict[str, dict[str, np.ndarray]]:
+    """`{"3.weight": w, "5.out_proj.weight": v}` → `{"3": {"weight": w}, "5": {"out_proj.weight": v}}`
+    (a tensor's name may hold dots, as attention's do: the layer's path decides)."""
     grouped: dict[str, dict[str, np.ndarray]] = {}
-    for key, array in weights.items():
-        path, _, name = key.rpartition(".")
-        grouped.setdefault(path, {})[name] = array
+    for key, (_, row) in expected_tensors(report).items():
+        grouped.setdefault(row.path, {})[key[len(row.path) + 1:]] = weights[key]
     return grouped
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -32,6 +33,18 @@ def expected_tensors(report: Report) -> dict[str, tuple[tuple, Row]]:
 _FAN_IN_LAYERS = (conv._Convolution, linear.Linear)
 # Everything else starts constant: norm weight 1, bias 0; running mean 0, running variance 1.
 _CONSTANT_INIT = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+# Layers with their own initialisation (attention, learned tokens), registered by their kernel files:
+# layer class -> fn(layer, tensor name, {name: shape} of the layer, rng, dtype) -> array.
+INITIALISERS: dict[type, Callable] = {}
+
+
+def initialiser(*classes: type) -> Callable:
+    """Register the decorated function as the initialisation of each layer class's tensors."""
+    def add(fn: Callable) -> Callable:
+        for cls in classes:
+            INITIALISERS[cls] = fn
+        return fn
+    return add
 
 
 def initial_weights(report: Report, seed: int = 0, dtype=np.float32) -> Weights:
@@ -41,6 +54,10 @@ def initial_weights(report: Report, seed: int = 0, dtype=np.float32) -> Weights:
     for row in _leaf_rows(report):
         layer = row.node.layer
         tensors = {**layer.tensors(row.input), **layer.buffers(row.input)}
+        own = next((INITIALISERS[cls] for cls in type(layer).__mro__ if cls in INITIALISERS), None)
+        if own is not None:
+            weights.update({f"{row.path}.{name}": own(layer, name, tensors, rng, dtype) for name in tensors})
+            continue
         bound = None
         if isinstance(layer, _FAN_IN_LAYERS):
             shape = tensors["weight"]
@@ -48,13 +65,13 @@ def initial_weights(report: Report, seed: int = 0, dtype=np.float32) -> Weights:
         for name, shape in tensors.items():
             key = f"{row.path}.{name}"
             if bound is not None and name in ("weight", "bias"):
-                weights[key] = _uniform(rng, shape, bound, dtype)
+                weights[key] = uniform(rng, shape, bound, dtype)
             else:
                 weights[key] = np.full(shape, _CONSTANT_INIT[name], dtype)
     return weights
 
 
-def _uniform(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
+def uniform(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
     """U(-bound, bound) drawn directly in `dtype` (no float64 intermediate for float32)."""
     a = rng.random(shape, dtype=dtype)
     a *= 2 * bound

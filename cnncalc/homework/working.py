@@ -18,13 +18,15 @@ from .. import arith
 from ..analysis import Report, Row, allocates
 from ..arith import PIXEL, Field
 from ..layers.activation import Activation
+from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from ..layers.base import Layer
 from ..layers.composite import Concat, Residual, Sequential
 from ..layers.conv import Conv, ConvTranspose
+from ..layers.learned import ClassToken
 from ..layers.linear import Linear
 from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
 from ..layers.pool import MaxPool, _AdaptivePool, _Pool
-from ..layers.reshape import Flatten, Upsample, ZeroPad
+from ..layers.reshape import Flatten, Permute, Select, Unflatten, Upsample, ZeroPad
 from ..layers.window import decimal_text, working as size_formula
 from ..render.text import count, number, shape as fmt_shape, size_bytes
 
@@ -195,7 +197,7 @@ def _generic_macs(step: Step) -> str:
     row = step.row
     if not row.leaf:
         return f"MACs = sum over its layers = {_sum([c.macs for c in step.children], 'layers')}"
-    return f"MACs = 0 ({row.node.kind}: only conv, transposed conv and linear layers are counted)"
+    return f"MACs = 0 ({row.node.kind}: only conv, transposed conv, linear and attention layers are counted)"
 
 
 def _generic_rf(step: Step) -> str:
@@ -368,7 +370,8 @@ def _linear(layer: Linear, step: Step) -> dict:
         "bias": f"bias = out = {n_out}" if layer.bias else "bias: none (bias: false)",
         "params": f"params = {n_out}·{n_in}" + (f" + {n_out}" if layer.bias else "") + f" = {count(row.params)}",
         "macs": f"MACs = {where}{n_in}·{n_out} = {count(row.macs)}",
-        "rf": "rf = global (every output depends on every input value)",
+        "rf": "rf = global (every output depends on every input value)" if row.rf is None else
+              f"rf = unchanged = {_sizes(row.rf)} (on channels last a linear is a 1×1 convolution)",
     }
 
 
@@ -381,6 +384,72 @@ def _flatten(layer: Flatten, step: Step) -> dict:
     if step.row.rf is None and step.field_in is not None:
         out["rf"] = "rf = global (after flattening, a position means nothing)"
     return out
+
+
+@explains(Permute)
+def _permute(layer: Permute, step: Step) -> dict:
+    row = step.row
+    moved = ", ".join(f"{n} (dim {axis + 1})" for n, axis in zip(row.output, layer.perm(row.input)))
+    return {"output": f"output = input dims in the order {list(layer.dims)} = {moved} = {fmt_shape(row.output)}"}
+
+
+@explains(Unflatten)
+def _unflatten(layer: Unflatten, step: Step) -> dict:
+    axis, sizes = layer.split(step.row.input)
+    return {"output": f"output = {fmt_shape(step.row.output)} (dim {layer.dim}, {step.row.input[axis]} = "
+                      f"{product(sizes)})"}
+
+
+@explains(Select)
+def _select(layer: Select, step: Step) -> dict:
+    axis, index = layer.position(step.row.input)
+    return {"output": f"output = {fmt_shape(step.row.output)} (position {index} of dim {layer.dim}, which "
+                      f"goes: {fmt_shape(step.row.input)} without its {step.row.input[axis]})"}
+
+
+@explains(ClassToken)
+def _class_token(layer: ClassToken, step: Step) -> dict:
+    n, d = step.row.input
+    return {"output": f"output = (L + 1) × D = ({n} + 1) × {d} = {fmt_shape(step.row.output)} "
+                      "(the class token first)"}
+
+
+def _attention_macs(terms: dict[str, int], formulas: dict[str, str]) -> str:
+    parts = " + ".join(f"{name} {formulas[name]}" for name in terms)
+    return f"MACs = {parts} = {' + '.join(count(v) for v in terms.values())} = {count(sum(terms.values()))}"
+
+
+@explains(MultiheadAttention)
+def _multihead_attention(layer: MultiheadAttention, step: Step) -> dict:
+    n, e = step.row.input
+    s = layer.keys(step.row.input)
+    keys = f"{s}" if s == n else f"{s} (with {s - n} added key{'s' * (s - n > 1)})"
+    return {"macs": _attention_macs(layer.mac_terms(step.row.input), {
+                "in_proj": f"L·E·3E = {n}·{e}·{3 * e}", "QKᵀ": f"L·S·E = {n}·{keys}·{e}",
+                "AV": f"L·S·E = {n}·{s}·{e}", "out_proj": f"L·E·E = {n}·{e}·{e}"}),
+            "rf": "rf = global (every token attends to every token)"}
+
+
+@explains(ShiftedWindowAttention)
+def _window_attention(layer: ShiftedWindowAttention, step: Step) -> dict:
+    c = step.row.input[2]
+    (ph, pw), (wh, ww) = layer.padded(step.row.input), layer.window_size
+    t, n = f"{ph}·{pw}", f"{wh}·{ww}"
+    out = {"macs": _attention_macs(layer.mac_terms(step.row.input), {
+        "qkv": f"T·C·3C = {t}·{c}·{3 * c}", "QKᵀ": f"T·N·C = {t}·{n}·{c}", "AV": f"T·N·C = {t}·{n}·{c}",
+        "proj": f"T·C·C = {t}·{c}·{c}"}) + f" (T = {t} tokens padded to whole {wh}×{ww} windows of N = {n})"}
+    if step.row.rf is not None:
+        out["rf"] = (f"rf = {_sizes(step.field_in)} + (window - 1)·jump = {_sizes(step.row.rf)} (each token sees "
+                     f"its {wh}×{ww} window; where that lies depends on its place in it)")
+    return out
+
+
+@explains(PatchMerging)
+def _patch_merging(layer: PatchMerging, step: Step) -> dict:
+    h, w, c = step.row.input
+    ho, wo, co = step.row.output
+    return {"output": f"output = ⌈H/2⌉ × ⌈W/2⌉ × 2C = ⌈{h}/2⌉ × ⌈{w}/2⌉ × 2·{c} = {fmt_shape(step.row.output)}",
+            "macs": f"MACs = H'·W'·4C·2C = {ho}·{wo}·{4 * c}·{co} = {count(step.row.macs)} (the reduction linear)"}
 
 
 @explains(ZeroPad)

@@ -1,6 +1,7 @@
 """Elementwise activations (torch.nn.ReLU, …) and softmax along one dimension."""
 from __future__ import annotations
 
+from ..arith import channel_axis
 from ..errors import SpecError
 from .base import REGISTRY, ArgReader, Layer, Saved, Shape, register
 
@@ -64,6 +65,7 @@ class _Softmax(Layer):
     """Softmax along `dim` (PyTorch counts the batch as dim 0, so channels are dim 1)."""
 
     signature = dict(dim=None)
+    layouts = True
 
     def autocast_float32(self, device):
         return device == "cuda"
@@ -94,7 +96,7 @@ class _Softmax(Layer):
         self.axis(shape)
 
     def field(self, shape, fields):
-        return fields if self.axis(shape) == 0 else None
+        return fields if self.axis(shape) == channel_axis(fields) else None
 
     def saved(self, shape, out, ctx):
         return (Saved("output", "its output, from which its gradient is computed"),)

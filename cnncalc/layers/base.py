@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
-from ..arith import Field
+from ..arith import Field, channel_axis
 from ..errors import SpecError, brief
 from ..source import LARGEST
 
@@ -67,12 +67,14 @@ class Saved:
 @dataclass(frozen=True)
 class TrainContext:
     """What a saved-tensor rule may depend on besides shapes: the device whose kernels run ("cuda" or
-    "cpu"), whether the layer's input requires a gradient (false before the first parameter) and
-    whether torch.autocast is on."""
+    "cpu"), whether the layer's input requires a gradient (false before the first parameter), whether
+    torch.autocast is on, and the batch (whether a reshape is a view can depend on it: attention's
+    windows and heads)."""
 
     device: str = "cuda"
     input_grad: bool = True
     amp: bool = False
+    batch: int = 1
 
 
 KEEPS_INPUT = (Saved("input", "its input (the default rule for a layer type without its own)"),)
@@ -90,6 +92,7 @@ class Layer:
     signature: ClassVar[dict] = {}
     leaf: ClassVar[bool] = True
     learned_tensor: ClassVar[bool] = False      # the layer is one learned tensor: its name names it (cnncalc.keys)
+    layouts: ClassVar[bool] = False              # `field` follows a channel axis a permute moved
 
     def __init__(self, args: "ArgReader"):
         self.setup(args)
@@ -126,9 +129,21 @@ class Layer:
         """Receptive field after this layer (None = global); elementwise layers keep it."""
         return fields
 
+    def field_after(self, shape: Shape, fields: tuple[Field, ...]) -> tuple[Field, ...] | None:
+        """The field after this layer in any layout (arith.Fields). A layer whose `field` assumes the
+        channels first, receiving them elsewhere (channels last after a permute), takes a spatial axis
+        for its channels and mixes every position along it: global. Elementwise layers keep the field."""
+        if channel_axis(fields) == 0 or self.layouts:
+            return self.field(shape, fields)
+        return fields if type(self).field is Layer.field else None
+
     def notes(self, shape: Shape) -> list[str]:
         """Warnings worth showing (uneven division, suspicious use)."""
         return []
+
+    def notes_with(self, shape: Shape, fields) -> list[str]:
+        """`notes`, for layers whose warnings depend on the field arriving (None = global)."""
+        return self.notes(shape)
 
     def label(self, shape: Shape) -> str:
         """Short description for tables: `Conv (C_out=20, K=5, P=2, S=1)`."""

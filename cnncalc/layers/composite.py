@@ -25,10 +25,12 @@ class Composite(Layer):
         raise NotImplementedError
 
     def combine_fields(self, fields: dict[str, tuple | None]):
-        """Union of the branches' fields; global if any branch is."""
-        if any(f is None for f in fields.values()):
+        """Union of the branches' fields; global if any branch is, or if their layouts differ."""
+        channels = {arith.channel_axis(f) for f in fields.values()}
+        if any(f is None for f in fields.values()) or len(channels) > 1:
             return None
-        return tuple(arith.field_union(list(axis)) for axis in zip(*fields.values()))
+        return arith.with_channel(tuple(arith.field_union(list(axis)) for axis in zip(*fields.values())),
+                                  channels.pop())
 
     def label(self, shape: Shape) -> str:
         return self.display

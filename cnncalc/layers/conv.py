@@ -120,7 +120,12 @@ class Conv(_Convolution):
         padded copy it really convolves, and reflect/replicate padding also keeps the unpadded input
         (when that needs a gradient)."""
         if self.padding_mode == "zeros":
-            return (Saved("input", "its input, for the weight's gradient"), WEIGHT)
+            if all(lo == hi for lo, hi in self.pads):
+                return (Saved("input", "its input, for the weight's gradient"), WEIGHT)
+            # padding='same' with an odd total: PyTorch pads a copy by the odd one on the right first
+            extra = (shape[0], *(n + hi - lo for n, (lo, hi) in zip(shape[1:], self.pads)))
+            return (Saved("new", "its input padded by the odd one on the right ('same'), which it convolves",
+                          extra), WEIGHT)
         padded = (shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:], self.pads)))
         copy = Saved("new", f"the {self.padding_mode}-padded copy of its input, which it convolves", padded)
         if self.padding_mode == "circular" or not ctx.input_grad:   # no gradient through the padding

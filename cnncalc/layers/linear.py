@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..arith import channel_axis
 from ..errors import SpecError
 from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
@@ -13,6 +14,7 @@ class Linear(Layer):
 
     signature = dict(in_features=None, out_features=REQUIRED, bias=True)
     autocast = True
+    layouts = True
 
     def setup(self, a: ArgReader) -> None:
         self.in_features = a.int("in_features", allow_none=True)
@@ -36,7 +38,15 @@ class Linear(Layer):
         return math.prod(shape) * self.out_features
 
     def field(self, shape, fields):
-        return None
+        # On channels last (after a permute to H×W×C) it is a 1×1 convolution: positions stay apart.
+        return fields if channel_axis(fields) == len(shape) - 1 else None
+
+    def notes_with(self, shape: Shape, fields) -> list[str]:
+        # Only a map straight from convolutions (channels first, positions still local) suggests a
+        # forgotten flatten; tokens (after attention or a flatten) and channels-last maps are meant.
+        if fields is not None and channel_axis(fields) == 0:
+            return self.notes(shape)
+        return []
 
     def saved(self, shape, out, ctx):
         keep = Saved("input", "its input, for the weight's gradient (a view of it when it has several dimensions)")

@@ -1,8 +1,9 @@
-"""Normalisation (torch.nn.BatchNorm1d/2d/3d, GroupNorm, LayerNorm)."""
+"""Normalisation (torch.nn.BatchNorm1d/2d/3d, GroupNorm, LayerNorm; torchvision's LayerNorm2d)."""
 from __future__ import annotations
 
 import math
 
+from ..arith import channel_axis
 from ..errors import SpecError
 from .base import REQUIRED, ArgReader, Layer, Saved, Shape, fmt_shape, register
 
@@ -12,6 +13,7 @@ class BatchNorm(Layer):
     """Per-channel normalisation with running statistics: γ, β learnable (2·C), mean/var buffers."""
 
     signature = dict(num_features=None, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
+    layouts = True      # per channel of axis 0 with running statistics: elementwise in any layout
 
     def setup(self, a: ArgReader) -> None:
         self.num_features = a.int("num_features", allow_none=True)
@@ -104,6 +106,7 @@ class LayerNorm(Layer):
     """Normalise over the trailing `normalized_shape` (default: the whole per-sample shape)."""
 
     signature = dict(normalized_shape=None, eps=1e-5, elementwise_affine=True, bias=True)
+    layouts = True
 
     def autocast_float32(self, device):
         return device == "cuda"
@@ -136,9 +139,11 @@ class LayerNorm(Layer):
         return {"weight": ns, **({"bias": ns} if self.bias else {})}
 
     def field(self, shape, fields):
-        # The normalised axes always include the last, a spatial one when there is any: every
-        # output then depends on its whole row, so the field is global.
-        return fields if len(shape) == 1 else None
+        # The normalised axes always include the last. Over the channels alone (channels last, after a
+        # permute) each position is normalised on its own; over a spatial axis every output depends on
+        # its whole row, so the field is global.
+        alone = len(self.normalized(shape)) == 1 and channel_axis(fields) == len(shape) - 1
+        return fields if alone else None
 
     def saved(self, shape, out, ctx):
         rows = tuple(shape[:len(shape) - len(self.normalized(shape))])
@@ -152,3 +157,30 @@ def _statistics(what: str, shape: tuple) -> tuple[Saved, ...]:
     """Group/layer norm: the input, and a mean and a reciprocal std per `what`."""
     return (Saved("input", "its input"), Saved("new", f"the mean of each {what}", shape, "stat"),
             Saved("new", f"the reciprocal std of each {what}", shape, "stat"))
+
+
+@register("layernorm2d")
+class LayerNorm2d(LayerNorm):
+    """torchvision's LayerNorm2d (ConvNeXt): LayerNorm over the channels of C×H×W, each position alone."""
+
+    layouts = False     # it normalises axis 0, whatever that holds
+
+    def check_input(self, shape: Shape) -> None:
+        if len(shape) != 3:
+            raise SpecError(f"layernorm2d needs a C×H×W input, but receives {fmt_shape(shape)}",
+                            fix="use layernorm on the last dimension for tokens or channels-last inputs")
+        if self.normalized_shape not in (None, (shape[0],)):
+            raise SpecError(f"normalized_shape {fmt_shape(self.normalized_shape)} must be the {shape[0]} channels",
+                            fix=f"set normalized_shape: {shape[0]}, or leave it out to infer it")
+
+    def normalized(self, shape: Shape) -> Shape:
+        return (shape[0],)
+
+    def field(self, shape, fields):
+        return fields
+
+    def saved(self, shape, out, ctx):
+        return _statistics("position", tuple(shape[1:]))
+
+    def label(self, shape: Shape) -> str:
+        return "LayerNorm2d"

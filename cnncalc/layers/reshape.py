@@ -8,7 +8,7 @@ from fractions import Fraction
 from .. import arith
 from ..errors import SpecError, brief
 from ..source import LARGEST
-from .base import ArgReader, Layer, Saved, Shape, _rank_name, fmt_shape, register
+from .base import REQUIRED, ArgReader, Layer, Saved, Shape, _rank_name, fmt_shape, register
 from .window import check_fits
 
 
@@ -17,6 +17,7 @@ class Flatten(Layer):
     """Merge dimensions start_dim..end_dim (PyTorch counts the batch as dim 0, hence start_dim=1)."""
 
     signature = dict(start_dim=1, end_dim=-1)
+    layouts = True
 
     def setup(self, a: ArgReader) -> None:
         self.start_dim = a.int("start_dim", minimum=None)
@@ -236,3 +237,186 @@ class Upsample(Layer):
     def label(self, shape: Shape) -> str:
         what = f"size={self.size}" if self.size is not None else f"×{self.scale_factor}"
         return f"Upsample({what}, {self.mode})"
+
+
+def _batched_dim(dim: int, shape: Shape, what: str) -> int:
+    """A PyTorch dim of the batched tensor (batch = 0, negative from the end) as a per-sample axis."""
+    batched = len(shape) + 1
+    if not -batched <= dim < batched:
+        raise SpecError(f"{what} {dim} is out of range for a batched {batched}-D input (N×{fmt_shape(shape)})",
+                        fix=f"use a dim from 1 to {batched - 1} (0 is the batch), or from -{batched - 1} to -1")
+    if dim % batched == 0:
+        raise SpecError(f"{what} {dim} is the batch dimension", fix="use dim 1 or later (0 is the batch)")
+    return dim % batched - 1
+
+
+@register("permute")
+class Permute(Layer):
+    """Reorder dimensions (torch.permute, torchvision.ops.Permute); `dims` counts the batch as dim 0,
+    which stays first: [0, 2, 3, 1] turns C×H×W into H×W×C (channels last)."""
+
+    signature = dict(dims=REQUIRED)
+    layouts = True
+    storage = "view"
+
+    def setup(self, a: ArgReader) -> None:
+        value = a.raw("dims")
+        if not isinstance(value, (list, tuple)) or not value:
+            a.fail("dims", f"must be a list of dimensions, not {brief(value)}",
+                   fix="write e.g. `dims: [0, 2, 3, 1]` (the batch, dim 0, first)")
+        self.dims = tuple(a._int("dims", d, None) for d in value)
+        self.where = a.where_of("dims")
+
+    def perm(self, shape: Shape) -> tuple[int, ...]:
+        """Per-sample axes in output order: output axis j is input axis perm[j]."""
+        batched = len(shape) + 1
+        example = ", ".join(map(str, [0, *range(batched - 1, 0, -1)]))
+        fix = f"list each of the {batched} dims of the batched input once, 0 (the batch) first, e.g. [{example}]"
+        if len(self.dims) != batched:
+            raise SpecError(f"permute dims {list(self.dims)} has {len(self.dims)} entries, but the batched input "
+                            f"N×{fmt_shape(shape)} has {batched} dims", where=self.where, fix=fix)
+        dims = [d % batched if -batched <= d < batched else d for d in self.dims]
+        if sorted(dims) != list(range(batched)):
+            wrong = [d for d in self.dims if not -batched <= d < batched] or \
+                    [d for d in self.dims if dims.count(d % batched) > 1]
+            raise SpecError(f"permute dims {list(self.dims)} is not a permutation of 0…{batched - 1}: "
+                            f"{wrong[0]} is {'out of range' if not -batched <= wrong[0] < batched else 'repeated'}",
+                            where=self.where, fix=fix)
+        if dims[0] != 0:
+            raise SpecError(f"permute dims {list(self.dims)} moves the batch (dim 0)", where=self.where, fix=fix)
+        return tuple(d - 1 for d in dims[1:])
+
+    check_input = perm
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return tuple(shape[axis] for axis in self.perm(shape))
+
+    def field(self, shape, fields):
+        return arith.permute_fields(fields, self.perm(shape))
+
+    def saved(self, shape, out, ctx):
+        return ()
+
+    def label(self, shape: Shape) -> str:
+        return f"Permute({', '.join(map(str, self.dims))})"
+
+
+@register("unflatten")
+class Unflatten(Layer):
+    """Split dimension `dim` into `unflattened_size` (torch.nn.Unflatten; batch = dim 0; one -1 is
+    inferred): unflatten {dim: 2, unflattened_size: [14, 14]} turns 768×196 into 768×14×14."""
+
+    signature = dict(dim=REQUIRED, unflattened_size=REQUIRED)
+    storage = "view"
+
+    def setup(self, a: ArgReader) -> None:
+        self.dim = a.int("dim", minimum=None)
+        sizes = a.raw("unflattened_size")
+        if not isinstance(sizes, (list, tuple)) or not sizes:
+            a.fail("unflattened_size", f"must be a list of sizes, not {brief(sizes)}",
+                   fix="write e.g. `unflattened_size: [14, 14]`")
+        self.sizes = tuple(a._int("unflattened_size", n, -1) for n in sizes)
+        if 0 in self.sizes or self.sizes.count(-1) > 1:
+            a.fail("unflattened_size", f"{list(self.sizes)} must hold positive sizes and at most one -1")
+        self.where = a.where_of("unflattened_size")
+
+    def split(self, shape: Shape) -> tuple[int, tuple[int, ...]]:
+        """(the per-sample axis split, its sizes with any -1 filled in)."""
+        axis = _batched_dim(self.dim, shape, "unflatten dim")
+        n, known = shape[axis], math.prod(s for s in self.sizes if s != -1)
+        sizes = tuple(n // known if s == -1 else s for s in self.sizes)
+        if math.prod(sizes) != n:
+            raise SpecError(f"unflattened_size {list(self.sizes)} does not multiply to the {n} of dim {self.dim} "
+                            f"(input {fmt_shape(shape)})", where=self.where,
+                            fix=f"give sizes whose product is {n}, or -1 for one of them")
+        return axis, sizes
+
+    check_input = split
+
+    def out_shape(self, shape: Shape) -> Shape:
+        axis, sizes = self.split(shape)
+        return (*shape[:axis], *sizes, *shape[axis + 1:])
+
+    def field(self, shape, fields):
+        # Splitting an axis changes what a position means (a flattened one becomes a grid again).
+        return fields if self.out_shape(shape) == tuple(shape) else None
+
+    def saved(self, shape, out, ctx):
+        return ()
+
+    def label(self, shape: Shape) -> str:
+        return f"Unflatten(dim={self.dim}, {'×'.join(map(str, self.sizes))})"
+
+
+@register("select")
+class Select(Layer):
+    """One index along a dimension, which disappears (torch.select; batch = dim 0): ViT's `x[:, 0]`,
+    the class token, is `select: {dim: 1, index: 0}`."""
+
+    signature = dict(dim=REQUIRED, index=REQUIRED)
+    layouts = True
+    storage = "view"
+
+    def setup(self, a: ArgReader) -> None:
+        self.dim = a.int("dim", minimum=None)
+        self.index = a.int("index", minimum=None)
+        self.where = a.where_of("index")
+
+    def position(self, shape: Shape) -> tuple[int, int]:
+        """(per-sample axis, index from 0)."""
+        if len(shape) < 2:
+            raise SpecError(f"select would leave no dimension of a {fmt_shape(shape)} input",
+                            fix="select from an input with at least two dimensions per sample")
+        axis = _batched_dim(self.dim, shape, "select dim")
+        n = shape[axis]
+        if not -n <= self.index < n:
+            raise SpecError(f"index {self.index} is out of range for dim {self.dim} of size {n}", where=self.where,
+                            fix=f"use an index from 0 to {n - 1} (or -{n} to -1 from the end)")
+        return axis, self.index % n
+
+    check_input = position
+
+    def out_shape(self, shape: Shape) -> Shape:
+        axis, _ = self.position(shape)
+        return (*shape[:axis], *shape[axis + 1:])
+
+    def field(self, shape, fields):
+        # Along a spatial axis the chosen position's field stays, that axis goes; picking a channel
+        # leaves no channel axis to lay the fields out by, so it says global.
+        axis, _ = self.position(shape)
+        channel = arith.channel_axis(fields)
+        if axis == channel:
+            return None
+        dropped = axis - (axis > channel)
+        return arith.with_channel(fields[:dropped] + fields[dropped + 1:], channel - (axis < channel))
+
+    def saved(self, shape, out, ctx):
+        return ()
+
+    def label(self, shape: Shape) -> str:
+        return f"Select(dim={self.dim}, index={self.index})"
+
+
+@register("stochasticdepth")
+class StochasticDepth(Layer):
+    """torchvision.ops.StochasticDepth: drops whole residual branches in training ("row": per sample,
+    "batch": all at once), the identity at inference (what we compute)."""
+
+    signature = dict(p=REQUIRED, mode=REQUIRED)
+
+    def setup(self, a: ArgReader) -> None:
+        self.p = a.number("p", minimum=0, maximum=1)
+        self.mode = a.choice("mode", ("row", "batch"))
+
+    def output_storage(self, shape, training):
+        return "new" if training and self.p else "view"
+
+    def saved(self, shape, out, ctx):
+        """The noise it multiplied by: one value per sample ("row") or for the batch."""
+        if not self.p:
+            return ()
+        ones = (1,) * len(shape)
+        return (Saved("new", "the noise it multiplied by", ones, per_sample=self.mode == "row"),)
+
+    def label(self, shape: Shape) -> str:
+        return f"StochasticDepth(p={self.p:g}, {self.mode})"

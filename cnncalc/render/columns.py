@@ -107,7 +107,7 @@ def totals(report) -> list[tuple[str, str]]:
              ("Output", shape(report.output)),
              ("Receptive field", field(report.rf))]
     if t.buffers:
-        lines.insert(1, ("Buffers", f"{count(t.buffers)} (BatchNorm running statistics, not parameters)"))
+        lines.insert(1, ("Buffers", f"{count(t.buffers)} (not parameters: running statistics, position indices)"))
     if report.training is not None:
         lines += training_totals(report.training)
     return lines
