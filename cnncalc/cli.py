@@ -246,17 +246,18 @@ def forward(
 ) -> None:
     """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""
     from . import forward as fw
+    from .files import Output
     from .render import forward as view
     from .spec import load
 
     network = load(spec, input)
-    if save_output:
-        fw.check_writable(save_output, force)
+    target = save_output and Output(save_output, force=force, inputs=[spec, weights, data],
+                                    size=fw.output_bytes(network, batch, dtype.value))
     with view.LayerProgress(console(stderr=True), enabled=format is TableOrJson.table) as progress:
         result = fw.run(network, batch=batch, seed=seed, dtype=dtype.value, weights=weights, data=data,
                         max_memory=max_memory, on_layer=progress)
-    if save_output and result.output is not None:
-        fw.save_output(result.output, save_output, force)
+    if target and result.output is not None:
+        fw.save_output(result.output, target)
     view.show(result, format, console())
     raise typer.Exit(0 if result.ok else 1)
 

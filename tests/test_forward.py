@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import cnncalc
 from cnncalc import forward as fw
 from cnncalc.errors import SpecError
+from cnncalc.files import Output
 from util import cli
 
 LENET_PATHS = [str(i) for i in range(10)]
@@ -275,18 +276,18 @@ def test_a_failing_kernel_stops_the_pass_and_is_reported(monkeypatch):
 
 def test_save_output_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
     target = tmp_path / "y.npy"
-    fw.save_output(np.arange(3.0), target)
+    fw.save_output(np.arange(3.0), Output(target))
     assert np.array_equal(np.load(target), np.arange(3.0))
     with pytest.raises(SpecError, match="already exists"):
-        fw.save_output(np.zeros(3), target)
-    fw.save_output(np.zeros(3), target, force=True)
+        Output(target)
+    fw.save_output(np.zeros(3), Output(target, force=True))
     assert np.array_equal(np.load(target), np.zeros(3))
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # a crash half-way through writing
     monkeypatch.setattr(np, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        fw.save_output(np.ones(3), target, force=True)
+        fw.save_output(np.ones(3), Output(target, force=True))
     assert np.array_equal(np.load(target), np.zeros(3)) and sorted(p.name for p in tmp_path.iterdir()) == ["y.npy"]
 
 

@@ -24,7 +24,7 @@ Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`
 (1, 10)
 """
 from . import activation, attention, conv, learned, linear, norm, pool, reshape  # noqa: F401  (registers the kernels)
-from .data import check_writable, load_data, save_output
+from .data import load_data, output_bytes, save_output
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
 from .session import DTYPES, Check, Result, Session, run
 from .weights import Weights, checked_weights, expected_tensors, initial_weights, load_weights

@@ -112,26 +112,15 @@ def make_key(spec: str | None, dtype="float32", fields: tuple | None = None) -> 
 
 
 def write_key(text: str, output: str | None, force: bool, spec: str | None) -> None:
-    """To stdout, or to a new file (an existing one only with `force`; never the spec itself)."""
+    """To stdout, or to a file (see `cnncalc.files`: never over the spec, a link or a special file)."""
     import sys
-    from pathlib import Path
 
-    from ..errors import SpecError, Where
+    from ..files import Output
 
     if output is None or output == "-":
         sys.stdout.write(text)
         return
-    target = Path(output)
-    if spec and Path(spec).exists() and target.exists() and target.resolve() == Path(spec).resolve():
-        raise SpecError("refusing to write the key over the spec it was made from", where=Where(output),
-                        fix="choose another -o FILE; the spec itself is never modified")
-    if target.exists() and not force:
-        raise SpecError("the file already exists", where=Where(output), fix="add --force to overwrite it, or "
-                        "choose another -o FILE")
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"cannot write the key: {e.strerror or e}", where=Where(output)) from None
+    Output(output, force=force, inputs=[spec]).write_text(text)
 
 
 def answer_key(network: Network, report: Report, text: str, fields: tuple | None = None) -> tuple[str, bool]:
