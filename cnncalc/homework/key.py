@@ -112,13 +112,14 @@ def make_key(spec: str | None, dtype="float32", fields: tuple | None = None) -> 
 
 
 def write_key(text: str, output: str | None, force: bool, spec: str | None) -> None:
-    """To stdout, or to a file (see `cnncalc.files`: never over the spec, a link or a special file)."""
+    """To stdout, or exactly to a file (see `cnncalc.files`: never over the spec, a link or a special file)."""
     import sys
 
+    from ..errors import escape
     from ..files import Output
 
-    if output is None or output == "-":
-        sys.stdout.write(text)
+    if output is None or output == "-":  # shown, so bidi marks or a stray CR from the spec are escaped
+        sys.stdout.write(escape(text.replace("\r\n", "\n"), keep="\n\t"))
         return
     Output(output, force=force, inputs=[spec]).write_text(text)
 

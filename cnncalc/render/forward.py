@@ -10,7 +10,7 @@ import time
 from enum import Enum
 
 from . import TableOrJson
-from .text import shape
+from .text import escape, json_safe, shape
 
 
 class ForwardDType(str, Enum):
@@ -38,7 +38,7 @@ def dumps(result) -> str:
     data = result_dict(result)
     layers = ",\n  ".join(json.dumps(layer, ensure_ascii=False) for layer in data.pop("layers"))
     head = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in data.items() if k != "output")
-    return f'{{{head},\n "layers": [\n  {layers}],\n "output": {json.dumps(data["output"])}}}\n'
+    return json_safe(f'{{{head},\n "layers": [\n  {layers}],\n "output": {json.dumps(data["output"])}}}\n')
 
 
 def _actual_cell(check) -> str:
@@ -50,9 +50,11 @@ def _actual_cell(check) -> str:
 def build(result):
     """The rich table: path, layer, predicted, actual, ✓/✗ — composites indented as a tree."""
     from rich.table import Table
+    from rich.text import Text
 
     report = result.report
-    table = Table(title=f"{report.network.name} — NumPy forward pass", title_justify="left", header_style="bold")
+    table = Table(title=Text(f"{escape(report.network.name)} — NumPy forward pass"), title_justify="left",
+                  header_style="bold")
     for name in ("Path", "Layer", "Predicted", "Actual", ""):
         table.add_column(name, no_wrap=True)
     table.add_row("", "Input", shape(report.network.input), shape(report.network.input), "")
@@ -63,7 +65,8 @@ def build(result):
         if node.name:
             label = f"{node.name}: {label}"
         mark = f"[green]{MARKS[True]}[/green]" if check.ok else f"[bold red]{MARKS[False]}[/bold red]"
-        table.add_row(check.path, "  " * node.depth + label, shape(check.predicted), _actual_cell(check), mark)
+        table.add_row(Text(escape(check.path)), Text("  " * node.depth + escape(label)), shape(check.predicted),
+                      Text(escape(_actual_cell(check))), mark)
     return table
 
 
@@ -89,7 +92,7 @@ def show(result, fmt: TableOrJson, console) -> None:
     if TableOrJson(fmt) is TableOrJson.json:
         sys.stdout.write(dumps(result))
         for text in result.warnings:
-            sys.stderr.write(f"warning: {text}\n")
+            sys.stderr.write(f"warning: {escape(text)}\n")
     else:
         print_result(result, console)
 
@@ -104,7 +107,7 @@ def print_result(result, console) -> None:
     for line in summary_lines(result):
         console.print(line, highlight=False)
     for text in result.warnings:
-        console.print(f"warning: {text}", style="yellow", highlight=False)
+        console.print(f"warning: {escape(text)}", style="yellow", highlight=False, markup=False)
 
 
 class LayerProgress:

@@ -1,7 +1,14 @@
 """How numbers, shapes and fields are written for people (not for JSON)."""
 from __future__ import annotations
 
+import re
 from fractions import Fraction
+
+from ..errors import escape  # noqa: F401  (the one escaping function, re-exported for the renderers)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def count(n: int) -> str:
@@ -53,3 +60,25 @@ def json_number(x):
     if isinstance(x, Fraction):
         return x.numerator if x.denominator == 1 else float(x)
     return x
+
+
+def csv_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP's advice: a cell starting with
+    = + - @, tab or CR gets a leading '), plain negative numbers left alone; control characters escaped.
+
+    >>> csv_cell("=HYPERLINK(1)"), csv_cell("-12"), csv_cell("-1+2"), csv_cell("conv1")
+    ("'=HYPERLINK(1)", '-12', "'-1+2", 'conv1')
+    """
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        text = "'" + text
+    return escape(text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text whose strings carry no raw DEL, C1 or bidi/zero-width character (json.dumps escapes
+    only the C0 controls): each becomes its \\u escape, which decodes to the same string.
+
+    >>> json_safe('"a\u202eb"')
+    '"a\\\\u202eb"'
+    """
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
