@@ -12,14 +12,14 @@ from typer.core import TyperGroup, TyperOption
 
 from . import __version__
 from .analysis import DType
-from .errors import SpecError, Where, clip
+from .errors import SpecError, Where, brief, clip
 from .homework.render import CheckFormat, SheetFormat
 from .training import Amp, Device, Optimizer
 from .pictures import Style
 from .render import Format, TableOrJson
 from .render.table import BarsOf
 from .render.forward import ForwardDType
-from .source import Limits, current_limits, set_limits
+from .source import LARGEST, Limits, current_limits, set_limits
 
 
 class _Commands(TyperGroup):
@@ -35,6 +35,7 @@ class _Commands(TyperGroup):
 
     def invoke(self, ctx):
         set_limits(Limits())  # the defaults, until the command's own options say otherwise
+        _ascii_fallback()
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -43,7 +44,8 @@ class _Commands(TyperGroup):
             if _debug:
                 raise
             message, status = _failure(e)
-            typer.echo(message, err=True)
+            if message:
+                sys.stderr.write(message + "\n")
             raise typer.Exit(status) from None
 
 
@@ -103,8 +105,8 @@ def _limit_options() -> list:
     They set the limits in force (`source.set_limits`), which `spec.load` and `spec.parse` use, so
     commands and library calls need not pass them along."""
     def store(ctx: typer.Context, param: typer.CallbackParam, value: int) -> int:
-        if value < 1:
-            raise typer.BadParameter(f"must be at least 1, not {value}")
+        if not 1 <= value <= LARGEST:
+            raise typer.BadParameter(f"must be between 1 and {LARGEST:,}, not {brief(value)}")
         set_limits(replace(current_limits(), **{param.name: value}))
         return value
 
@@ -128,6 +130,22 @@ def _failure(error: Exception) -> tuple[str, int]:
     return (f"internal error: {type(error).__name__}: {clip(str(error), 200)}\n"
             f"  this is a bug in cnncalc {__version__}; please report it with the spec "
             "(--debug shows the traceback)"), 3
+
+
+def _ascii_fallback() -> None:
+    """A stream that cannot encode the tables (PYTHONIOENCODING=ascii, cp1252 on Windows with `> out.txt`)
+    gets ASCII instead of failing: x for ×, -> for →, + - | for box lines (render.text.ascii_text)."""
+    import codecs
+
+    from .render.text import ascii_errors, can_encode
+
+    codecs.register_error("cnncalc-ascii", ascii_errors)
+    for stream in (sys.stdout, sys.stderr):
+        if not can_encode(stream):
+            try:
+                stream.reconfigure(errors="cnncalc-ascii")
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def _version(value: bool) -> None:
@@ -276,7 +294,7 @@ def list_builtins() -> None:
         t = report.totals
         rows.append([name, report.network.name, shape(report.network.input, "×"), count(t.params),
                      count(t.macs), human(t.macs)])
-    typer.echo("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})))
+    sys.stdout.write("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})) + "\n")
 
 
 @app.command()

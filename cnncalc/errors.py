@@ -43,7 +43,7 @@ class SpecError(Exception):
         return self
 
     def __str__(self) -> str:
-        head = f"{escape(str(self.where))}: " if self.where else ""
+        head = f"{_middle(escape(str(self.where)), 120)}: " if self.where else ""
         layer = f"{escape(self.layer)}: " if self.layer else ""
         text = f"{head}error: {layer}{self.what}"
         if self.fix:
@@ -148,6 +148,11 @@ def escape(text: str, keep: str = "") -> str:
 
 def _spelled(char: str) -> str:
     return repr(char)[1:-1]
+
+
+def _middle(text: str, width: int) -> str:
+    """A long path cut in its middle: its start and its end (file name, line:col) stay."""
+    return text if len(text) <= width else f"{text[:40]}…{text[-(width - 41):]}"
 
 
 def _cut(text: str, width: int) -> str:

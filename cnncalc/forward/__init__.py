@@ -29,6 +29,6 @@ from .estimate import Memory, check_memory, default_memory_limit, estimate_memor
 from .session import DTYPES, Check, Result, Session, run
 from .weights import Weights, checked_weights, expected_tensors, initial_weights, load_weights
 
-__all__ = ["DTYPES", "Check", "Memory", "Result", "Session", "Weights", "check_memory", "check_writable",
+__all__ = ["DTYPES", "Check", "Memory", "Result", "Session", "Weights", "check_memory",
            "checked_weights", "default_memory_limit", "estimate_memory", "expected_tensors", "initial_weights",
            "load_data", "load_weights", "parse_size", "run", "save_output"]

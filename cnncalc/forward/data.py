@@ -55,6 +55,9 @@ def _data_batch(array: np.ndarray, shape: tuple, batch: int, what: str) -> int:
         raise SpecError(f"{what} holds {array.dtype} values, not numbers", fix="save a float array")
     if tuple(array.shape) == tuple(shape):
         return 1
+    if array.ndim == 0:
+        raise SpecError(f"{what} holds a single number (a 0-d array), but the network takes {fmt_shape(shape)} "
+                        f"(one sample) or N×{fmt_shape(shape)} (a batch)", fix="save an array of that shape")
     if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape) or len(array) == 0:
         raise SpecError(f"{what} has shape {fmt_shape(array.shape)}, but the network takes {fmt_shape(shape)} "
                         f"(one sample) or N×{fmt_shape(shape)} (a batch)",

@@ -146,7 +146,9 @@ def answer_key(network: Network, report: Report, text: str, fields: tuple | None
 
 
 def _plain(data, seen: dict):
-    """Plain dicts and lists (no position-carrying subclasses), each shared object converted once."""
+    """Plain dicts and lists (no position-carrying subclasses), each shared object converted once; but
+    a mapping in a list (an entry) is a copy of its own each time, so that it can hold its own `expect:`
+    (an aliased entry, `- *e`, stands for layers with different answers; its arguments stay shared)."""
     if not isinstance(data, (dict, list)):
         return data
     if id(data) not in seen:
@@ -155,7 +157,7 @@ def _plain(data, seen: dict):
             out.update((k, _plain(v, seen)) for k, v in data.items())
         else:
             seen[id(data)] = out = []
-            out.extend(_plain(v, seen) for v in data)
+            out.extend(dict(_plain(v, seen)) if isinstance(v, dict) else _plain(v, seen) for v in data)
     return seen[id(data)]
 
 

@@ -10,7 +10,7 @@ import time
 from enum import Enum
 
 from . import TableOrJson
-from .text import escape, json_safe, shape
+from .text import ascii_text, can_encode, escape, json_safe, shape
 
 
 class ForwardDType(str, Enum):
@@ -59,12 +59,13 @@ def build(result):
         table.add_column(name, no_wrap=True)
     table.add_row("", "Input", shape(report.network.input), shape(report.network.input), "")
     rows = {row.path: row for row in report.rows}
+    marks = MARKS if can_encode(sys.stdout) else {True: ascii_text(MARKS[True]), False: ascii_text(MARKS[False])}
     for check in result.checks:
         node = check.node
         label = node.layer.label(rows[check.path].input)
         if node.name:
             label = f"{node.name}: {label}"
-        mark = f"[green]{MARKS[True]}[/green]" if check.ok else f"[bold red]{MARKS[False]}[/bold red]"
+        mark = f"[green]{marks[True]}[/green]" if check.ok else f"[bold red]{marks[False]}[/bold red]"
         table.add_row(Text(escape(check.path)), Text("  " * node.depth + escape(label)), shape(check.predicted),
                       Text(escape(_actual_cell(check))), mark)
     return table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .text import escape
+from .text import ascii_text, can_encode, escape
 
 
 def color_enabled(stream=None) -> bool:
@@ -22,6 +22,8 @@ def grid(headers: list[str], rows: list[list[str]], right: set[int], bold_header
     """Lines of a table with a heavy header rule (┏━┳━┓ … └─┴─┘); columns in `right` align right.
     Every cell is escaped (`escape`): a name from the input can neither move the cursor nor fake a row."""
     rows = _escaped(rows)
+    if not can_encode(sys.stdout):  # laid out as it will be written (→ becomes ->)
+        headers, rows = [ascii_text(h) for h in headers], [[ascii_text(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

@@ -82,3 +82,46 @@ def json_safe(text: str) -> str:
     '"a\\\\u202eb"'
     """
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# What a stream that cannot encode Unicode (PYTHONIOENCODING=ascii, cp1252 on Windows) gets instead.
+_ASCII = {"×": "x", "→": "->", "←": "<-", "✓": "ok", "✗": "X", "·": "*", "↳": "->", "—": "-", "–": "-",
+          "…": "...", "≤": "<=", "≥": ">=", "≠": "!=", "≈": "~", "∞": "inf", "⌈": "ceil(", "⌉": ")",
+          "⌊": "floor(", "⌋": ")", "²": "^2", "−": "-", "‘": "'", "’": "'", "“": '"', "”": '"'}
+
+
+def ascii_text(text: str) -> str:
+    """`text` in ASCII: × as x, → as ->, box lines as + - |, anything else as its \\u escape.
+
+    >>> ascii_text("┏━┳━┓ ┃ 20 × 28 ┃ Linear (2450 → 500) ✓")
+    '+-+-+ | 20 x 28 | Linear (2450 -> 500) ok'
+    """
+    if text.isascii():
+        return text
+    return "".join(ch if ch.isascii() else _ascii_char(ch) for ch in text)
+
+
+def _ascii_char(ch: str) -> str:
+    if ch in _ASCII:
+        return _ASCII[ch]
+    if "\u2500" <= ch <= "\u257f":  # box drawing: lines by their direction, everything else a corner
+        import unicodedata
+        words = set(unicodedata.name(ch, "").split())
+        if words & {"DOWN", "UP", "LEFT", "RIGHT", "ARC", "DIAGONAL"} or {"HORIZONTAL", "VERTICAL"} <= words:
+            return "+"
+        return "|" if "VERTICAL" in words else "-"
+    return ch.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def ascii_errors(error: UnicodeEncodeError):
+    """A codec error handler (`codecs.register_error`) that writes what the encoding lacks as `ascii_text`."""
+    return ascii_text(error.object[error.start:error.end]), error.end
+
+
+def can_encode(stream, sample: str = "┏━┃×→✓✗·↳") -> bool:
+    """Whether `stream` can write cnncalc's tables as they are."""
+    try:
+        sample.encode(getattr(stream, "encoding", None) or "ascii")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
