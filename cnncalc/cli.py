@@ -276,7 +276,7 @@ def forward(
                         max_memory=max_memory, on_layer=progress)
     if target and result.output is not None:
         fw.save_output(result.output, target)
-    view.show(result, format, console())
+    view.show(result, format)
     raise typer.Exit(0 if result.ok else 1)
 
 
