@@ -230,15 +230,14 @@ def draw(
 ) -> None:
     """An architecture diagram as a standalone SVG: cnncalc draw lenet5 -o lenet5.svg"""
     from .analysis import analyse
+    from .files import Output
     from .pictures import draw as picture
-    from .pictures.output import check_target, write_text
     from .spec import load
 
-    if output and output != "-":
-        check_target(output, force, (spec,))
+    target = Output(output, force=force, inputs=[spec]) if output and output != "-" else None
     text = picture(analyse(load(spec, input)), depth, style)
-    if output and output != "-":
-        write_text(text, output, force, (spec,))
+    if target:
+        target.write_text(text)
     else:
         sys.stdout.write(text)
 

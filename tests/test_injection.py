@@ -36,7 +36,8 @@ def spec_with(name: str) -> str:
 
 COMMANDS = [["summary"], ["summary", "-f", "csv"], ["summary", "-f", "markdown"], ["summary", "-f", "latex"],
             ["summary", "-f", "json"], ["explain"], ["worksheet"], ["worksheet", "-f", "latex"], ["forward"],
-            ["forward", "-f", "json"], ["check"], ["check", "-f", "json"], ["key"]]
+            ["forward", "-f", "json"], ["check"], ["check", "-f", "json"], ["key"], ["draw"], ["summary", "-f", "html"],
+            ["summary", "--bars"]]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())

@@ -31,4 +31,4 @@ from .weights import Weights, checked_weights, expected_tensors, initial_weights
 
 __all__ = ["DTYPES", "Check", "Memory", "Result", "Session", "Weights", "check_memory",
            "checked_weights", "default_memory_limit", "estimate_memory", "expected_tensors", "initial_weights",
-           "load_data", "load_weights", "parse_size", "run", "save_output"]
+           "load_data", "load_weights", "output_bytes", "parse_size", "run", "save_output"]

@@ -104,6 +104,8 @@ def ascii_text(text: str) -> str:
 def _ascii_char(ch: str) -> str:
     if ch in _ASCII:
         return _ASCII[ch]
+    if "\u2580" <= ch <= "\u259f":  # block elements (summary --bars)
+        return "#"
     if "\u2500" <= ch <= "\u257f":  # box drawing: lines by their direction, everything else a corner
         import unicodedata
         words = set(unicodedata.name(ch, "").split())
