@@ -8,8 +8,9 @@ from dataclasses import dataclass
 MAX_LINE = 300      # characters per message line: a hostile value can never flood the terminal
 MAX_LINES = 8       # lines per message (what + fix)
 # What a terminal may act on or draw deceptively: C0 controls, DEL, C1 controls (CSI, OSC, NEL, ...),
-# zero-width marks, line/paragraph separators, bidi embeddings, overrides and isolates, BOM.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# zero-width marks, line/paragraph separators, bidi embeddings, overrides and isolates, BOM; and lone
+# surrogates (a file name that is not UTF-8), which no stream could write.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,8 @@ class Output:
                 from None
         except NotADirectoryError:
             raise self._fail(f"'{folder}' is not a folder", "give a path inside an existing folder") from None
+        except OSError as e:
+            raise self._fail(f"cannot use the folder '{folder}': {_reason(e)}", "choose another folder") from None
         try:  # the only sure test: create (and remove) a file where the temporary file will go
             fd, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
             os.close(fd)
