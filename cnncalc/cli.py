@@ -247,7 +247,7 @@ def forward(
     spec: SpecArg = None,
     input: InputOpt = None,
     batch: BatchOpt = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the weights and the random input.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for the weights and the random input.")] = 0,
     dtype: Annotated[ForwardDType, typer.Option("--dtype", help="Element type of the pass.")] = ForwardDType.float32,
     weights: Annotated[Optional[str], typer.Option("--weights", metavar="FILE.npz", show_default=False,
                                                    help="State-dict arrays saved with np.savez.")] = None,
