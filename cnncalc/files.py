@@ -104,13 +104,17 @@ class Output:
             raise self._fail(f"'{folder}' is not a folder", "give a path inside an existing folder") from None
         except OSError as e:
             raise self._fail(f"cannot use the folder '{folder}': {_reason(e)}", "choose another folder") from None
-        try:  # the only sure test: create (and remove) a file where the temporary file will go
-            fd, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise self._fail(f"cannot write in the folder '{folder}': {_reason(e)}",
-                             "choose a folder you can write to") from None
+        probe = None
+        with _signals_raise():  # the only sure test: create (and remove) a file where the temporary file will go
+            try:
+                fd, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
+                os.close(fd)
+            except OSError as e:
+                raise self._fail(f"cannot write in the folder '{folder}': {_reason(e)}",
+                                 "choose a folder you can write to") from None
+            finally:
+                if probe is not None:
+                    _remove(probe)
         if size:
             free = _free_bytes(folder)
             if free is not None and free < size:
@@ -144,10 +148,7 @@ class Output:
                                  "free some space or choose another folder; nothing was changed") from None
             finally:
                 if temp is not None:
-                    try:
-                        os.unlink(temp)
-                    except FileNotFoundError:
-                        pass
+                    _remove(temp)
 
     def _place(self, temp: str) -> None:
         if not self.force:  # link() never replaces: a file that appeared meanwhile is kept
@@ -198,6 +199,13 @@ def _signals_raise():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _same(a: Path, b: Path) -> bool:
