@@ -21,7 +21,8 @@ RAW = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 COMMANDS = [["summary"], ["summary", "-f", "csv"], ["summary", "-f", "markdown"], ["summary", "-f", "latex"],
             ["summary", "-f", "json"], ["summary", "-f", "html"], ["summary", "--bars", "--depth", "0"],
             ["explain"], ["worksheet"], ["worksheet", "-f", "latex"], ["forward"], ["forward", "-f", "json"],
-            ["check"], ["check", "-f", "json"], ["key"], ["draw"]]
+            ["check"], ["check", "-f", "json"], ["key"], ["draw"], ["summary", "--train", "-f", "csv"],
+            ["explain", "--train"]]
 
 
 def digest(folder: Path) -> dict:
