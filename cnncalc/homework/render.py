@@ -223,7 +223,7 @@ def csv_text(sheets: list, keyed: bool = True) -> str:
     columns = _columns(sheets)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "variant", "score", "max_score", "error"] + [label for _, _, label in columns])
+    writer.writerow(["file", "variant", "score", "max_score", "error"] + [_cell(label) for _, _, label in columns])
     for s in sheets:
         earned = {(r.path, r.field): points(r.points) for r in s.results}
         unasked = "0" if s.error is not None else ""       # a sheet that could not be graded scores 0 on each
