@@ -104,17 +104,12 @@ class Output:
             raise self._fail(f"'{folder}' is not a folder", "give a path inside an existing folder") from None
         except OSError as e:
             raise self._fail(f"cannot use the folder '{folder}': {_reason(e)}", "choose another folder") from None
-        probe = None
-        with _signals_raise():  # the only sure test: create (and remove) a file where the temporary file will go
-            try:
-                fd, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
+        try:  # the only sure test: create (and remove) a file where the temporary file will go
+            with _temporary(folder) as (fd, _):
                 os.close(fd)
-            except OSError as e:
-                raise self._fail(f"cannot write in the folder '{folder}': {_reason(e)}",
-                                 "choose a folder you can write to") from None
-            finally:
-                if probe is not None:
-                    _remove(probe)
+        except OSError as e:
+            raise self._fail(f"cannot write in the folder '{folder}': {_reason(e)}",
+                             "choose a folder you can write to") from None
         if size:
             free = _free_bytes(folder)
             if free is not None and free < size:
@@ -132,10 +127,8 @@ class Output:
         into place. Nothing is left behind on any failure or signal; the old file (with --force) stays
         whole until the rename."""
         self._check_target()
-        temp = None
-        with _signals_raise():
-            try:
-                fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.path.parent)
+        try:
+            with _temporary(self.path.parent) as (fd, temp):
                 with os.fdopen(fd, "wb") as f:
                     fill(f)
                     f.flush()
@@ -143,12 +136,9 @@ class Output:
                 os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give what a new file would get
                 self._check_target()
                 self._place(temp)
-            except OSError as e:
-                raise self._fail(f"cannot write the file: {_reason(e)}",
-                                 "free some space or choose another folder; nothing was changed") from None
-            finally:
-                if temp is not None:
-                    _remove(temp)
+        except OSError as e:
+            raise self._fail(f"cannot write the file: {_reason(e)}",
+                             "free some space or choose another folder; nothing was changed") from None
 
     def _place(self, temp: str) -> None:
         if not self.force:  # link() never replaces: a file that appeared meanwhile is kept
@@ -199,6 +189,19 @@ def _signals_raise():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextmanager
+def _temporary(folder):
+    """(fd, path) of a new temporary file in `folder`, removed on leaving, whatever the way out."""
+    path = None
+    with _signals_raise():
+        try:
+            fd, path = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
+            yield fd, path
+        finally:
+            if path is not None:
+                _remove(path)
 
 
 def _remove(path: str) -> None:
