@@ -249,8 +249,9 @@ def forward(
     batch: BatchOpt = 1,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for the weights and the random input.")] = 0,
     dtype: Annotated[ForwardDType, typer.Option("--dtype", help="Element type of the pass.")] = ForwardDType.float32,
-    weights: Annotated[Optional[str], typer.Option("--weights", metavar="FILE.npz", show_default=False,
-                                                   help="State-dict arrays saved with np.savez.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", metavar="FILE", show_default=False,
+                                                   help="A state dict as .safetensors or .npz (np.savez); "
+                                                        "pickles (.pt, .pth) are refused.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", metavar="X.npy", show_default=False,
                                                 help="Input: one sample C×H×W or a batch N×C×H×W.")] = None,
     save_output: Annotated[Optional[str], typer.Option("--save-output", metavar="Y.npy", show_default=False,
@@ -258,7 +259,7 @@ def forward(
     force: Annotated[bool, typer.Option("--force", help="Let --save-output overwrite a file.")] = False,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", show_default=False,
                                                       help="Refuse above this estimate, e.g. 4G "
-                                                           "(default 80% of available RAM; 0: no limit).")] = None,
+                                                           "(default 80% of available RAM; none: no limit).")] = None,
     format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
 ) -> None:
     """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""

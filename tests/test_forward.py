@@ -243,7 +243,7 @@ def test_default_memory_limit_is_a_fraction_of_available_ram():
 
 
 @pytest.mark.parametrize("text, expected", [("4G", 4 * 2**30), ("512MiB", 512 * 2**20), ("1.5gb", 3 * 2**29),
-                                            ("1000", 1000), ("0", 0), ("2 KiB", 2048)])
+                                            ("1000", 1000), ("none", 0), ("2 KiB", 2048)])
 def test_parse_size(text, expected):
     assert fw.parse_size(text) == expected
 

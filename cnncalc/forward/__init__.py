@@ -3,7 +3,8 @@
 `run(network)` is one pass; a `Session` checks and prepares the weights once for many passes.
 The files mirror `cnncalc/layers/`: a layer type's arithmetic in `layers/conv.py` has its kernel
 in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attention, learned). Beside them: `session.py`
-(the pass), `weights.py` (initialisation, loading, checking), `data.py` (input and saved output),
+(the pass), `weights.py` (initialisation, loading, checking), `weightfile.py` (.npz and
+.safetensors read key by key; pickles refused), `data.py` (input and saved output),
 `memory.py` (output-block pool, scratch), `estimate.py` (peak-memory estimate and limit),
 `base.py` (the kernel registry), `blas.py` (GEMMs that add into their output), `derived.py`
 (weights prepared once, e.g. BatchNorm folded into a conv).

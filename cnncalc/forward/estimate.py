@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import units
 from ..analysis import Report, Row
 from ..errors import SpecError
-from ..units import parse_size  # noqa: F401  (re-exported: forward.parse_size)
 from ..layers.conv import Conv, ConvTranspose
 from ..layers.pool import _Pool
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
@@ -19,6 +19,7 @@ from ..spec import Node
 from . import blas
 from . import conv
 from .norm import _folds
+from .memory import size_text
 from .weights import expected_tensors
 
 MEMORY_FRACTION = 0.8          # of the RAM available now: the default --max-memory
@@ -168,12 +169,17 @@ def check_memory(memory: Memory, limit: int, batch: int) -> None:
     """Refuse a pass whose estimate exceeds `limit` bytes (0: no limit) before it allocates anything."""
     if limit and memory.total > limit:
         raise SpecError(
-            f"the forward pass would need about {_gib(memory.total)} (activations {_gib(memory.activations)} "
-            f"for batch {batch}, weights {_gib(memory.weights)}, scratch {_gib(memory.workspace)}), "
-            f"more than the limit of {_gib(limit)}",
+            f"the forward pass would need about {size_text(memory.total)} (activations {size_text(memory.activations)} "
+            f"for batch {batch}, weights {size_text(memory.weights)}, scratch {size_text(memory.workspace)}), "
+            f"more than the limit of {size_text(limit)}",
             fix="use a smaller --batch or --input, or raise the limit with --max-memory (e.g. --max-memory "
                 f"{math.ceil(memory.total / 2**30 * 1.2)}G) if the machine has the RAM")
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+def parse_size(text: str) -> int:
+    """--max-memory's bytes: `4G`, `512MiB`, `1000000`; `none` (or `off`, `unlimited`) → 0, no limit.
+
+    >>> parse_size("2G"), parse_size("none")
+    (2147483648, 0)
+    """
+    return units.parse_size(text, "--max-memory", unlimited=True)

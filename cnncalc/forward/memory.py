@@ -93,3 +93,8 @@ def _scratch(key: str, shape, dtype) -> np.ndarray:
         setattr(_tls, key, buf)
     return buf[:nbytes].view(dtype).reshape(shape)  # flat bytes -> typed, shaped view
 
+
+
+def size_text(n: int) -> str:
+    """Bytes for a message: `1.25 GiB` from 256 MiB up, else `12.0 MiB`."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"

@@ -40,7 +40,8 @@ from ..layers.pool import MaxPool
 from ..spec import Network, Node
 from . import base, norm
 from .data import _data_batch, _given_data, _input, _what
-from .estimate import Memory, _gib, check_memory, default_memory_limit, estimate_memory, parse_size
+from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
+from .memory import size_text
 from .weights import Weights, _leaf_rows, checked_weights, expected_tensors, initial_weights, load_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -98,9 +99,10 @@ def run(network: Network, *, batch: int = 1, seed: int = 0, dtype: str = "float3
     """Run `network` on `data` (a path to .npy or an array; random normal when None) and compare
     every entry's output shape with the analysis: one pass of a new `Session`.
 
-    `weights`: None (PyTorch's default initialisation from `seed`), an .npz path or a dict of
-    state_dict arrays. `max_memory` (bytes, or text like `4G`): refuse (SpecError) when the estimate
-    exceeds it; None uses MEMORY_FRACTION of the available RAM, 0 disables the check.
+    `weights`: None (PyTorch's default initialisation from `seed`), an .npz or .safetensors path,
+    or a dict of state_dict arrays. `max_memory` (bytes, or text like `4G` or `none`): refuse
+    (SpecError) when the estimate exceeds it; None uses MEMORY_FRACTION of the available RAM, 0 or
+    `none` disables the check.
     `keep_outputs` keeps a copy of every entry's output in `Result.outputs` (for comparisons).
     """
     given = _given_data(data)
@@ -136,13 +138,14 @@ class Session:
         self._reports: dict[int, Report] = {}
         self._estimates: dict[int, Memory] = {}
         report = self.report(batch)
-        self._memory(batch, max_memory)  # refuse before making or loading weights that may not fit
+        limit = _limit(max_memory)
+        self._memory(batch, limit)  # refuse before making or loading weights that may not fit
         if weights is None:
             self.weights, self.warnings = initial_weights(report, seed, self.dtype), []
         elif isinstance(weights, dict):
-            self.weights, self.warnings = checked_weights(report, weights, self.dtype, "the weights")
+            self.weights, self.warnings = checked_weights(report, weights, self.dtype, "the weights", limit)
         else:
-            self.weights, self.warnings = load_weights(weights, report, self.dtype)
+            self.weights, self.warnings = load_weights(weights, report, self.dtype, limit)
         self._params = _params_by_path(self.weights, report)
         self._folded: dict[str, dict] = {}  # conv path -> its parameters with the BatchNorm after it folded in
 
@@ -152,14 +155,13 @@ class Session:
             self._reports[batch] = analyse(self.network, DType(np.dtype(self.dtype).name), batch)
         return self._reports[batch]
 
-    def _memory(self, batch: int, max_memory: int | str | None) -> Memory:
-        """The estimate for a pass of `batch` (made once per size), or SpecError when it exceeds the limit."""
-        if isinstance(max_memory, str):
-            max_memory = parse_size(max_memory)
+    def _memory(self, batch: int, limit: int) -> Memory:
+        """The estimate for a pass of `batch` (made once per size), or SpecError when it exceeds
+        `limit` bytes (0: no limit)."""
         if batch not in self._estimates:
             self._estimates[batch] = estimate_memory(self.report(batch), batch, self.dtype)
         memory = self._estimates[batch]
-        check_memory(memory, default_memory_limit() if max_memory is None else max_memory, batch)
+        check_memory(memory, limit, batch)
         return memory
 
     def run(self, data: str | Path | np.ndarray | None = None, *, batch: int = 1, seed: int = 0,
@@ -169,11 +171,22 @@ class Session:
         given = _given_data(data)
         if given is not None:
             batch = _data_batch(given, self.network.input, batch, _what(data))
-        memory = self._memory(batch, max_memory)
+        memory = self._memory(batch, _limit(max_memory))
         x, owned = _input(self.network, given, batch, self.dtype, seed)
         folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
         return _Pass(self.report(batch), self._params, folded, on_layer, keep_outputs).run(
             x, owned, memory, list(self.warnings))
+
+
+def _limit(max_memory: int | str | None) -> int:
+    """Bytes a pass may take (0: no limit) from `max_memory` (see `run`)."""
+    if max_memory is None:
+        return default_memory_limit()
+    if isinstance(max_memory, str):
+        return parse_size(max_memory)
+    if max_memory < 0:
+        raise SpecError(f"a memory limit of {max_memory} bytes is below zero", fix="give a size in bytes, or 0 (or \"none\") for no limit")
+    return int(max_memory)
 
 
 def _dtype(dtype) -> type:
@@ -203,11 +216,12 @@ class _Pass:
         batch = len(x)
         start = time.perf_counter()
         try:
-            y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
+            with np.errstate(all="ignore"):  # NaN or inf weights or data: a warning of their own, or none
+                y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
         except _Stopped:
             y = None
         except MemoryError:
-            raise SpecError(f"the forward pass ran out of memory (estimated {_gib(memory.total)})",
+            raise SpecError(f"the forward pass ran out of memory (estimated {size_text(memory.total)})",
                             fix="use a smaller --batch or --input") from None
         seconds = time.perf_counter() - start
         checks = [self.checks[row.path] for row in self.report.rows]
