@@ -6,7 +6,7 @@ in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attentio
 (the pass), `weights.py` (initialisation, loading, checking), `weightfile.py` (.npz and
 .safetensors read key by key; pickles refused), `data.py` (input and saved output),
 `memory.py` (output-block pool, scratch), `estimate.py` (peak-memory estimate and limit),
-`base.py` (the kernel registry), `blas.py` (GEMMs that add into their output), `derived.py`
+`base.py` (the kernel registry), `fusion.py` (which entries the pass fuses), `blas.py` (GEMMs that add into their output), `derived.py`
 (weights prepared once, e.g. BatchNorm folded into a conv).
 
 Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`):
@@ -17,8 +17,9 @@ Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`
    channel_shuffle(x, layer.groups)` -- `p` holds the layer's state_dict arrays by name, `owned`
    says whether the kernel may overwrite `x`. A subclass without its own kernel uses its base's.
 3. A new kernel file is imported in this `__init__` so its registrations run.
-4. Test it against a naive loop (tests/test_kernels.py) and PyTorch (tests/torch_model.py); if it
-   allocates more than its output, size that in `estimate.py` (`_MemoryWalk.scratch`).
+4. Test it against a naive loop (tests/test_kernels.py) and PyTorch (tests/torch_model.py); give it
+   a case in tests/memory_probe.py, and if it allocates more than its output, size that in
+   `estimate.py` (`_MemoryWalk._scratch`): the estimate must stay above the measured peak.
 
 >>> import cnncalc
 >>> run(cnncalc.load("lenet5")).output.shape

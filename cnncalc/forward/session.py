@@ -33,15 +33,12 @@ import numpy as np
 
 from ..analysis import DType, Report, analyse
 from ..errors import SpecError
-from ..layers.base import lookup
 from ..layers.composite import Concat, Residual
-from ..layers.conv import Conv
-from ..layers.pool import MaxPool
 from ..spec import Network, Node
-from . import base, norm
+from . import base, fusion, norm
 from .data import _data_batch, _given_data, _input, _what
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
-from .memory import size_text
+from .memory import POOL_IDLE_BYTES, _empty, keep_idle, size_text
 from .weights import Weights, _leaf_rows, checked_weights, expected_tensors, initial_weights, load_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -171,11 +168,16 @@ class Session:
         given = _given_data(data)
         if given is not None:
             batch = _data_batch(given, self.network.input, batch, _what(data))
-        memory = self._memory(batch, _limit(max_memory))
-        x, owned = _input(self.network, given, batch, self.dtype, seed)
-        folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
-        return _Pass(self.report(batch), self._params, folded, on_layer, keep_outputs).run(
-            x, owned, memory, list(self.warnings))
+        limit = _limit(max_memory)
+        memory = self._memory(batch, limit)
+        keep_idle(min(POOL_IDLE_BYTES, limit - memory.total) if limit else None)  # the pool within the limit
+        try:
+            x, owned = _input(self.network, given, batch, self.dtype, seed)
+            folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
+            return _Pass(self.report(batch), self._params, folded, on_layer, keep_outputs).run(
+                x, owned, memory, list(self.warnings))
+        finally:
+            keep_idle(None)
 
 
 def _limit(max_memory: int | str | None) -> int:
@@ -238,13 +240,13 @@ class _Pass:
         i, relu = 0, False
         while i < len(nodes):
             node = nodes[i]
-            if self.outputs is None and _defers_relu(node, nodes[i + 1] if i + 1 < len(nodes) else None):
+            if self.outputs is None and fusion.defers_relu(node, nodes[i + 1] if i + 1 < len(nodes) else None):
                 self.record(node, x)  # same shape; the next entry applies the ReLU as it reads x
                 i, relu = i + 1, True
                 continue
             params, absorbed = self.fusion(nodes, i)
             if node.leaf:
-                adds = add_to is not None and i + 1 + len(absorbed) == len(nodes) and _takes_sum(node)
+                adds = add_to is not None and i + 1 + len(absorbed) == len(nodes) and fusion.takes_sum(node)
                 x, owned = self.leaf(node, x, owned, params, relu, add_to if adds else None)
                 if adds:
                     add_to, owned = None, True
@@ -265,7 +267,7 @@ class _Pass:
         with keep_outputs, where every entry is computed on its own."""
         node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
         params = self.params.get(node.path, {}) if node.leaf else None
-        if self.outputs is not None or not norm._folds(node, after):
+        if self.outputs is not None or not fusion.folds(node, after):
             return params, []
         folded = self.folded.get(node.path)
         if folded is None:
@@ -274,8 +276,8 @@ class _Pass:
 
     def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, relu: bool = False,
              add_to: np.ndarray | None = None):
-        """(output, owned) of one leaf's kernel, on relu(x) with ``relu`` (see _TAKE_RELU), added
-        into ``add_to`` when given (see _takes_sum)."""
+        """(output, owned) of one leaf's kernel, on relu(x) with ``relu`` (see fusion.TAKE_RELU), added
+        into ``add_to`` when given (see fusion.takes_sum)."""
         check = self.checks[node.path]
         started = time.perf_counter()
         options = {"relu": True} if relu else {}
@@ -307,7 +309,7 @@ class _Pass:
         last = _summing_branch(branches) if isinstance(layer, Residual) and self.outputs is None else None
         outputs = [self.sequence(nodes, x, False) for j, nodes in enumerate(branches) if j != last]
         if isinstance(layer, Concat):
-            return np.concatenate([y for y, _ in outputs], axis=1), True
+            return _concat([y for y, _ in outputs]), True
         if last is None:
             return _sum(outputs), True
         # The other branches' sum, in an array the pass owns (x itself when x is owned and the
@@ -326,7 +328,7 @@ def _summing_branch(branches: list[list[Node]]) -> int | None:
     ends in a convolution (with its BatchNorm folded in), if any."""
     for j in reversed(range(len(branches))):
         nodes = branches[j]
-        if nodes and (_takes_sum(nodes[-1]) or len(nodes) > 1 and norm._folds(nodes[-2], nodes[-1])):
+        if nodes and (fusion.takes_sum(nodes[-1]) or len(nodes) > 1 and fusion.folds(nodes[-2], nodes[-1])):
             return j
     return None
 
@@ -348,6 +350,14 @@ def _params_by_path(weights: Weights, report: Report) -> dict[str, dict[str, np.
     return grouped
 
 
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays joined along the channel axis, into an array from the block pool (whose idle
+    blocks are unmapped first when the memory limit leaves no room for them)."""
+    first = arrays[0]
+    shape = (first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:])
+    return np.concatenate(arrays, axis=1, out=_empty(shape, np.result_type(*arrays)))
+
+
 def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
     """Sum of the branches' outputs, accumulated in place into one the pass owns when there is one."""
     outputs = sorted(outputs, key=lambda pair: not pair[1])  # an owned array first
@@ -358,21 +368,3 @@ def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
     for y, _ in rest:
         total += y
     return total
-
-
-#: Kernels that apply a ReLU to their input as they read it (``relu_input``): a ReLU right before
-#: one of them is deferred to it, unless every entry's output is kept.
-_TAKE_RELU = (Conv, MaxPool)
-
-
-def _takes_sum(node: Node) -> bool:
-    """Whether ``node``'s kernel adds its output into a given array (``add_to``): a convolution,
-    whose GEMM adds its products in -- a residual block's last convolution adds itself to the
-    shortcut's output with no pass of its own."""
-    return node.leaf and isinstance(node.layer, Conv)
-
-
-def _defers_relu(node: Node, after: Node | None) -> bool:
-    """Whether the ReLU ``node`` is left to the entry ``after`` it (see _TAKE_RELU)."""
-    return (after is not None and node.leaf and after.leaf and type(node.layer) is lookup("relu")
-            and isinstance(after.layer, _TAKE_RELU))
