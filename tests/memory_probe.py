@@ -63,6 +63,18 @@ CASES = {
                                     "padding: 1}, batchnorm2d, relu, conv2d: {out_channels: 32, kernel_size: 1}]}"),
     "residual, depthwise last": ("32x64xW", "residual: {body: [conv2d: {out_channels: 32, kernel_size: 3, "
                                  "padding: 1, groups: 32}]}"),
+    "layernorm2d": ("32x64xW", "layernorm2d"),
+    "layerscale": ("32x64xW", "layerscale: {layer_scale: 0.1}"),
+    "stochasticdepth": ("32x64xW", "stochasticdepth: {p: 0.1, mode: row}"),
+    "permute": ("32x64xW", "permute: {dims: [0, 2, 3, 1]}"),
+    "unflatten": ("32x64xW", "unflatten: {dim: 1, unflattened_size: [4, 8]}"),
+    "select": ("32x64xW", "select: {dim: 1, index: 0}"),
+    "tokens: class token, position embedding, attention": (
+        "64xW", "sequential: [permute: {dims: [0, 2, 1]}, classtoken: {}, posembedding: {}, "
+        "multiheadattention: {num_heads: 4}]"),
+    "swin: window attention, patch merging": (
+        "56x56x64", "sequential: [shiftedwindowattention: {window_size: [7, 7], shift_size: [3, 3], num_heads: 4}, "
+        "patchmerging: {}]"),
     "concat": ("32x64xW", "concat: {a: [relu], b: [maxpool2d: {kernel_size: 3, stride: 1, padding: 1}], c: []}"),
     "logsoftmax": ("32x64xW", "logsoftmax: {dim: 1}"),
 }
