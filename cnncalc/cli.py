@@ -12,14 +12,14 @@ from typer.core import TyperGroup, TyperOption
 
 from . import __version__
 from .analysis import DType
-from .errors import SpecError, Where, clip
+from .errors import SpecError, Where, brief, clip
 from .homework.render import CheckFormat, SheetFormat
 from .training import Amp, Device, Optimizer
 from .pictures import Style
 from .render import Format, TableOrJson
 from .render.table import BarsOf
 from .render.forward import ForwardDType
-from .source import Limits, current_limits, set_limits
+from .source import LARGEST, Limits, current_limits, set_limits
 
 
 class _Commands(TyperGroup):
@@ -35,6 +35,7 @@ class _Commands(TyperGroup):
 
     def invoke(self, ctx):
         set_limits(Limits())  # the defaults, until the command's own options say otherwise
+        _ascii_fallback()
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -43,7 +44,8 @@ class _Commands(TyperGroup):
             if _debug:
                 raise
             message, status = _failure(e)
-            typer.echo(message, err=True)
+            if message:
+                sys.stderr.write(message + "\n")
             raise typer.Exit(status) from None
 
 
@@ -103,8 +105,8 @@ def _limit_options() -> list:
     They set the limits in force (`source.set_limits`), which `spec.load` and `spec.parse` use, so
     commands and library calls need not pass them along."""
     def store(ctx: typer.Context, param: typer.CallbackParam, value: int) -> int:
-        if value < 1:
-            raise typer.BadParameter(f"must be at least 1, not {value}")
+        if not 1 <= value <= LARGEST:
+            raise typer.BadParameter(f"must be between 1 and {LARGEST:,}, not {brief(value)}")
         set_limits(replace(current_limits(), **{param.name: value}))
         return value
 
@@ -128,6 +130,22 @@ def _failure(error: Exception) -> tuple[str, int]:
     return (f"internal error: {type(error).__name__}: {clip(str(error), 200)}\n"
             f"  this is a bug in cnncalc {__version__}; please report it with the spec "
             "(--debug shows the traceback)"), 3
+
+
+def _ascii_fallback() -> None:
+    """A stream that cannot encode the tables (PYTHONIOENCODING=ascii, cp1252 on Windows with `> out.txt`)
+    gets ASCII instead of failing: x for ×, -> for →, + - | for box lines (render.text.ascii_text)."""
+    import codecs
+
+    from .render.text import ascii_errors, can_encode
+
+    codecs.register_error("cnncalc-ascii", ascii_errors)
+    for stream in (sys.stdout, sys.stderr):
+        if not can_encode(stream):
+            try:
+                stream.reconfigure(errors="cnncalc-ascii")
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def _version(value: bool) -> None:
@@ -212,15 +230,14 @@ def draw(
 ) -> None:
     """An architecture diagram as a standalone SVG: cnncalc draw lenet5 -o lenet5.svg"""
     from .analysis import analyse
+    from .files import Output
     from .pictures import draw as picture
-    from .pictures.output import check_target, write_text
     from .spec import load
 
-    if output and output != "-":
-        check_target(output, force, (spec,))
+    target = Output(output, force=force, inputs=[spec]) if output and output != "-" else None
     text = picture(analyse(load(spec, input)), depth, style)
-    if output and output != "-":
-        write_text(text, output, force, (spec,))
+    if target:
+        target.write_text(text)
     else:
         sys.stdout.write(text)
 
@@ -230,10 +247,11 @@ def forward(
     spec: SpecArg = None,
     input: InputOpt = None,
     batch: BatchOpt = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the weights and the random input.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for the weights and the random input.")] = 0,
     dtype: Annotated[ForwardDType, typer.Option("--dtype", help="Element type of the pass.")] = ForwardDType.float32,
-    weights: Annotated[Optional[str], typer.Option("--weights", metavar="FILE.npz", show_default=False,
-                                                   help="State-dict arrays saved with np.savez.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", metavar="FILE", show_default=False,
+                                                   help="A state dict as .safetensors or .npz (np.savez); "
+                                                        "pickles (.pt, .pth) are refused.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", metavar="X.npy", show_default=False,
                                                 help="Input: one sample C×H×W or a batch N×C×H×W.")] = None,
     save_output: Annotated[Optional[str], typer.Option("--save-output", metavar="Y.npy", show_default=False,
@@ -241,23 +259,24 @@ def forward(
     force: Annotated[bool, typer.Option("--force", help="Let --save-output overwrite a file.")] = False,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", show_default=False,
                                                       help="Refuse above this estimate, e.g. 4G "
-                                                           "(default 80% of available RAM; 0: no limit).")] = None,
+                                                           "(default 80% of available RAM; none: no limit).")] = None,
     format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
 ) -> None:
     """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""
     from . import forward as fw
+    from .files import Output
     from .render import forward as view
     from .spec import load
 
     network = load(spec, input)
-    if save_output:
-        fw.check_writable(save_output, force)
+    target = save_output and Output(save_output, force=force, inputs=[spec, weights, data],
+                                    size=fw.output_bytes(network, batch, dtype.value))
     with view.LayerProgress(console(stderr=True), enabled=format is TableOrJson.table) as progress:
         result = fw.run(network, batch=batch, seed=seed, dtype=dtype.value, weights=weights, data=data,
                         max_memory=max_memory, on_layer=progress)
-    if save_output and result.output is not None:
-        fw.save_output(result.output, save_output, force)
-    view.show(result, format, console())
+    if target and result.output is not None:
+        fw.save_output(result.output, target)
+    view.show(result, format)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -275,7 +294,7 @@ def list_builtins() -> None:
         t = report.totals
         rows.append([name, report.network.name, shape(report.network.input, "×"), count(t.params),
                      count(t.macs), human(t.macs)])
-    typer.echo("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})))
+    sys.stdout.write("\n".join(grid(["Name", "Network", "Input", "Params", "MACs", ""], rows, right={3, 4, 5})) + "\n")
 
 
 @app.command()

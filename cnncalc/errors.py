@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 MAX_LINE = 300      # characters per message line: a hostile value can never flood the terminal
 MAX_LINES = 8       # lines per message (what + fix)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
+# What a terminal may act on or draw deceptively: C0 controls, DEL, C1 controls (CSI, OSC, NEL, ...),
+# zero-width marks, line/paragraph separators, bidi embeddings, overrides and isolates, BOM; and lone
+# surrogates (a file name that is not UTF-8), which no stream could write.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class SpecError(Exception):
         return self
 
     def __str__(self) -> str:
-        head = f"{_escape(str(self.where))}: " if self.where else ""
-        layer = f"{_escape(self.layer)}: " if self.layer else ""
+        head = f"{_middle(escape(str(self.where)), 120)}: " if self.where else ""
+        layer = f"{escape(self.layer)}: " if self.layer else ""
         text = f"{head}error: {layer}{self.what}"
         if self.fix:
             text += f"\n  fix: {self.fix}"
@@ -89,7 +92,7 @@ def _spell(value, parts: list[str], budget: int) -> int:
                 parts.append(", ")
                 budget -= 2
             if isinstance(value, dict):
-                key = _escape(str(item[0])[:100]) if isinstance(item[0], str) else _scalar_text(item[0])
+                key = escape(str(item[0])[:100]) if isinstance(item[0], str) else _scalar_text(item[0])
                 parts.append(key[:budget])
                 budget -= len(key)
                 parts.append(": ")
@@ -121,18 +124,36 @@ def _scalar_text(value) -> str:
             return ".nan"
         return {math.inf: ".inf", -math.inf: "-.inf"}.get(value, repr(value))
     if isinstance(value, str):
-        return "'" + _escape(value[:400]) + "'"
-    return _escape(type(value).__name__)
+        return "'" + escape(value[:400]) + "'"
+    return escape(type(value).__name__)
 
 
 def clip(text: str, width: int = 60) -> str:
     """Plain text from the spec (a key, a tag, a name) made safe and short for a message."""
-    return _cut(_escape(text), width)
+    return _cut(escape(text), width)
 
 
-def _escape(text: str) -> str:
-    """Control characters (terminal escapes, newlines inside a value) shown as \\x1b etc."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+def escape(text: str, keep: str = "") -> str:
+    """Text from the input made safe to print: every control character (terminal escapes, newlines
+    inside a value, C1 codes) and every bidi or zero-width mark is shown as its escape; characters in
+    `keep` (e.g. "\\n" for a whole document) stay. The one escaping function of cnncalc: messages,
+    tables and every text format use it.
+
+    >>> print(escape("c1\\x1b[2J\\r\\nfake\\u202e"))
+    c1\\x1b[2J\\r\\nfake\\u202e
+    """
+    if keep:
+        return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _spelled(m.group()), text)
+    return _CONTROL.sub(lambda m: _spelled(m.group()), text)
+
+
+def _spelled(char: str) -> str:
+    return repr(char)[1:-1]
+
+
+def _middle(text: str, width: int) -> str:
+    """A long path cut in its middle: its start and its end (file name, line:col) stay."""
+    return text if len(text) <= width else f"{text[:40]}…{text[-(width - 41):]}"
 
 
 def _cut(text: str, width: int) -> str:
@@ -141,7 +162,7 @@ def _cut(text: str, width: int) -> str:
 
 def _tidy(text: str) -> str:
     """A message safe to print: control characters escaped, lines and line count capped."""
-    lines = [_cut(_escape(line), MAX_LINE) for line in text.split("\n")]
+    lines = [_cut(escape(line), MAX_LINE) for line in text.split("\n")]
     if len(lines) > MAX_LINES:
         lines = lines[: MAX_LINES - 1] + ["  …"]
     return "\n".join(lines)

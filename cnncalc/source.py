@@ -76,6 +76,35 @@ def position(node: object, key: object = None, default: Where | None = None) -> 
     return getattr(node, "where", default)
 
 
+def _wide_encoding(data: bytes) -> str | None:
+    """'UTF-32' or 'UTF-16' for text in those encodings (by its byte-order mark, or by the zero bytes
+    of an ASCII first character), else None.
+
+    >>> _wide_encoding("input".encode("utf-32")), _wide_encoding("in".encode("utf-16-be")), _wide_encoding(b"a\\0b")
+    ('UTF-32', 'UTF-16', None)
+    """
+    head = data[:4]
+    if head in (b"\xff\xfe\0\0", b"\0\0\xfe\xff") or (len(head) == 4 and head.count(0) == 3 and head[0] | head[3]):
+        return "UTF-32"
+    ascii_le = len(head) == 4 and head[0] and head[2] and not head[1] | head[3]
+    ascii_be = len(head) == 4 and head[1] and head[3] and not head[0] | head[2]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or ascii_le or ascii_be:
+        return "UTF-16"
+    return None
+
+
+def _read_at_most(f, limit: int) -> bytes:
+    """Up to `limit` bytes, a megabyte at a time (a limit of 2^63 must not be allocated at once)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = f.read(min(1 << 20, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def read_text(path: str | Path, limits: Limits | None = None) -> str:
     """The file's text, or a SpecError saying why it cannot be a spec."""
     limits = limits or current_limits()
@@ -86,7 +115,7 @@ def read_text(path: str | Path, limits: Limits | None = None) -> str:
             raise SpecError("is a directory, not a spec file", where=where,
                             fix="give the path of a .yaml file inside it")
         with p.open("rb") as f:  # read at most one byte past the limit: /dev/zero or a pipe never ends
-            data = f.read(limits.max_bytes + 1)
+            data = _read_at_most(f, limits.max_bytes + 1)
     except FileNotFoundError:
         raise SpecError("no such file", where=where,
                         fix="check the path, or run `cnncalc list` for the built-in architectures") from None
@@ -95,8 +124,9 @@ def read_text(path: str | Path, limits: Limits | None = None) -> str:
     if len(data) > limits.max_bytes:
         raise SpecError(f"the file is larger than the limit of {limits.max_bytes:,} bytes", where=where,
                         fix="raise the limit with --max-bytes if the file really is a spec")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SpecError("the file is UTF-16 text", where=where, fix="save the file as UTF-8")
+    encoding = _wide_encoding(data)
+    if encoding:
+        raise SpecError(f"the file is {encoding} text", where=where, fix="save the file as UTF-8")
     if b"\0" in data:
         raise SpecError("this is a binary file, not a YAML spec", where=where,
                         fix="give the path of a .yaml text file")

@@ -8,19 +8,30 @@ _UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1024 ** (i + 1) for i, prefix i
                              for suffix in ("", "b", "ib")}}
 
 
-def parse_size(text: str, option: str = "--max-memory") -> int:
-    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes, in binary units as memory is (G = GB = GiB = 2³⁰).
+NO_LIMIT = ("none", "off", "unlimited")
 
-    >>> parse_size("2G"), parse_size("512MiB")
-    (2147483648, 536870912)
+
+def parse_size(text: str, option: str = "--max-memory", unlimited: bool = False) -> int:
+    """`4G`, `512MiB`, `1.5gb`, `1000000` → bytes, in binary units as memory is (G = GB = GiB = 2³⁰).
+    With `unlimited`, `none` (or `off`, `unlimited`) → 0, meaning no limit. A size below one byte
+    (`0`, `0.5`, `1e-9`, `-0`) is an error, as is one past any real amount (`1e308G`).
+
+    >>> parse_size("2G"), parse_size("512MiB"), parse_size("none", unlimited=True)
+    (2147483648, 536870912, 0)
     """
     value = str(text).strip().lower().replace("_", "").replace(" ", "")
+    if unlimited and value in NO_LIMIT:
+        return 0
+    disable = f"; to run without a limit, write {option} none" if unlimited else ""
     number = value.rstrip("kmgtib")
     unit = value[len(number):]
     try:
-        amount = float(number)
-    except ValueError:
-        amount = -1.0
-    if unit not in _UNITS or not amount >= 0 or amount == float("inf"):
-        raise SpecError(f"{option} '{text}' is not a size", fix="write it like 4G, 512MiB or 2000000000 (bytes)")
-    return int(amount * _UNITS[unit])
+        size = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        size = float("nan")
+    if not 0 <= size < float("inf"):
+        raise SpecError(f"{option} '{text}' is not a size",
+                        fix=f"write it like 4G, 512MiB or 2000000000 (bytes){disable}")
+    if size < 1:
+        raise SpecError(f"{option} '{text}' is less than one byte", fix=f"give a size like 4G{disable}")
+    return int(size)

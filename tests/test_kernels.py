@@ -725,7 +725,7 @@ def test_float64_gelu_is_accurate_elementwise():
 
 def test_float32_gelu_works_in_blocks():
     """A float32 input bigger than one block, non-contiguous: float32 out, same as float64 in."""
-    x = rand(3, activation.ELEMENTWISE_BLOCK + 7, seed=4)[:, ::2] * 4
+    x = rand(3, activation.ELEMENTWISE_BYTES // 8 + 7, seed=4)[:, ::2] * 4
     got = activation.gelu(x)
     assert got.dtype == np.float32 and got.shape == x.shape
     np.testing.assert_array_equal(got, activation.gelu(x.astype(np.float64)).astype(np.float32))

@@ -286,8 +286,8 @@ def test_draw_never_writes_through_a_link_over_a_special_file_or_the_spec(tmp_pa
     link.symlink_to(real)
     spec = tmp_path / "net.yaml"
     spec.write_text("input: 1x8x8\nlayers: [relu]\n")
-    for target, why in ((link, "link"), (tmp_path, "not a regular file"), (spec, "spec"),
-                        (tmp_path / "missing" / "x.svg", "folder")):
+    for target, why in ((link, "link"), (tmp_path, "a folder"), (spec, "same file as the input"),
+                        (tmp_path / "missing" / "x.svg", "does not exist"), ("/dev/null", "a device")):
         run = cli("draw", str(spec), "-o", str(target), "--force")
         assert run.exit_code == 2 and why in run.stderr, (target, run.stderr)
     assert real.read_text() == "keep" and spec.read_text().startswith("input")

@@ -9,11 +9,16 @@ returns y: ``params`` the layer's state_dict arrays by name (``weight``, ``bias`
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 
 from ..layers.base import Layer
+from .memory import _empty
+
+#: Bytes of temporaries per chunk of a kernel that gathers along one axis (``_axis_chunks``).
+GATHER_CHUNK_BYTES = 8 << 20
 
 Kernel = Callable[..., np.ndarray]  # (layer, x, params, owned, **options) -> y
 KERNELS: dict[type, Kernel] = {}
@@ -65,3 +70,22 @@ def _add_bias(out: np.ndarray, bias) -> None:
     if bias is not None:
         out += _channel_shape(np.asarray(bias, out.dtype), out.ndim)
 
+
+
+def _axis_chunks(y: np.ndarray, axis: int, o: int, temp_bytes: int):
+    """For a kernel that resamples ``axis`` of ``y`` to length ``o`` (uneven adaptive pools,
+    interpolation): ``(out, chunks)``, ``out`` the new array and each chunk a pair of views
+    ``(src (rows, n, rest), dst (rows, o, rest))`` of ``y`` and ``out`` over a run of the leading
+    axes, so that ``temp_bytes`` of temporaries per output value stay within GATHER_CHUNK_BYTES
+    (one row at least)."""
+    y = np.ascontiguousarray(y)
+    rows, n, rest = math.prod(y.shape[:axis]), y.shape[axis], math.prod(y.shape[axis + 1:])
+    out = _empty(y.shape[:axis] + (o,) + y.shape[axis + 1:], y.dtype)
+    src, dst = y.reshape(rows, n, rest), out.reshape(rows, o, rest)  # views: both contiguous
+    step = gather_rows(rows, o * rest, temp_bytes)
+    return out, [(src[r:r + step], dst[r:r + step]) for r in range(0, rows, step)]
+
+
+def gather_rows(rows: int, per_row: int, temp_bytes: int) -> int:
+    """Rows per chunk of ``_axis_chunks``: ``per_row`` output values each."""
+    return min(rows, max(1, GATHER_CHUNK_BYTES // max(1, per_row * temp_bytes)))

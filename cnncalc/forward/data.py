@@ -1,13 +1,13 @@
 """The pass's input (the user's array or random data) and its saved output."""
 from __future__ import annotations
 
-import os
-import tempfile
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SpecError
+from ..files import Output
 from ..layers.base import fmt_shape
 from ..spec import Network
 
@@ -55,6 +55,9 @@ def _data_batch(array: np.ndarray, shape: tuple, batch: int, what: str) -> int:
         raise SpecError(f"{what} holds {array.dtype} values, not numbers", fix="save a float array")
     if tuple(array.shape) == tuple(shape):
         return 1
+    if array.ndim == 0:
+        raise SpecError(f"{what} holds a single number (a 0-d array), but the network takes {fmt_shape(shape)} "
+                        f"(one sample) or N×{fmt_shape(shape)} (a batch)", fix="save an array of that shape")
     if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape) or len(array) == 0:
         raise SpecError(f"{what} has shape {fmt_shape(array.shape)}, but the network takes {fmt_shape(shape)} "
                         f"(one sample) or N×{fmt_shape(shape)} (a batch)",
@@ -66,30 +69,13 @@ def _data_batch(array: np.ndarray, shape: tuple, batch: int, what: str) -> int:
     return len(array)
 
 
-def check_writable(path: str | Path, force: bool) -> Path:
-    """Refuse (before any work) to overwrite an existing file without `force`."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise SpecError(f"'{path}' already exists", fix="choose another name, or add --force to overwrite it")
-    if path.is_dir():
-        raise SpecError(f"'{path}' is a directory", fix="give a file name such as out.npy")
-    if not path.parent.is_dir():
-        raise SpecError(f"the folder of '{path}' does not exist", fix="create it first, or choose another path")
-    return path
+def output_bytes(network: Network, batch: int = 1, dtype: str = "float32") -> int:
+    """The size of the .npy file `save_output` writes for a pass of `batch` (a 128-byte header)."""
+    from ..analysis import analyse
+
+    return math.prod(analyse(network).output) * batch * np.dtype(dtype).itemsize + 128
 
 
-def save_output(array: np.ndarray, path: str | Path, force: bool = False) -> None:
-    """Write `array` as .npy atomically: a temporary file beside it, then a rename (never a half file)."""
-    path = check_writable(path, force)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        if not force and path.exists():
-            raise SpecError(f"'{path}' appeared while the pass ran", fix="add --force to overwrite it")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def save_output(array: np.ndarray, target: Output) -> None:
+    """Write `array` as .npy into `target` (checked before the pass; written atomically)."""
+    target.write(lambda f: np.save(f, array, allow_pickle=False))

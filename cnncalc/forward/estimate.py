@@ -7,18 +7,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import units
 from ..analysis import Report, Row
 from ..errors import SpecError
-from ..units import parse_size  # noqa: F401  (re-exported: forward.parse_size)
 from ..layers.conv import Conv, ConvTranspose
-from ..layers.pool import _Pool
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
+from ..layers.pool import AdaptiveAvgPool, _AdaptivePool, _Pool
+from ..layers.reshape import Upsample
 from ..layers.base import Layer
 from ..layers.composite import Concat, Residual
 from ..spec import Node
 from . import blas
-from . import conv
-from .norm import _folds
+from . import conv, pool
+from .base import gather_rows
+from .fusion import defers_relu, folds
+from .memory import size_text
 from .weights import expected_tensors
 
 MEMORY_FRACTION = 0.8          # of the RAM available now: the default --max-memory
@@ -59,10 +62,13 @@ class _MemoryWalk:
         self.rows = {row.path: row for row in report.rows}
         self.batch, self.itemsize = batch, itemsize
         self.buffers: dict[str, int] = {}  # scratch buffer -> bytes; the kernels keep and reuse them
+        self.relu_first: set[str] = set()  # entries that apply a ReLU deferred to them (fusion.defers_relu)
 
     def sequence(self, nodes: list[Node], held: int) -> int:
         for node, after in zip(nodes, nodes[1:]):
-            if _folds(node, after):
+            if defers_relu(node, after):
+                self.relu_first.add(after.path)
+            if folds(node, after):
                 # folded weights and bias (norm._conv_with_batch_norm), and a widening 1x1 conv's copy of
                 # them with the bias as a column (conv._conv_pointwise), prepared once and kept
                 row = self.rows[node.path]
@@ -83,7 +89,12 @@ class _MemoryWalk:
         return self.sequence(node.branches[""], held)
 
     def scratch(self, layer: Layer, row: Row) -> int:
-        """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace."""
+        """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace.
+        A ReLU deferred to a convolution or max pool may be applied to a copy of its input first."""
+        relu_copy = math.prod(row.input) if row.path in self.relu_first else 0
+        return relu_copy + self._scratch(layer, row)
+
+    def _scratch(self, layer: Layer, row: Row) -> int:
         if isinstance(layer, Conv):
             # Padded rows, im2col columns and GEMM results live in the kernels' reused, chunk-sized
             # scratch buffers; only a reflect/replicate/circular padding copies the whole input.
@@ -91,14 +102,15 @@ class _MemoryWalk:
             self._winograd(layer, row)
             if f"folded {row.path}" not in self.buffers:  # its weights laid out for the GEMM, bias as a column
                 self.buffers[f"prepared {row.path}"] = (math.prod(row.weight) + row.output[0]) * self.itemsize
-            depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
-            per_row = depth * math.prod(row.output[2:])
-            # (without BLAS's beta = 1 a residual's last conv adds its products from a "product" buffer)
-            for buffer in ("pad", "cols", "gemm") + (() if blas.available() else ("product",)):
-                self._chunk(buffer, per_row * row.output[1], per_row)
+            if layer.groups == row.input[0] and layer.groups > 1 and row.weight[1] == 1:
+                self._depthwise(layer, row)
+            else:
+                depth = row.input[0] * math.prod(layer.kernel_size) + layer.groups
+                per_row = depth * math.prod(row.output[2:])
+                # (without BLAS's beta = 1 a residual's last conv adds its products from a "product" buffer)
+                for buffer in ("pad", "cols", "gemm") + (() if blas.available() else ("product",)):
+                    self._chunk(buffer, per_row * row.output[1], per_row)
             return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0
-        if isinstance(layer, _Pool):  # a padded copy, then one partial reduction per axis
-            return _padded_size(layer, row.input) + math.prod(row.input)
         if isinstance(layer, ConvTranspose):
             self._chunk("cols", layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
             self._chunk("canvas", 2 * math.prod(row.output))
@@ -107,12 +119,49 @@ class _MemoryWalk:
             # Q, K, V (3 per output value), the scaled Q, the scores and the heads' outputs before out_proj
             tokens, channels = math.prod(row.output[:-1]), row.output[-1]
             keys = layer.keys(row.input) if isinstance(layer, MultiheadAttention) else math.prod(layer.window_size)
+            shifted = 0
             if isinstance(layer, ShiftedWindowAttention):
                 tokens = math.prod(layer.padded(row.input))
-            return tokens * (5 * channels + 2 * layer.num_heads * keys)
-        if isinstance(layer, PatchMerging):  # the 2×2 patches side by side, then normalised
-            return 4 * math.prod(row.output)
+                # rolled in and out, windows gathered and scattered: measured 4.3 inputs more (probe)
+                shifted = 6 * tokens * channels if any(layer.shift_size) else 0
+            return tokens * (5 * channels + 2 * layer.num_heads * keys) + shifted
+        if isinstance(layer, PatchMerging):  # the 2×2 patches side by side, then normalised (probe: 5.3×)
+            return 8 * math.prod(row.output)
+        if isinstance(layer, _Pool):  # one reduction per axis into a new array (padding never copied)
+            return self._separable(row)
+        if isinstance(layer, _AdaptivePool):  # uneven windows gather in chunks, avg summing in float64
+            temp = (pool.AVG_TEMP_BYTES if isinstance(layer, AdaptiveAvgPool) else 0) + self.itemsize
+            return self._separable(row, temp)
+        if isinstance(layer, Upsample):  # gathered taps, one at a time, in chunks
+            return self._separable(row, None if layer.mode.startswith("nearest") else self.itemsize)
         return math.prod(row.output)  # elementwise kernels' temporaries
+
+    def _separable(self, row: Row, temp_bytes: int | None = None) -> int:
+        """A kernel that works one spatial axis at a time: the arrays between its axes (per sample),
+        and with ``temp_bytes`` (bytes per output value) its chunked temporaries (base._axis_chunks)."""
+        C, S, O = row.input[0], row.input[1:], row.output[1:]
+        between = sum(C * math.prod(O[:i + 1]) * math.prod(S[i + 1:]) for i in range(len(S) - 1))
+        if temp_bytes:  # twice: freed temporaries may stay resident on the C heap beside the next ones
+            for i in range(len(S)):
+                rows, per_row = self.batch * C * math.prod(O[:i]), O[i] * math.prod(S[i + 1:])
+                chunk = gather_rows(rows, per_row, temp_bytes) * per_row * temp_bytes
+                self.buffers["gather"] = max(self.buffers.get("gather", 0), 2 * chunk)
+        return between
+
+    def _depthwise(self, layer, row: Row) -> None:
+        """A depthwise convolution's chunks (conv.depthwise_chunk): the padded input in "pad", the
+        sum and one tap's products in "dw_acc" and "dw_tmp"."""
+        C, S, O = row.input[0], row.input[1:], row.output[1:]
+        padded = [n + lo + hi for n, (lo, hi) in zip(S, layer.pads)]
+        m = row.output[0] // C
+        if all(s == 1 for s in layer.stride):  # flat lines at the padded row pitch
+            pitch = [math.prod(padded[i + 1:]) for i in range(len(padded))]
+            plane = m * (sum((o - 1) * p for o, p in zip(O, pitch)) + 1)
+        else:
+            plane = m * math.prod(O)
+        nb, cb = conv.depthwise_chunk(self.batch, C, plane * self.itemsize)
+        for buffer, size in (("pad", math.prod(padded)), ("dw_acc", plane), ("dw_tmp", plane)):
+            self.buffers[buffer] = max(self.buffers.get(buffer, 0), nb * cb * size * self.itemsize)
 
     def _winograd(self, layer, row: Row) -> None:
         """A Winograd layer's scratch (its padded input, tiles and transforms in the reused buffers)
@@ -168,12 +217,17 @@ def check_memory(memory: Memory, limit: int, batch: int) -> None:
     """Refuse a pass whose estimate exceeds `limit` bytes (0: no limit) before it allocates anything."""
     if limit and memory.total > limit:
         raise SpecError(
-            f"the forward pass would need about {_gib(memory.total)} (activations {_gib(memory.activations)} "
-            f"for batch {batch}, weights {_gib(memory.weights)}, scratch {_gib(memory.workspace)}), "
-            f"more than the limit of {_gib(limit)}",
+            f"the forward pass would need about {size_text(memory.total)} (activations {size_text(memory.activations)} "
+            f"for batch {batch}, weights {size_text(memory.weights)}, scratch {size_text(memory.workspace)}), "
+            f"more than the limit of {size_text(limit)}",
             fix="use a smaller --batch or --input, or raise the limit with --max-memory (e.g. --max-memory "
                 f"{math.ceil(memory.total / 2**30 * 1.2)}G) if the machine has the RAM")
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+def parse_size(text: str) -> int:
+    """--max-memory's bytes: `4G`, `512MiB`, `1000000`; `none` (or `off`, `unlimited`) → 0, no limit.
+
+    >>> parse_size("2G"), parse_size("none")
+    (2147483648, 0)
+    """
+    return units.parse_size(text, "--max-memory", unlimited=True)

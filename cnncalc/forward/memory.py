@@ -30,6 +30,7 @@ POOL_IDLE_BYTES = 1 << 30
 
 _pool: list = []  # mmap blocks handed out by _empty, in use or idle
 _pool_lock = threading.Lock()
+_idle_budget: int | None = None  # bytes of idle blocks kept (None: POOL_IDLE_BYTES), see keep_idle
 
 
 def _refs_when_idle() -> int:
@@ -66,19 +67,36 @@ def _empty(shape, dtype) -> np.ndarray:
     if nbytes < max(PLAIN_PAGES_BYTES, 1):
         return np.empty(shape, dtype)
     with _pool_lock:
+        budget = POOL_IDLE_BYTES if _idle_budget is None else _idle_budget
         idle = [i for i in range(len(_pool)) if _block_refs(_pool, i) == _IDLE_REFS]
-        fits = [i for i in idle if nbytes <= len(_pool[i]) <= 2 * nbytes]
+        fits = [i for i in idle if nbytes <= len(_pool[i]) <= nbytes + min(nbytes, budget)]
         if fits:
             block = _pool[min(fits, key=lambda i: len(_pool[i]))]
         else:
-            spare = POOL_IDLE_BYTES - nbytes  # make room: unmap idle blocks, oldest first
-            for i in reversed(idle):
-                spare -= len(_pool[i])
-                if spare < 0:
-                    _pool.pop(i).close()
+            _unmap_idle(idle, budget - nbytes)  # make room
             block = mmap.mmap(-1, nbytes)
             _pool.append(block)
     return np.frombuffer(block, dtype, count).reshape(shape)  # views keep `block` referenced
+
+
+def _unmap_idle(idle: list[int], keep: int) -> None:
+    """Unmap the idle blocks (indices into _pool) beyond ``keep`` bytes, oldest first."""
+    for i in reversed(idle):
+        keep -= len(_pool[i])
+        if keep < 0:
+            _pool.pop(i).close()
+
+
+def keep_idle(nbytes: int | None) -> None:
+    """Keep at most ``nbytes`` of idle pool blocks from now on (None: POOL_IDLE_BYTES), unmapping
+    the rest. A pass sets what its memory limit leaves beside its estimate, so that blocks kept
+    for reuse never take it past the limit; the pool also reuses a block only if it is at most
+    that much larger than the array."""
+    global _idle_budget
+    with _pool_lock:
+        _idle_budget = nbytes
+        if nbytes is not None:
+            _unmap_idle([i for i in range(len(_pool)) if _block_refs(_pool, i) == _IDLE_REFS], max(nbytes, 0))
 
 
 def _scratch(key: str, shape, dtype) -> np.ndarray:
@@ -93,3 +111,8 @@ def _scratch(key: str, shape, dtype) -> np.ndarray:
         setattr(_tls, key, buf)
     return buf[:nbytes].view(dtype).reshape(shape)  # flat bytes -> typed, shaped view
 
+
+
+def size_text(n: int) -> str:
+    """Bytes for a message: `1.25 GiB` from 256 MiB up, else `12.0 MiB`."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.conv import Conv
 from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, LayerNorm2d
-from ..spec import Node
 from .base import _add_bias, _channel_shape, _float_dtype, kernel
 from .derived import derived
 from .memory import _empty
@@ -91,13 +89,6 @@ def _batch_norm_affine(p: dict, eps: float) -> tuple[np.ndarray, np.ndarray]:
     if "bias" in p:
         shift += p["bias"]
     return scale, shift
-
-
-def _folds(node: Node, after: Node | None) -> bool:
-    """Whether ``after`` is an inference BatchNorm (running statistics: a fixed affine map) right
-    after the convolution ``node``, which the pass folds into it."""
-    return (after is not None and node.leaf and after.leaf and isinstance(node.layer, Conv)
-            and isinstance(after.layer, BatchNorm) and after.layer.track_running_stats)
 
 
 def _conv_with_batch_norm(conv_p: dict, bn_p: dict, eps: float) -> dict:

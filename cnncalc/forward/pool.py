@@ -11,7 +11,7 @@ import numpy as np
 
 from ..layers.pool import AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, MaxPool
 from .activation import relu
-from .base import _float_dtype, kernel, out_size
+from .base import _axis_chunks, _float_dtype, kernel, out_size
 from .memory import _empty
 
 
@@ -105,6 +105,11 @@ def avg_pool(x, kernel, stride, padding, out_size, count_include_pad=True, divis
     return y
 
 
+#: Temporary bytes per output value of an uneven adaptive average beside one gathered tap: the
+#: float64 sums, and the float64 copy of the tap that adding it into them makes.
+AVG_TEMP_BYTES = 16
+
+
 def _adaptive_bounds(n: int, o: int):
     """PyTorch's adaptive windows: start = floor(i * n / o), end = ceil((i + 1) * n / o)."""
     i = np.arange(o)
@@ -121,19 +126,31 @@ def _adaptive_axis(y, axis, o, kind):
             r /= y.dtype.type(k)
         return r
     start, end = _adaptive_bounds(n, o)
+    taps, last = int((end - start).max()), end - 1
     if kind == "max":  # clamped taps repeat a window's last element, harmless for max
-        acc = np.take(y, start, axis=axis)
-        for j in range(1, int((end - start).max())):
-            np.maximum(acc, np.take(y, np.minimum(start + j, end - 1), axis=axis), out=acc)
-        return acc
+        out, chunks = _axis_chunks(y, axis, o, y.dtype.itemsize)
+        gathered = np.empty(chunks[0][1].shape, y.dtype)  # one tap of the largest chunk
+        for src, dst in chunks:  # (rows, n, rest) -> (rows, o, rest)
+            np.take(src, start, axis=1, out=dst, mode="clip")
+            tap = gathered[:len(dst)]
+            for j in range(1, taps):
+                np.maximum(dst, np.take(src, np.minimum(start + j, last), axis=1, out=tap, mode="clip"), out=dst)
+        return out
     # Each window summed tap by tap in float64 (not as a difference of prefix sums, where one
     # infinite value would make every later window inf - inf = NaN).
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-window values broadcast along later axes
-    total = np.zeros(np.take(y, start, axis=axis).shape, np.float64)
-    for j in range(int((end - start).max())):
-        inside = (start + j < end).reshape(shape)  # windows that still have a tap j
-        total += np.where(inside, np.take(y, np.minimum(start + j, end - 1), axis=axis), 0)
-    return (total / (end - start).reshape(shape)).astype(y.dtype)
+    out, chunks = _axis_chunks(y, axis, o, AVG_TEMP_BYTES + y.dtype.itemsize)
+    counts = (end - start).reshape(-1, 1)  # per window, broadcast along the rest
+    gathered = np.empty(chunks[0][1].shape, y.dtype)  # one tap of the largest chunk
+    sums = np.empty(chunks[0][1].shape, np.float64)
+    for src, dst in chunks:
+        total, tap = sums[:len(dst)], gathered[:len(dst)]
+        total.fill(0)
+        for j in range(taps):
+            inside = (start + j < end).reshape(-1, 1)  # windows that still have a tap j
+            np.take(src, np.minimum(start + j, last), axis=1, out=tap, mode="clip")
+            np.add(total, tap, out=total, where=inside)
+        np.divide(total, counts, out=dst)
+    return out
 
 
 def adaptive_avg_pool(x, out_size):

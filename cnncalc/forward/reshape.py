@@ -6,7 +6,7 @@ import numpy as np
 
 from ..layers.reshape import (Flatten, Identity, Permute, Select, StochasticDepth, Unflatten, Upsample, ZeroPad,
                               _Dropout)
-from .base import _float_dtype, kernel, out_size
+from .base import _axis_chunks, _float_dtype, kernel, out_size
 from .memory import _empty
 
 
@@ -109,25 +109,37 @@ def _cubic_weights(t):
 
 
 def _interp_axis(y, axis, o, mode, align_corners, scale):
-    """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic)."""
+    """Resample one axis of ``y`` to length ``o`` (nearest, linear or cubic), in chunks of the
+    leading axes (``_axis_chunks``): one gathered tap at a time is the only temporary."""
     n = y.shape[axis]
-    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # per-output weights broadcast along later axes
     if mode in ("nearest", "nearest-exact"):
-        return np.take(y, _nearest_index(n, o, scale, exact=mode == "nearest-exact"), axis=axis)
-    src = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
-    i0 = np.floor(src).astype(np.int64)
-    t = src - i0
+        index = _nearest_index(n, o, scale, exact=mode == "nearest-exact")
+        out, chunks = _axis_chunks(y, axis, o, 0)
+        for src, dst in chunks:
+            np.take(src, index, axis=1, out=dst, mode="clip")
+        return out
+    src_coords = _source_coords(n, o, align_corners, scale, mode == "cubic", y.dtype)
+    i0 = np.floor(src_coords).astype(np.int64)
+    t = src_coords - i0
     if mode == "cubic":
         taps = [np.clip(i0 + j, 0, n - 1) for j in (-1, 0, 1, 2)]
         weights = _cubic_weights(t)
     else:
         i0 = np.minimum(i0, n - 1)
-        lam = np.clip(src - i0, 0, 1).astype(y.dtype)
+        lam = np.clip(src_coords - i0, 0, 1).astype(y.dtype)
         taps, weights = [i0, np.minimum(i0 + 1, n - 1)], [1 - lam, lam]
-    acc = np.take(y, taps[0], axis=axis) * weights[0].astype(y.dtype).reshape(shape)  # along axis
-    for idx, wt in zip(taps[1:], weights[1:]):
-        acc += np.take(y, idx, axis=axis) * wt.astype(y.dtype).reshape(shape)
-    return acc
+    weights = [w.astype(y.dtype).reshape(-1, 1) for w in weights]  # per output, along the rest
+    out, chunks = _axis_chunks(y, axis, o, y.dtype.itemsize)
+    gathered = np.empty(chunks[0][1].shape, y.dtype)  # one tap of the largest chunk
+    for src, dst in chunks:  # (rows, n, rest) -> (rows, o, rest)
+        np.take(src, taps[0], axis=1, out=dst, mode="clip")
+        dst *= weights[0]
+        tap = gathered[:len(dst)]
+        for index, weight in zip(taps[1:], weights[1:]):
+            np.take(src, index, axis=1, out=tap, mode="clip")
+            tap *= weight
+            dst += tap
+    return out
 
 
 def upsample(x, out_size, mode="nearest", align_corners=None, scale_factor=None):

@@ -33,14 +33,12 @@ import numpy as np
 
 from ..analysis import DType, Report, analyse
 from ..errors import SpecError
-from ..layers.base import lookup
 from ..layers.composite import Concat, Residual
-from ..layers.conv import Conv
-from ..layers.pool import MaxPool
 from ..spec import Network, Node
-from . import base, norm
+from . import base, fusion, norm
 from .data import _data_batch, _given_data, _input, _what
-from .estimate import Memory, _gib, check_memory, default_memory_limit, estimate_memory, parse_size
+from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
+from .memory import POOL_IDLE_BYTES, _empty, keep_idle, size_text
 from .weights import Weights, _leaf_rows, checked_weights, expected_tensors, initial_weights, load_weights
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -98,9 +96,10 @@ def run(network: Network, *, batch: int = 1, seed: int = 0, dtype: str = "float3
     """Run `network` on `data` (a path to .npy or an array; random normal when None) and compare
     every entry's output shape with the analysis: one pass of a new `Session`.
 
-    `weights`: None (PyTorch's default initialisation from `seed`), an .npz path or a dict of
-    state_dict arrays. `max_memory` (bytes, or text like `4G`): refuse (SpecError) when the estimate
-    exceeds it; None uses MEMORY_FRACTION of the available RAM, 0 disables the check.
+    `weights`: None (PyTorch's default initialisation from `seed`), an .npz or .safetensors path,
+    or a dict of state_dict arrays. `max_memory` (bytes, or text like `4G` or `none`): refuse
+    (SpecError) when the estimate exceeds it; None uses MEMORY_FRACTION of the available RAM, 0 or
+    `none` disables the check.
     `keep_outputs` keeps a copy of every entry's output in `Result.outputs` (for comparisons).
     """
     given = _given_data(data)
@@ -136,13 +135,14 @@ class Session:
         self._reports: dict[int, Report] = {}
         self._estimates: dict[int, Memory] = {}
         report = self.report(batch)
-        self._memory(batch, max_memory)  # refuse before making or loading weights that may not fit
+        limit = _limit(max_memory)
+        self._memory(batch, limit)  # refuse before making or loading weights that may not fit
         if weights is None:
             self.weights, self.warnings = initial_weights(report, seed, self.dtype), []
         elif isinstance(weights, dict):
-            self.weights, self.warnings = checked_weights(report, weights, self.dtype, "the weights")
+            self.weights, self.warnings = checked_weights(report, weights, self.dtype, "the weights", limit)
         else:
-            self.weights, self.warnings = load_weights(weights, report, self.dtype)
+            self.weights, self.warnings = load_weights(weights, report, self.dtype, limit)
         self._params = _params_by_path(self.weights, report)
         self._folded: dict[str, dict] = {}  # conv path -> its parameters with the BatchNorm after it folded in
 
@@ -152,14 +152,13 @@ class Session:
             self._reports[batch] = analyse(self.network, DType(np.dtype(self.dtype).name), batch)
         return self._reports[batch]
 
-    def _memory(self, batch: int, max_memory: int | str | None) -> Memory:
-        """The estimate for a pass of `batch` (made once per size), or SpecError when it exceeds the limit."""
-        if isinstance(max_memory, str):
-            max_memory = parse_size(max_memory)
+    def _memory(self, batch: int, limit: int) -> Memory:
+        """The estimate for a pass of `batch` (made once per size), or SpecError when it exceeds
+        `limit` bytes (0: no limit)."""
         if batch not in self._estimates:
             self._estimates[batch] = estimate_memory(self.report(batch), batch, self.dtype)
         memory = self._estimates[batch]
-        check_memory(memory, default_memory_limit() if max_memory is None else max_memory, batch)
+        check_memory(memory, limit, batch)
         return memory
 
     def run(self, data: str | Path | np.ndarray | None = None, *, batch: int = 1, seed: int = 0,
@@ -169,11 +168,27 @@ class Session:
         given = _given_data(data)
         if given is not None:
             batch = _data_batch(given, self.network.input, batch, _what(data))
-        memory = self._memory(batch, max_memory)
-        x, owned = _input(self.network, given, batch, self.dtype, seed)
-        folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
-        return _Pass(self.report(batch), self._params, folded, on_layer, keep_outputs).run(
-            x, owned, memory, list(self.warnings))
+        limit = _limit(max_memory)
+        memory = self._memory(batch, limit)
+        keep_idle(min(POOL_IDLE_BYTES, limit - memory.total) if limit else None)  # the pool within the limit
+        try:
+            x, owned = _input(self.network, given, batch, self.dtype, seed)
+            folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
+            return _Pass(self.report(batch), self._params, folded, on_layer, keep_outputs).run(
+                x, owned, memory, list(self.warnings))
+        finally:
+            keep_idle(None)
+
+
+def _limit(max_memory: int | str | None) -> int:
+    """Bytes a pass may take (0: no limit) from `max_memory` (see `run`)."""
+    if max_memory is None:
+        return default_memory_limit()
+    if isinstance(max_memory, str):
+        return parse_size(max_memory)
+    if max_memory < 0:
+        raise SpecError(f"a memory limit of {max_memory} bytes is below zero", fix="give a size in bytes, or 0 (or \"none\") for no limit")
+    return int(max_memory)
 
 
 def _dtype(dtype) -> type:
@@ -203,11 +218,12 @@ class _Pass:
         batch = len(x)
         start = time.perf_counter()
         try:
-            y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
+            with np.errstate(all="ignore"):  # NaN or inf weights or data: a warning of their own, or none
+                y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
         except _Stopped:
             y = None
         except MemoryError:
-            raise SpecError(f"the forward pass ran out of memory (estimated {_gib(memory.total)})",
+            raise SpecError(f"the forward pass ran out of memory (estimated {size_text(memory.total)})",
                             fix="use a smaller --batch or --input") from None
         seconds = time.perf_counter() - start
         checks = [self.checks[row.path] for row in self.report.rows]
@@ -224,13 +240,13 @@ class _Pass:
         i, relu = 0, False
         while i < len(nodes):
             node = nodes[i]
-            if self.outputs is None and _defers_relu(node, nodes[i + 1] if i + 1 < len(nodes) else None):
+            if self.outputs is None and fusion.defers_relu(node, nodes[i + 1] if i + 1 < len(nodes) else None):
                 self.record(node, x)  # same shape; the next entry applies the ReLU as it reads x
                 i, relu = i + 1, True
                 continue
             params, absorbed = self.fusion(nodes, i)
             if node.leaf:
-                adds = add_to is not None and i + 1 + len(absorbed) == len(nodes) and _takes_sum(node)
+                adds = add_to is not None and i + 1 + len(absorbed) == len(nodes) and fusion.takes_sum(node)
                 x, owned = self.leaf(node, x, owned, params, relu, add_to if adds else None)
                 if adds:
                     add_to, owned = None, True
@@ -251,7 +267,7 @@ class _Pass:
         with keep_outputs, where every entry is computed on its own."""
         node, after = nodes[i], nodes[i + 1] if i + 1 < len(nodes) else None
         params = self.params.get(node.path, {}) if node.leaf else None
-        if self.outputs is not None or not norm._folds(node, after):
+        if self.outputs is not None or not fusion.folds(node, after):
             return params, []
         folded = self.folded.get(node.path)
         if folded is None:
@@ -260,8 +276,8 @@ class _Pass:
 
     def leaf(self, node: Node, x: np.ndarray, owned: bool, params: dict, relu: bool = False,
              add_to: np.ndarray | None = None):
-        """(output, owned) of one leaf's kernel, on relu(x) with ``relu`` (see _TAKE_RELU), added
-        into ``add_to`` when given (see _takes_sum)."""
+        """(output, owned) of one leaf's kernel, on relu(x) with ``relu`` (see fusion.TAKE_RELU), added
+        into ``add_to`` when given (see fusion.takes_sum)."""
         check = self.checks[node.path]
         started = time.perf_counter()
         options = {"relu": True} if relu else {}
@@ -293,7 +309,7 @@ class _Pass:
         last = _summing_branch(branches) if isinstance(layer, Residual) and self.outputs is None else None
         outputs = [self.sequence(nodes, x, False) for j, nodes in enumerate(branches) if j != last]
         if isinstance(layer, Concat):
-            return np.concatenate([y for y, _ in outputs], axis=1), True
+            return _concat([y for y, _ in outputs]), True
         if last is None:
             return _sum(outputs), True
         # The other branches' sum, in an array the pass owns (x itself when x is owned and the
@@ -312,7 +328,7 @@ def _summing_branch(branches: list[list[Node]]) -> int | None:
     ends in a convolution (with its BatchNorm folded in), if any."""
     for j in reversed(range(len(branches))):
         nodes = branches[j]
-        if nodes and (_takes_sum(nodes[-1]) or len(nodes) > 1 and norm._folds(nodes[-2], nodes[-1])):
+        if nodes and (fusion.takes_sum(nodes[-1]) or len(nodes) > 1 and fusion.folds(nodes[-2], nodes[-1])):
             return j
     return None
 
@@ -334,6 +350,14 @@ def _params_by_path(weights: Weights, report: Report) -> dict[str, dict[str, np.
     return grouped
 
 
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays joined along the channel axis, into an array from the block pool (whose idle
+    blocks are unmapped first when the memory limit leaves no room for them)."""
+    first = arrays[0]
+    shape = (first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:])
+    return np.concatenate(arrays, axis=1, out=_empty(shape, np.result_type(*arrays)))
+
+
 def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
     """Sum of the branches' outputs, accumulated in place into one the pass owns when there is one."""
     outputs = sorted(outputs, key=lambda pair: not pair[1])  # an owned array first
@@ -344,21 +368,3 @@ def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
     for y, _ in rest:
         total += y
     return total
-
-
-#: Kernels that apply a ReLU to their input as they read it (``relu_input``): a ReLU right before
-#: one of them is deferred to it, unless every entry's output is kept.
-_TAKE_RELU = (Conv, MaxPool)
-
-
-def _takes_sum(node: Node) -> bool:
-    """Whether ``node``'s kernel adds its output into a given array (``add_to``): a convolution,
-    whose GEMM adds its products in -- a residual block's last convolution adds itself to the
-    shortcut's output with no pass of its own."""
-    return node.leaf and isinstance(node.layer, Conv)
-
-
-def _defers_relu(node: Node, after: Node | None) -> bool:
-    """Whether the ReLU ``node`` is left to the entry ``after`` it (see _TAKE_RELU)."""
-    return (after is not None and node.leaf and after.leaf and type(node.layer) is lookup("relu")
-            and isinstance(after.layer, _TAKE_RELU))

@@ -1,9 +1,9 @@
-"""The pass's weights: PyTorch's default initialisation from a seed, or a state dict from a file,
-checked against the network (every key present, every shape right)."""
+"""The pass's weights: PyTorch's default initialisation from a seed, or a state dict from a file
+(`weightfile`: .npz or .safetensors), checked against the network (every key present, every shape
+right) before any array is read."""
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +13,8 @@ from .. import keys
 from ..analysis import Report, Row
 from ..errors import SpecError
 from ..layers import conv, linear
+from .memory import size_text
+from .weightfile import Entry, WeightFile, open_weights
 
 
 Weights = dict  # state_dict key (`3.body.0.weight`) -> np.ndarray
@@ -79,42 +81,84 @@ def uniform(rng: np.random.Generator, shape, bound: float, dtype) -> np.ndarray:
     return a
 
 
-def load_weights(path: str | Path, report: Report, dtype=np.float32) -> tuple[Weights, list[str]]:
-    """Arrays from an .npz of state_dict keys, checked against the network; (weights, warnings)."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise SpecError(f"weights file '{path}' does not exist", fix="give the path of an .npz file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise SpecError(f"cannot read weights file '{path}': {e}", fix=_SAVE_HINT) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise SpecError(f"weights file '{path}' holds one array, not named arrays", fix=_SAVE_HINT)
-    with archive:
-        try:
-            arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise SpecError(f"cannot read weights file '{path}': {e}", fix=_SAVE_HINT) from None
-    return checked_weights(report, arrays, dtype, f"weights file '{path}'")
+def load_weights(path: str | Path, report: Report, dtype=np.float32, limit: int = 0) -> tuple[Weights, list[str]]:
+    """Arrays from an .npz or .safetensors file of state_dict keys, checked against the network and
+    read key by key (keys it does not use are never read); (weights, warnings). `limit`: bytes
+    that loading may take (0: no limit)."""
+    with open_weights(path) as source:
+        return checked_weights(report, source, dtype, f"weights file '{path}'", limit)
 
 
-_SAVE_HINT = "save a state dict with np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})"
-
-
-def checked_weights(report: Report, arrays: dict, dtype, what: str) -> tuple[Weights, list[str]]:
+def checked_weights(report: Report, arrays: dict | WeightFile, dtype, what: str,
+                    limit: int = 0) -> tuple[Weights, list[str]]:
     """The arrays the network needs, converted to `dtype` and keyed `<path>.<tensor>`; the file's keys
-    are the layers' keys (from their names) or their paths (cnncalc.keys.match). A missing or misshapen
-    one is an error naming the key, both shapes and the closest unused key; keys nobody uses are warnings
-    (num_batches_tracked is ignored)."""
-    found, warnings = keys.match(report.rows, {k: np.shape(a) for k, a in arrays.items()}, what)
-    weights = {}
+    are the layers' keys (from their names) or their paths (cnncalc.keys.match). Every key's stored
+    shape and dtype is checked before any array is read: a missing or misshapen one is an error naming
+    the key, both shapes and the closest unused key, and loading that would exceed `limit` bytes is
+    refused. Keys nobody uses are a warning (num_batches_tracked is ignored), and so are NaN or
+    infinite values, naming the keys."""
+    source = arrays if isinstance(arrays, WeightFile) else _InMemory(arrays)
+    shapes = {key: source.header(key).shape for key in source.keys()}  # (headers only: no array data)
+    found, warnings = keys.match(report.rows, shapes, what)
+    stored = {wanted: _stored(source, report, wanted, key, what) for wanted, key in found.items()}
+    _check_loading(stored, dtype, what, limit)
+    weights, nonfinite = {}, []
     for wanted, key in found.items():
-        array = np.asarray(arrays[key])
-        if array.dtype.kind not in "fiub":
-            node = report.row(wanted.rpartition(".")[0]).node
-            raise SpecError(f"'{key}' in {what} holds {array.dtype} values, not numbers",
-                            where=node.where, layer=node.describe())
-        weights[wanted] = np.ascontiguousarray(array, dtype)
+        weights[wanted] = array = np.ascontiguousarray(source.read(key), dtype)
+        if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+            nonfinite.append(key)
+    if nonfinite:
+        warnings.append(f"{what}: {_listed(nonfinite)} hold{'s' if len(nonfinite) == 1 else ''} NaN or "
+                        "infinite values; every output they reach will too")
     return weights, warnings
+
+
+def _stored(source: WeightFile, report: Report, wanted: str, key: str, what: str) -> Entry:
+    """The stored shape and dtype of file key `key` (holding the network's `wanted`), checked to be
+    numbers NumPy can read (no data read)."""
+    entry = source.header(key)
+    if entry.unreadable or entry.dtype.kind not in "fiub":
+        node = report.row(wanted.rpartition(".")[0]).node
+        raise SpecError(f"'{key}' in {what} {entry.unreadable or f'holds {entry.dtype} values, not numbers'}",
+                        where=node.where, layer=node.describe(),
+                        fix="save it as float32 (tensor.float()) before writing the file")
+    return entry
+
+
+def _check_loading(stored: dict[str, Entry], dtype, what: str, limit: int) -> None:
+    """Refuse loading whose peak -- every array in `dtype`, plus the largest one as stored while it
+    is converted -- exceeds `limit` bytes (0: no limit)."""
+    dtype = np.dtype(dtype)
+    total = sum(math.prod(e.shape) for e in stored.values()) * dtype.itemsize
+    converting = max((math.prod(e.shape) * e.dtype.itemsize for e in stored.values() if e.dtype != dtype),
+                     default=0)
+    if limit and total + converting > limit:
+        raise SpecError(f"loading {what} would need about {size_text(total + converting)}, more than the "
+                        f"limit of {size_text(limit)}",
+                        fix=f"raise --max-memory (e.g. --max-memory {math.ceil((total + converting) / 2**30 * 1.2)}G) "
+                            "if the machine has the RAM")
+
+
+def _listed(keys: list[str], most: int = 8) -> str:
+    shown = ", ".join(f"'{k}'" for k in keys[:most])
+    return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+class _InMemory(WeightFile):
+    """A dict of arrays (from Python) seen as a weight file."""
+
+    def __init__(self, arrays: dict):
+        self._arrays = arrays
+
+    def keys(self):
+        return self._arrays.keys()
+
+    def header(self, key: str) -> Entry:
+        array = np.asarray(self._arrays[key])
+        return Entry(array.shape, array.dtype, None)
+
+    def read(self, key: str) -> np.ndarray:
+        return np.asarray(self._arrays[key])
 
 
 def _leaf_rows(report: Report):

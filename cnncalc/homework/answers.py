@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from ..errors import _escape, clip
+from ..errors import clip, escape
 
 
 def shown(raw) -> str:
     """An answer quoted in a message: short, and safe for a whole number of thousands of digits."""
     if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 200:
         return "a number of more than 60 digits"
-    text = repr(raw) if not isinstance(raw, str) else f"'{_escape(raw)}'"      # (no raw control characters)
+    text = repr(raw) if not isinstance(raw, str) else f"'{escape(raw)}'"      # (no raw control characters)
     return text if len(text) <= 60 else text[:57] + "…"
 
 

@@ -67,10 +67,13 @@ def one_layer(shape: tuple, kind: str, args: dict, name: str) -> Network:
     layer = {kind: {k: v for k, v in args.items() if v is not None}}
     text = yaml.safe_dump({"name": name, "input": list(shape), "layers": [layer]}, sort_keys=False)
     try:
-        return parse(text, "command line")
+        network = parse(text, "command line")
     except SpecError as e:
         e.where = COMMAND_LINE        # the generated YAML's line numbers mean nothing to the user
         raise
+    for node in network.root.walk():  # nor in the analysis' messages
+        node.where = COMMAND_LINE
+    return network
 
 
 def _with_hint(shape: tuple, kind: str, args: dict, name: str, note: str | None) -> Network:

@@ -112,26 +112,16 @@ def make_key(spec: str | None, dtype="float32", fields: tuple | None = None) -> 
 
 
 def write_key(text: str, output: str | None, force: bool, spec: str | None) -> None:
-    """To stdout, or to a new file (an existing one only with `force`; never the spec itself)."""
+    """To stdout, or exactly to a file (see `cnncalc.files`: never over the spec, a link or a special file)."""
     import sys
-    from pathlib import Path
 
-    from ..errors import SpecError, Where
+    from ..errors import escape
+    from ..files import Output
 
-    if output is None or output == "-":
-        sys.stdout.write(text)
+    if output is None or output == "-":  # shown, so bidi marks or a stray CR from the spec are escaped
+        sys.stdout.write(escape(text.replace("\r\n", "\n"), keep="\n\t"))
         return
-    target = Path(output)
-    if spec and Path(spec).exists() and target.exists() and target.resolve() == Path(spec).resolve():
-        raise SpecError("refusing to write the key over the spec it was made from", where=Where(output),
-                        fix="choose another -o FILE; the spec itself is never modified")
-    if target.exists() and not force:
-        raise SpecError("the file already exists", where=Where(output), fix="add --force to overwrite it, or "
-                        "choose another -o FILE")
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"cannot write the key: {e.strerror or e}", where=Where(output)) from None
+    Output(output, force=force, inputs=[spec]).write_text(text)
 
 
 def answer_key(network: Network, report: Report, text: str, fields: tuple | None = None) -> tuple[str, bool]:
@@ -156,7 +146,9 @@ def answer_key(network: Network, report: Report, text: str, fields: tuple | None
 
 
 def _plain(data, seen: dict):
-    """Plain dicts and lists (no position-carrying subclasses), each shared object converted once."""
+    """Plain dicts and lists (no position-carrying subclasses), each shared object converted once; but
+    a mapping in a list (an entry) is a copy of its own each time, so that it can hold its own `expect:`
+    (an aliased entry, `- *e`, stands for layers with different answers; its arguments stay shared)."""
     if not isinstance(data, (dict, list)):
         return data
     if id(data) not in seen:
@@ -165,7 +157,7 @@ def _plain(data, seen: dict):
             out.update((k, _plain(v, seen)) for k, v in data.items())
         else:
             seen[id(data)] = out = []
-            out.extend(_plain(v, seen) for v in data)
+            out.extend(dict(_plain(v, seen)) if isinstance(v, dict) else _plain(v, seen) for v in data)
     return seen[id(data)]
 
 

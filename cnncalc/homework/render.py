@@ -10,8 +10,7 @@ import shutil
 import textwrap
 from enum import Enum
 
-from ..errors import _escape as visible      # control and bidi characters shown as \x1b, never sent raw
-
+from ..render.text import csv_cell, escape, json_safe
 
 
 class SheetFormat(str, Enum):
@@ -65,7 +64,7 @@ def answer_text(raw) -> str:
         return "[" + ", ".join(answer_text(v) for v in raw) + "]"
     if raw is None:
         return "none"
-    return visible(str(raw))
+    return escape(str(raw))
 
 
 HEADERS = ["", "Layer", "Field", "Answer", "Right value", "Working"]
@@ -79,11 +78,11 @@ def table_lines(sheet, color: bool = False, keyed: bool = False, width: int | No
     headers = HEADERS[:5] + (["Points"] if keyed else []) + HEADERS[5:]
     rows = []
     for r in sheet.results:
-        cells = ["✓" if r.ok else "✗", visible(r.layer), r.field, answer_text(r.answer), r.right]
+        cells = ["✓" if r.ok else "✗", escape(r.layer), r.field, answer_text(r.answer), r.right]
         cells += [f"{points(r.points)}/{points(r.ask.points)}"] if keyed else []
         rows.append(cells + [r.working])
         if r.mistake:
-            rows.append([""] * (len(headers) - 1) + [f"↳ {visible(r.why)}"])
+            rows.append([""] * (len(headers) - 1) + [f"↳ {escape(r.why)}"])
     lines = grid(headers, rows, right=set(), bold_header=color)
     if width is not None and len(lines[0]) > width:
         lines = _folded(sheet, keyed, width)
@@ -99,44 +98,44 @@ def _folded(sheet, keyed: bool, width: int) -> list[str]:
     lines = []
     for r in sheet.results:
         mark = "✓" if r.ok else "✗"
-        head = f"{mark} {visible(r.layer)} · {r.field}" + (f" · {points(r.points)}/{points(r.ask.points)}" if keyed else "")
-        lines += textwrap.wrap(head, width, subsequent_indent="    ")
+        head = f"{mark} {r.layer} · {r.field}" + (f" · {points(r.points)}/{points(r.ask.points)}" if keyed else "")
+        lines += textwrap.wrap(escape(head), width, subsequent_indent="    ")
         for text in (f"answer {answer_text(r.answer)}; right {r.right}", r.working) + \
-                ((f"↳ {visible(r.why)}",) if r.mistake else ()):
-            lines += textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ",
+                ((f"↳ {r.why}",) if r.mistake else ()):
+            lines += textwrap.wrap(escape(text), width, initial_indent="    ", subsequent_indent="      ",
                                    break_long_words=True, break_on_hyphens=False) or ["    "]
     return lines
 
 
 def sheet_lines(sheet, keyed: bool, title: bool, quiet: bool, color: bool, width: int | None) -> list[str]:
-    """Everything printed for one sheet."""
+    """Everything printed for one sheet (what comes from the input escaped: names, file names, answers)."""
     lines = []
     if title and not quiet:
-        lines.append(visible(f"{sheet.source}" + (f" — {sheet.name}" if sheet.name else ""))
-                     + (f" (variant {sheet.variant})" if sheet.variant is not None else ""))
+        lines.append(escape(f"{sheet.source}" + (f" — {sheet.name}" if sheet.name else "")
+                            + (f" (variant {sheet.variant})" if sheet.variant is not None else "")))
     if sheet.error is not None:
-        lines += [] if quiet else [f"✗ cannot be graded: {sheet.error}"]
+        lines += [] if quiet else [escape(f"✗ cannot be graded: {sheet.error}")]
     else:
         if sheet.differences and not quiet:
             lines.append("your network differs from the key's (every answer is graded on the key's):")
-            lines += [f"  {visible(d)}" for d in sheet.differences]
+            lines += [escape(f"  {d}") for d in sheet.differences]
         if not quiet:
             lines += table_lines(sheet, color, keyed, width)
         if sheet.ignored and not quiet:
-            shown = ", ".join(visible(f"{e} {f}: ").lstrip() + answer_text(a) for e, f, a in sheet.ignored[:20])
+            shown = ", ".join(escape(f"{e} {f}: ").lstrip() + answer_text(a) for e, f, a in sheet.ignored[:20])
             more = f" and {len(sheet.ignored) - 20} more" if len(sheet.ignored) > 20 else ""
-            lines.append(f"not asked by the key (ignored): {shown}{more}")
+            lines.append(escape(f"not asked by the key (ignored): {shown}{more}"))
     status = points_line(sheet) if keyed else score(sheet)
-    lines.append(f"{visible(sheet.source)}: {status}" if title else status)
+    lines.append(escape(f"{sheet.source}: {status}") if title else status)
     return lines
 
 
 def class_lines(summary: dict) -> list[str]:
     """'Class: 500 sheets, mean 7.9 of 10 points, 120 all right, 3 could not be graded; most missed: …'."""
     most = ", ".join(f"{_label(m['question'])} ({m['missed']} of {m['of']})" for m in summary["most_missed"])
-    return [f"Class: {summary['sheets']} sheets, mean {summary['mean']:.3g} of {summary['max_score']} points, "
-            f"{summary['perfect']} all right, {summary['unreadable']} could not be graded"
-            + (f"; most missed: {most}" if most else "")]
+    return [escape(f"Class: {summary['sheets']} sheets, mean {summary['mean']:.3g} of {summary['max_score']} points, "
+                   f"{summary['perfect']} all right, {summary['unreadable']} could not be graded"
+                   + (f"; most missed: {most}" if most else ""))]
 
 
 def _label(question: dict) -> str:
@@ -161,7 +160,7 @@ def show(sheets: list, fmt: CheckFormat, quiet: bool = False, keyed: bool = Fals
     for sheet in sheets:
         if sheet.error is not None and not keyed:
             out.flush()
-            sys.stderr.write(f"{sheet.error}\n")
+            sys.stderr.write(f"{escape(sheet.error, keep=chr(10))}\n")
             continue
         out.write("\n".join(_fit(sheet_lines(sheet, keyed, several or keyed, quiet, color, width), width)) + "\n")
     if several and keyed:
@@ -206,7 +205,7 @@ def json_text(sheets: list, keyed: bool = True) -> str:
                  for s in sheets]
         good = [s for s in sheets if s.error is None]
         body = {"passed": sum(s.passed for s in good), "failed": sum(s.failed for s in good), "files": files}
-    return json.dumps(body, ensure_ascii=False, indent=1) + "\n"
+    return json_safe(json.dumps(body, ensure_ascii=False, indent=1)) + "\n"
 
 
 def _columns(sheets: list) -> list[tuple]:
@@ -224,7 +223,7 @@ def csv_text(sheets: list, keyed: bool = True) -> str:
     columns = _columns(sheets)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "variant", "score", "max_score", "error"] + [label for _, _, label in columns])
+    writer.writerow(["file", "variant", "score", "max_score", "error"] + [_cell(label) for _, _, label in columns])
     for s in sheets:
         earned = {(r.path, r.field): points(r.points) for r in s.results}
         unasked = "0" if s.error is not None else ""       # a sheet that could not be graded scores 0 on each
@@ -233,11 +232,9 @@ def csv_text(sheets: list, keyed: bool = True) -> str:
     return buffer.getvalue()
 
 
-def _cell(text: str) -> str:
-    """A text cell a spreadsheet shows as text: one starting with = + - @ (a formula) gets a quote, as OWASP
-    recommends for CSV injection; the text is kept on one line."""
-    text = " ".join(str(text).split("\n"))
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _cell(text) -> str:
+    """A text cell a spreadsheet shows as text (`render.text.csv_cell`: OWASP's quote before = + - @)."""
+    return csv_cell(str(text))
 
 
 def gradescope_results(sheet) -> dict:
@@ -266,4 +263,4 @@ def gradescope_text(sheets: list, keyed: bool = True) -> str:
     """One sheet: its `results.json`. Several: a mapping from each file to its `results.json`."""
     body = gradescope_results(sheets[0]) if len(sheets) == 1 else \
         {s.source: gradescope_results(s) for s in sheets}
-    return json.dumps(body, ensure_ascii=False, indent=1) + "\n"
+    return json_safe(json.dumps(body, ensure_ascii=False, indent=1)) + "\n"

@@ -202,7 +202,7 @@ def write_variants(spec: str, n: int, seed: int, ranges: dict[str, Range], folde
     (`worksheets/ID.md`) under `folder`; nothing is written unless every variant could be made."""
     from pathlib import Path
 
-    from ..pictures.output import check_target, write_text
+    from ..files import Output
     from ..render.documents import markdown_text
     from ..source import read_text
     from ..spec import resolve
@@ -222,8 +222,7 @@ def write_variants(spec: str, n: int, seed: int, ranges: dict[str, Range], folde
                   (root / "worksheets" / f"{v.id}.md", f"Variant {v.id}\n\n{sheet}")]
     for sub in ("problems", "keys", "worksheets"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for path, _ in files:
-        check_target(str(path), force, (spec,))
-    for path, body in files:
-        write_text(body, str(path), force, (spec,))
+    targets = [(Output(path, force=force, inputs=[spec]), body) for path, body in files]  # all checked first
+    for target, body in targets:
+        target.write_text(body)
     return made

@@ -2,6 +2,7 @@
 external fonts), so the file opens in a browser and survives slide software and converters alike."""
 from __future__ import annotations
 
+from ..errors import escape as plain
 from .layout import Diagram, Line, Mark, Solid, Text
 
 FONTS = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -14,7 +15,10 @@ TEXT = {"caption": (INK, "normal"), "block": ("#54478c", "bold"), "shape": (MUTE
 
 
 def escape(text: str) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+    """Text for SVG/HTML: markup characters as entities, control and bidi characters from the input
+    shown as their escapes (`errors.escape`: XML cannot hold most of them, a terminal would act on them)."""
+    return (plain(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
 
 
 def _n(v: float) -> str:

@@ -5,6 +5,7 @@ import csv
 import io
 
 from . import columns
+from .text import csv_cell, escape
 
 
 def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
@@ -13,7 +14,7 @@ def csv_text(report, depth: int | None = None, blank: bool = False) -> str:
     writer.writerow(["Path", *columns.headers(report)])
     paths = [""] + [r.path for r in report.rows if depth is None or r.node.depth <= depth]
     for path, (_, cells) in zip(paths, columns.body(report, depth, blank, plain=True)):
-        writer.writerow([path, *cells])
+        writer.writerow([csv_cell(c) for c in (path, *cells)])
     if not blank:
         writer.writerow(["", "Total", *columns.total_cells(report, plain=True)])
     return out.getvalue()
@@ -50,8 +51,18 @@ def latex_text(report, depth: int | None = None, blank: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: "\\" + c for c in "\\`*_[]|~!"}}
+
+
 def _md(text: str) -> str:
-    return text.replace("|", r"\|").replace("*", r"\*").replace("_", r"\_")
+    """Text shown as itself in Markdown: no raw HTML, link, image, autolink, emphasis or table break;
+    control characters escaped.
+
+    >>> _md("x<img src=a>![i](http://e)|*b*")
+    'x&lt;img src=a&gt;\\\\!\\\\[i\\\\](http\\\\://e)\\\\|\\\\*b\\\\*'
+    """
+    text = "".join(_MD.get(ch, ch) for ch in escape(text))
+    return text.replace("://", "\\://").replace("www.", "www\\.")
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -60,4 +71,4 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 
 def _tex(text: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in text)
+    return "".join(_TEX.get(ch, ch) for ch in escape(text))

@@ -7,7 +7,7 @@ from ..errors import SpecError
 from ..layers.base import suggest
 from .json import warning_text
 from .columns import training_totals
-from .text import count, field, shape
+from .text import count, escape, field, shape
 
 
 def layer_lines(step: working.Step, with_path: bool = True) -> list[str]:
@@ -59,7 +59,7 @@ def explain_text(report, path: str | None = None) -> str:
         lines.append("")
     shown = {s.row.path for s in chosen}
     lines += [f"warning: {warning_text(w)}" for w in report.warnings if w.node.path in shown]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return "\n".join(escape(line) for line in lines).rstrip("\n") + "\n"
 
 
 def calculator_text(report, note: str | None = None) -> str:
@@ -70,4 +70,4 @@ def calculator_text(report, note: str | None = None) -> str:
     lines += ["", f"output {shape(row.output)}, params {count(row.params)}, MACs {count(row.macs)}, "
                   f"receptive field {field(row.rf)}"]
     lines += [f"warning: {w.text}" for w in report.warnings]
-    return "\n".join(lines) + "\n"
+    return "\n".join(escape(line) for line in lines) + "\n"

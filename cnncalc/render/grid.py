@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .text import ascii_text, can_encode, escape
+
 
 def color_enabled(stream=None) -> bool:
     stream = stream or sys.stdout
@@ -17,7 +19,11 @@ def style(text: str, code: str, enabled: bool) -> str:
 
 
 def grid(headers: list[str], rows: list[list[str]], right: set[int], bold_header: bool = False) -> list[str]:
-    """Lines of a table with a heavy header rule (┏━┳━┓ … └─┴─┘); columns in `right` align right."""
+    """Lines of a table with a heavy header rule (┏━┳━┓ … └─┴─┘); columns in `right` align right.
+    Every cell is escaped (`escape`): a name from the input can neither move the cursor nor fake a row."""
+    rows = _escaped(rows)
+    if not can_encode(sys.stdout):  # laid out as it will be written (→ becomes ->)
+        headers, rows = [ascii_text(h) for h in headers], [[ascii_text(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -37,3 +43,11 @@ def grid(headers: list[str], rows: list[list[str]], right: set[int], bold_header
     out += [line(row, "│", "│") for row in rows]
     out.append(rule("└", "┴", "┘", "─"))
     return out
+
+
+def _escaped(rows: list[list[str]]) -> list[list[str]]:
+    """`rows` with every cell escaped; one scan of all the text first, as nearly every table needs none."""
+    joined = " ".join(" ".join(row) for row in rows)
+    if escape(joined) == joined:
+        return rows
+    return [[escape(cell) for cell in row] for row in rows]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .text import json_number
+from .text import json_number, json_safe
 
 
 def field_dict(rf):
@@ -65,4 +65,4 @@ def dumps(report) -> str:
             parts.append(f'"layers": [\n  {inner}]')
         else:
             parts.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
-    return "{" + ",\n ".join(parts) + "}\n"
+    return json_safe("{" + ",\n ".join(parts) + "}\n")

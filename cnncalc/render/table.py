@@ -8,6 +8,7 @@ from enum import Enum
 
 from . import columns
 from .grid import grid, style
+from .text import escape
 
 BAR_WIDTH = 12                      # characters of a full bar
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -62,11 +63,12 @@ def table_lines(report, depth: int | None = None, blank: bool = False, color: bo
         cells = [""] + [f"{bar(s / top)} {100 * s:5.1f}%" for s in kept]
         headers.append(f"Share of {'MACs' if bars is BarsOf.macs else bars.value}")
         rows = [row + [cell] for row, cell in zip(rows, cells)]
-    lines = [style(report.network.name, "1", color)]
+    lines = [style(escape(report.network.name), "1", color)]
     lines += grid(headers, rows, right=columns.numeric(report), bold_header=color)
     if not blank:
         lines += [f"{style(key + ':', '1', color)} {value}" for key, value in columns.totals(report)]
-    lines += [style(note, "33" if note.startswith("warning") else "2", color) for note in columns.notes(report, blank)]
+    lines += [style(escape(note), "33" if note.startswith("warning") else "2", color)
+              for note in columns.notes(report, blank)]
     return lines
 
 

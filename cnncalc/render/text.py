@@ -1,7 +1,14 @@
 """How numbers, shapes and fields are written for people (not for JSON)."""
 from __future__ import annotations
 
+import re
 from fractions import Fraction
+
+from ..errors import escape  # noqa: F401  (the one escaping function, re-exported for the renderers)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def count(n: int) -> str:
@@ -53,3 +60,70 @@ def json_number(x):
     if isinstance(x, Fraction):
         return x.numerator if x.denominator == 1 else float(x)
     return x
+
+
+def csv_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP's advice: a cell starting with
+    = + - @, tab or CR gets a leading '), plain negative numbers left alone; control characters escaped.
+
+    >>> csv_cell("=HYPERLINK(1)"), csv_cell("-12"), csv_cell("-1+2"), csv_cell("conv1")
+    ("'=HYPERLINK(1)", '-12', "'-1+2", 'conv1')
+    """
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        text = "'" + text
+    return escape(text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text whose strings carry no raw DEL, C1 or bidi/zero-width character (json.dumps escapes
+    only the C0 controls): each becomes its \\u escape, which decodes to the same string.
+
+    >>> json_safe('"a\u202eb"')
+    '"a\\\\u202eb"'
+    """
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# What a stream that cannot encode Unicode (PYTHONIOENCODING=ascii, cp1252 on Windows) gets instead.
+_ASCII = {"×": "x", "→": "->", "←": "<-", "✓": "ok", "✗": "X", "·": "*", "↳": "->", "—": "-", "–": "-",
+          "…": "...", "≤": "<=", "≥": ">=", "≠": "!=", "≈": "~", "∞": "inf", "⌈": "ceil(", "⌉": ")",
+          "⌊": "floor(", "⌋": ")", "²": "^2", "−": "-", "‘": "'", "’": "'", "“": '"', "”": '"'}
+
+
+def ascii_text(text: str) -> str:
+    """`text` in ASCII: × as x, → as ->, box lines as + - |, anything else as its \\u escape.
+
+    >>> ascii_text("┏━┳━┓ ┃ 20 × 28 ┃ Linear (2450 → 500) ✓")
+    '+-+-+ | 20 x 28 | Linear (2450 -> 500) ok'
+    """
+    if text.isascii():
+        return text
+    return "".join(ch if ch.isascii() else _ascii_char(ch) for ch in text)
+
+
+def _ascii_char(ch: str) -> str:
+    if ch in _ASCII:
+        return _ASCII[ch]
+    if "\u2580" <= ch <= "\u259f":  # block elements (summary --bars)
+        return "#"
+    if "\u2500" <= ch <= "\u257f":  # box drawing: lines by their direction, everything else a corner
+        import unicodedata
+        words = set(unicodedata.name(ch, "").split())
+        if words & {"DOWN", "UP", "LEFT", "RIGHT", "ARC", "DIAGONAL"} or {"HORIZONTAL", "VERTICAL"} <= words:
+            return "+"
+        return "|" if "VERTICAL" in words else "-"
+    return ch.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def ascii_errors(error: UnicodeEncodeError):
+    """A codec error handler (`codecs.register_error`) that writes what the encoding lacks as `ascii_text`."""
+    return ascii_text(error.object[error.start:error.end]), error.end
+
+
+def can_encode(stream, sample: str = "┏━┃×→✓✗·↳") -> bool:
+    """Whether `stream` can write cnncalc's tables as they are."""
+    try:
+        sample.encode(getattr(stream, "encoding", None) or "ascii")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
