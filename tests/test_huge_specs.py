@@ -127,19 +127,19 @@ def test_a_100000_layer_drawing_is_bounded():
 
 def test_the_html_page_caps_its_table_and_its_plots(monkeypatch):
     monkeypatch.setattr(html, "MAX_TABLE_ROWS", 50)
-    monkeypatch.setattr(html, "MAX_NOTES", 3)
+    monkeypatch.setattr(html, "MAX_NOTES", 0)
     monkeypatch.setattr(plots, "MAX_BARS", 30)
     monkeypatch.setattr(L, "MAX_DRAWN", 20)
     pages = {}
     for n in (400, 800):
-        # a linear layer on a matrix warns that a flatten may be missing: one warning per linear
+        # a linear layer on a matrix warns that a flatten may be missing
         text = "input: 4x8\nlayers:\n" + "  - {linear: {out_features: 8}}\n  - relu\n" * (n // 2)
         report = report_of(text)
-        assert len(report.warnings) > 3
+        assert report.warnings
         pages[n] = page = html_text(report)
         assert page.count("<tr") <= 50 + 3                         # header, the "more" row, the total
         assert f"… and {n + 1 - 50:,} more rows, from layer " in page
-        assert f"… and {len(report.warnings) - 3:,} more warnings" in page
+        assert f"… and {len(report.warnings):,} more warning" in page
         for plot in re.findall(r'<svg[^>]*class="plot".*?</svg>', page, re.S):
             assert plot.count("<rect") <= 30 and plot.count("<circle") <= 30
         assert "The drawing stops before layer" in page

@@ -149,7 +149,8 @@ def _notes(report) -> str:
     items = [f'<li class="warn">warning: {escape(str(w.node.where))}: {escape(w.node.describe())}: '
              f"{escape(w.text)}</li>" for w in report.warnings[:MAX_NOTES]]
     if len(report.warnings) > MAX_NOTES:
-        items.append(f'<li class="warn">… and {len(report.warnings) - MAX_NOTES:,} more warnings '
+        more = len(report.warnings) - MAX_NOTES
+        items.append(f'<li class="warn">… and {more:,} more warning{"s" if more > 1 else ""} '
                      "(cnncalc summary lists them all)</li>")
     items += [f"<li>{escape(n)}</li>" for n in notes]
     return '<ul class="notes">' + "".join(items) + "</ul>"
