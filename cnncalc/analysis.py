@@ -111,7 +111,7 @@ def analyse(network: Network, dtype: DType | str = DType.float32, batch: int = 1
 def allocates(row: Row, training: bool = False) -> bool:
     """Whether PyTorch allocates new memory for this entry's output: not for a view (flatten, identity,
     dropout at inference) or an in-place layer (`inplace: true`), nor for a sequence (its output is
-    its last layer's); yes for other leaves and for a residual's sum or a concatenation. The one
+    its last layer's); yes for other leaves and for a residual's sum, a concatenation or a product. The one
     per-tensor accounting that `allocated_bytes`, the training figures and the forward estimate share."""
     node = row.node
     if node.leaf:

@@ -96,8 +96,12 @@ def _add_training(report, train: bool, optimizer=None, amp=None, device=None, bu
         from .training import train as training
         from .units import parse_size
 
+        if report.dtype is DType.int8:
+            raise SpecError("--dtype int8 cannot train: PyTorch keeps no gradients for integer tensors",
+                            fix="train in float32, float16, bfloat16 or float64 (--amp for mixed precision)")
+
         report.training = training(report, report.batch, optimizer or Optimizer.adam, amp, device or Device.cuda,
-                                   parse_size(budget, "--budget") if budget is not None else None)
+                                   parse_size(budget, "--budget", most=2**63 - 1) if budget is not None else None)
 
 
 def _limit_options() -> list:

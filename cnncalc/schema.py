@@ -43,7 +43,9 @@ _NUMBER = {"type": "number"}
 _ARGUMENTS: dict[str, list[dict]] = {
     **{name: [_int(), _NULL] for name in ("in_channels", "in_features", "num_features", "num_channels",
                                           "divisor_override")},
-    **{name: [_int()] for name in ("out_channels", "out_features", "groups", "num_groups")},
+    **{name: [_int()] for name in ("out_channels", "out_features", "groups", "num_groups", "chunks", "length",
+                                   "upscale_factor", "downscale_factor")},
+    **{name: [_int(None)] for name in ("index", "start")},
     **{name: _per_axis(_int()) for name in ("kernel_size", "dilation")},
     "stride": _per_axis(_int()) + [_NULL],
     "padding": _per_axis(_int(0)),
@@ -154,12 +156,17 @@ def _entry(layers: dict[str, type[Layer]]) -> dict:
                    "propertyNames": {"pattern": IDENTIFIER},
                    "additionalProperties": {"$ref": "#/definitions/branch"}},
     }
+    composites["multiply"] = {
+        "type": "object", "description": "Branches multiplied elementwise, broadcast like PyTorch (an SE gate: "
+                                         "x: [] and a C×1×1 gate branch); [] is the identity branch.",
+        "minProperties": 1, "propertyNames": {"pattern": IDENTIFIER},
+        "additionalProperties": {"$ref": "#/definitions/layers"}}
     composites["Sequential"] = composites["sequential"]
     assert set(COMPOSITES) <= set(composites)
     entry_keys = {
         "name": {"type": ["string", "integer"], "description": "Shown in tables beside the type; the layer's "
                                                                "state_dict key segment (dots allowed)."},
-        "repeat": {"anyOf": [_int(), EXPR], "description": "Stack this many copies (paths .0 … .N-1)."},
+        "repeat": {"anyOf": [_int(0), EXPR], "description": "Stack this many copies (paths .0 … .N-1; 0: none)."},
         "expect": {"$ref": "#/definitions/expect"},
     }
     assert set(ENTRY_KEYS) == set(entry_keys)

@@ -16,13 +16,13 @@ from . import layers as _layers  # noqa: F401  (registers every layer type)
 from .errors import SpecError, Where, brief, clip, describe_layer
 from .expr import ExprError, substitute
 from .layers.base import REGISTRY, REQUIRED, ArgReader, Layer, lookup, suggest
-from .layers.composite import Concat, Residual, Sequential
+from .layers.composite import Concat, Multiply, Residual, Sequential
 from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, position, read_text
 
 ENTRY_KEYS = ("name", "repeat", "expect")
 TOP_KEYS = ("name", "input", "layers", "blocks", "expect", "description", "variant", "grading")
 EXPECT_FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory", "saved", "backward_macs")
-COMPOSITES = ("sequential", "residual", "concat")
+COMPOSITES = ("sequential", "residual", "concat", "multiply")
 # Work done for each use of a block must not grow with the file, or a block used many times multiplies it.
 MAX_ARG_VALUES = 256    # values in one layer's arguments (real ones hold a few numbers or short lists)
 MAX_BLOCK_ARGS = 100    # arguments one block may declare
@@ -244,15 +244,18 @@ class Parser:
         except ExprError as e:
             raise SpecError(str(e), where=position(item, "repeat"), layer=describe_layer(path, kind, name),
                             fix="use only $args the block defines, whole numbers and + - * // % ( )") from None
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-            raise SpecError(f"repeat must be a whole number of at least 1, not {brief(repeat)}",
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+            raise SpecError(f"repeat must be a whole number of at least 0, not {brief(repeat)}",
                             where=position(item, "repeat"), layer=describe_layer(path, kind, name),
-                            fix="write e.g. `repeat: 3` beside the layer type (1 means no repeat)")
+                            fix="write e.g. `repeat: 3` beside the layer type (1 means no repeat, 0 leaves it out)")
         expect = self._expect(extras.get("expect"), item, "expect")
         name = None if name is None else str(name)
         if repeat == 1:
             return self._build(kind, args, item, path, env, depth, stack, where, name, expect)
         first = self._build(kind, args, item, f"{path}.0", env, depth + 1, stack, where, None, None)
+        if repeat == 0:   # checked like any copy, then left out: an empty stack is the identity
+            return Node(Sequential("repeat", f"{first.kind} × 0"), path, "repeat", where, name, expect, {"": []},
+                        depth)
         copies = sum(1 for _ in first.walk())
         if self.layer_count + copies * (repeat - 1) + 1 > self.limits.max_layers:
             total = brief(copies * repeat)
@@ -348,8 +351,8 @@ class Parser:
         return cls(ArgReader(args, cls.kind, cls.signature, where_of))
 
     def _composite(self, kind, args, item, path, env, depth, stack, where) -> Node:
-        node = Node({"sequential": Sequential, "residual": Residual, "concat": Concat}[kind](), path, kind,
-                    where, depth=depth)
+        made = {"sequential": Sequential, "residual": Residual, "concat": Concat, "multiply": Multiply}[kind]()
+        node = Node(made, path, kind, where, depth=depth)
         deeper = dict(env=env, depth=depth + 1, stack=stack)
         if kind == "sequential":
             node.branches[""] = self.entries(args, path, **deeper, where=where)
@@ -367,12 +370,13 @@ class Parser:
             node.branches = {name: self.branch(args.get(name), f"{path}.{name}", deeper, position(args, name))
                              for name in ("body", "shortcut")}
         else:
+            example = {"concat": "concat: {b1: [...], b2: [...]}", "multiply": "multiply: {x: [], gate: [...]}"}[kind]
             if not args:
-                raise SpecError("concat needs at least one named branch", where=where,
-                                fix="write `concat: {b1: [...], b2: [...]}`; `[]` is an identity branch")
+                raise SpecError(f"{kind} needs at least one named branch", where=where,
+                                fix=f"write `{example}`; `[]` is an identity branch")
             for key in args:
                 if not _identifier(key):
-                    raise SpecError(f"concat branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
+                    raise SpecError(f"{kind} branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
                                     where=position(args, key), fix="name branches like b1, b2, pool_branch")
             self._grow(len(args))  # each branch costs work even when empty (the identity)
             node.branches = {key: self.branch(value, f"{path}.{key}", deeper, position(args, key))

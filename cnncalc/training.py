@@ -22,6 +22,7 @@ from enum import Enum
 from .analysis import DType, Report, Row, Warning, allocates
 from .errors import SpecError
 from .layers.base import Saved, TrainContext
+from .layers.composite import Multiply, broadcast
 from .spec import Node
 
 
@@ -81,6 +82,7 @@ class LayerStep:
     backward_macs: int = 0
     kept: list[Kept] = field(default_factory=list)
     input_grad: bool = True
+    own: int = 0            # a composite's own kept bytes (a product's factors), beside its layers'
 
 
 @dataclass
@@ -168,7 +170,7 @@ def _largest(budget: int, t: TrainTotals, fixed_saved: int, batch: int) -> int:
 def _totals(report: Report, walk: "_Walk", optimizer: Optimizer, amp: Amp, batch: int, dtype: DType) -> TrainTotals:
     t = report.totals
     param_size = 4 if amp is not Amp.none else dtype.bytes    # autocast keeps float32 parameters
-    saved = sum(s.saved_bytes for path, s in walk.steps.items() if walk.leaf[path])
+    saved = sum(s.saved_bytes if walk.leaf[path] else s.own for path, s in walk.steps.items())
     backward = sum(s.backward_macs for path, s in walk.steps.items() if walk.leaf[path])
     param_bytes = (t.params + t.buffers) * param_size
     grads = t.trainable_params * param_size
@@ -223,13 +225,34 @@ class _Walk:
             return self.layer(node, row, x)
         outputs = [self.sequence(nodes, x) for nodes in node.branches.values()]
         children = [self.steps[n.path] for nodes in node.branches.values() for n in nodes]
-        self.steps[node.path] = LayerStep(sum(c.saved_bytes for c in children),
-                                          sum(c.backward_macs for c in children), input_grad=x.grad)
+        step = self.steps[node.path] = LayerStep(sum(c.saved_bytes for c in children),
+                                                 sum(c.backward_macs for c in children), input_grad=x.grad)
         if list(node.branches) == [""]:          # a sequence: its last layer's output
             return outputs[0]
+        if isinstance(node.layer, Multiply):
+            return self.product(node, step, outputs)
         # a residual sum or a concatenation: a new tensor; it keeps nothing (its backward needs sizes only)
         grad = any(y.grad for y in outputs)
         return self.new(row.output, max(y.itemsize for y in outputs), grad)
+
+    def product(self, node: Node, step: LayerStep, outputs: list[_Tensor]) -> _Tensor:
+        """Branches multiplied in order, ((a·b)·c)…, as PyTorch's `*`: each product keeps one factor
+        for the other's gradient (a when b needs one, b when a does); the products' own kept bytes are
+        the composite's (`step.own`), not its layers'."""
+        shapes = [self.rows[nodes[-1].path].output if nodes else self.rows[node.path].input
+                  for nodes in node.branches.values()]
+        total, shape = outputs[0], shapes[0]
+        for other, other_shape in zip(outputs[1:], shapes[1:]):
+            for kept, kept_shape, needed in ((total, shape, other.grad), (other, other_shape, total.grad)):
+                if needed and kept.storage not in self.kept_by:
+                    self.kept_by[kept.storage] = node.path
+                    step.kept.append(Kept("a factor of the product, for the other's gradient", (self.batch, *kept_shape),
+                                          kept.itemsize))
+                    step.own += kept.elements * kept.itemsize
+            shape = broadcast(shape, other_shape)
+            total = self.new(shape, max(total.itemsize, other.itemsize), total.grad or other.grad)
+        step.saved_bytes += step.own
+        return total
 
     def layer(self, node: Node, row: Row, x: _Tensor) -> _Tensor:
         layer = node.layer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -790,7 +791,7 @@ def layer_entry(draw, shape: tuple) -> dict | str:
     else:
         kind = draw(st.sampled_from(["conv", "conv", "convtranspose", "maxpool", "avgpool", "adaptive", "batchnorm",
                                      "groupnorm", "layernorm", "activation", "activation", "upsample", "zeropad",
-                                     "residual", "concat", "dropout", "softmax"]))
+                                     "residual", "concat", "dropout", "softmax", "multiply", "rearrange"]))
     divisors = [g for g in range(1, channels + 1) if channels % g == 0]
     if kind == "conv":
         groups = draw(st.sampled_from(divisors))
@@ -849,7 +850,22 @@ def layer_entry(draw, shape: tuple) -> dict | str:
         return {"upsample": args}
     if kind == "zeropad":
         return {f"zeropad{rank}d": dict(padding=[draw(st.integers(-1, 2)) for _ in range(2 * rank)])}
+    if kind == "rearrange":
+        dim = draw(st.integers(1, rank + 1))
+        n = shape[dim - 1]
+        start = draw(st.integers(0, n - 1))
+        return draw(st.sampled_from([
+            {"chunk": dict(chunks=draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0])), index=-1, dim=dim)},
+            {"narrow": dict(dim=dim, start=start, length=draw(st.integers(1, n - start)))},
+            {"channelshuffle": dict(groups=draw(st.sampled_from(divisors)))},
+            {"pixelshuffle": dict(upscale_factor=draw(st.integers(1, 2)))},
+            {"pixelunshuffle": dict(downscale_factor=draw(st.integers(1, 2)))},
+            {"centercrop": dict(size=[draw(st.integers(1, n + 2)) for n in shape[1:]])}]))
     conv = {f"conv{rank}d": dict(out_channels=channels, kernel_size=3, padding=1)}
+    if kind == "multiply":
+        gate = [{f"adaptiveavgpool{rank}d": dict(output_size=1)}, {f"conv{rank}d": dict(out_channels=channels,
+                                                                                          kernel_size=1)}, "sigmoid"]
+        return {"multiply": dict(a=[conv], b=[], g=gate)}
     if kind == "residual":
         return {"residual": dict(body=[conv, "relu"], shortcut=draw(st.sampled_from([[], [f"batchnorm{rank}d"]])))}
     return {"concat": dict(a=[conv], b=[], c=["relu"])}
@@ -900,20 +916,30 @@ def test_random_stacks_equal_pytorch(text, seed, tmp_path):
 # --- the built-in architectures --------------------------------------------------------------------------
 
 def small_input(name: str):
-    """A smaller input where the architecture allows it (3x64x64 for the ImageNet networks)."""
+    """A smaller input where the architecture allows it (3x64x64 for the ImageNet networks, 3x96x96 for
+    inception_v3)."""
     network = cnncalc.load(name)
     if network.input[0] == 3:
-        try:
-            cnncalc.analyse(cnncalc.load(name, "3x64x64"))
-            return "3x64x64"
-        except SpecError:
-            pass
+        for small in ("3x64x64", "3x96x96"):
+            try:
+                cnncalc.analyse(cnncalc.load(name, small))
+                return small
+            except SpecError:
+                pass
     return None
 
 
+def small_unet() -> str:
+    """U-Net's crops fit only its 572×572 tile: the same network with every width divided by 16."""
+    return re.sub(r"\{out: (\d+)\}", lambda m: f"{{out: {int(m.group(1)) // 16}}}", cnncalc.spec.resolve("unet")[1])
+
+
 @pytest.mark.parametrize("name", cnncalc.builtin_names())
-def test_every_builtin_confirms_every_shape(name):
+def test_every_builtin_confirms_every_shape(name, tmp_path):
     small = small_input(name)
+    if name == "unet":
+        (tmp_path / "unet.yaml").write_text(small_unet(), encoding="utf-8")
+        name = str(tmp_path / "unet.yaml")
     result = cli("forward", name, "-f", "json", *(["--input", small] if small else []))
     data = json.loads(result.stdout)
     assert result.exit_code == 0 and data["ok"] and data["layers"] and all(layer["ok"] for layer in data["layers"])
@@ -922,7 +948,7 @@ def test_every_builtin_confirms_every_shape(name):
 @pytest.mark.parametrize("name", cnncalc.builtin_names())
 def test_every_builtin_equals_pytorch(name, tmp_path):
 
-    text = cnncalc.spec.resolve(name)[1]
+    text = cnncalc.spec.resolve(name)[1] if name != "unet" else small_unet()
     small = small_input(name)
     if small:
         text = text.replace(f"input: {'x'.join(map(str, cnncalc.load(name).input))}", f"input: {small}", 1)

@@ -441,7 +441,7 @@ def test_upsample_worked_numbers():
 def _window_layer(draw, rank, c):
     """(entry, channels after it) for a layer whose field rule is exact."""
     kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "zeropad", "elementwise", "residual",
-                                 "concat"]))
+                                 "concat", "multiply", "channels"]))
 
     def axes(values):
         return draw(values) if rank == 1 or draw(st.booleans()) else [draw(values) for _ in range(rank)]
@@ -463,6 +463,24 @@ def _window_layer(draw, rank, c):
         else:
             args["count_include_pad"] = draw(st.booleans())
         return {f"{kind}{rank}d": args}, c
+    if kind == "multiply":
+        # a product of local branches (an identity, a conv to c or 1 channels, a gated conv): broadcast
+        branches = {"x": []}
+        for name in ("a", "b")[:draw(st.integers(1, 2))]:
+            k, d = draw(st.sampled_from([1, 3, 5])), draw(st.integers(1, 2))
+            branches[name] = [{f"conv{rank}d": dict(out_channels=draw(st.sampled_from([1, c])), kernel_size=k,
+                                                    padding=d * (k // 2), dilation=d)}]
+            if draw(st.booleans()):
+                branches[name].append("sigmoid")
+        return {"multiply": branches}, c
+    if kind == "channels":
+        # channel selections and shuffles keep every position's field (spatial crops would put padding
+        # where cropped pixels were, like zeropad's cropping below)
+        if c % 2 == 0 and draw(st.booleans()):
+            if draw(st.booleans()):
+                return {"channelshuffle": {"groups": 2}}, c
+            return {"chunk": {"chunks": 2, "index": draw(st.integers(-2, 1))}}, c // 2
+        return {"narrow": {"dim": 1, "start": 0, "length": 1}}, 1
     if kind == "zeropad":
         # no cropping here: a later layer's padding would then stand where cropped pixels were, inside
         # the input, and "interior" would need more than the field lying inside the input

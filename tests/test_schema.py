@@ -79,7 +79,7 @@ def test_valid_specs_are_accepted(validator, text):
     ("input: 1x28x28\nlayers: [{maxpool2d: {kernel_size: 2, padding: same}}]\n", "not valid"),
     ("input: 1x28x28\nlayers: [{upsample: {scale_factor: 2, mode: bilinearr}}]\n", "not valid"),
     ("input: 1x28x28\nlayers: [conv2d]\n", "not valid"),
-    ("input: 1x28x28\nlayers: [{relu: null, repeat: 0}]\n", "not valid"),
+    ("input: 1x28x28\nlayers: [{relu: null, repeat: -1}]\n", "not valid"),
     ("input: one\nlayers: [relu]\n", "does not match"),
     ("input: 1x28x28\nlayer: [relu]\n", "'layers' is a required property"),
     ("input: 1x28x28\nlayers: [{residual: {body: [], shortcuts: []}}]\n", "shortcuts"),
@@ -95,6 +95,6 @@ def test_mistakes_are_flagged(validator, text, message):
 @pytest.mark.parametrize("name", ["unknown_argument", "bool_for_int", "string_for_int", "zero_kernel",
                                   "negative_stride", "spec_unknown_top_key", "input_words", "bad_choice",
                                   "residual_unknown_key", "entry_expect_unknown_field", "missing_argument",
-                                  "probability_above_one", "zero_repeat", "spec_is_list"])
+                                  "probability_above_one", "negative_repeat", "spec_is_list"])
 def test_the_schema_flags_corpus_mistakes_an_editor_can_see(validator, name):
     assert errors(validator, (CORPUS / f"{name}.yaml").read_text(encoding="utf-8"))

@@ -1,6 +1,8 @@
 """Training figures against PyTorch: the bytes autograd saves for backward (saved_tensors_hooks, unique
 storages, parameters and buffers aside) per layer and in total, and forward + backward MACs
 (FlopCounterMode, halved), for every layer type, random stacks and every built-in, at batch 1 and 8."""
+import re
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -33,7 +35,12 @@ CASES = {
 EXTRA = [{"linear": {"out_features": 5}}, {"linear": {"out_features": 4, "bias": False}}, {"groupnorm": {"num_groups": 3}},
          "layernorm", {"layernorm": {"normalized_shape": 0}}, {"layernorm": {"elementwise_affine": False}},
          "flatten", "identity", {"softmax": {"dim": 1}}, {"logsoftmax": {"dim": -1}},
-         {"upsample": {"scale_factor": 2}}, {"upsample": {"scale_factor": 2, "mode": "LINEAR"}}]
+         {"upsample": {"scale_factor": 2}}, {"upsample": {"scale_factor": 2, "mode": "LINEAR"}},
+         {"chunk": {"chunks": 3, "index": 1}}, {"narrow": {"dim": -1, "start": 1, "length": 2}}]
+# (types for C×H×W only, or with spatial axes)
+SPATIAL = [{"channelshuffle": {"groups": 3}}]
+IMAGES = [{"pixelshuffle": {"upscale_factor": 1}}, {"pixelunshuffle": {"downscale_factor": 2}},
+          {"centercrop": {"size": 5}}, {"centercrop": {"size": [10, 6]}}]
 # Transformer-era types, on the inputs they take: 3x10 as 3 tokens of 10, 3x8x8 as a C×H×W map or (Swin) H×W×C.
 TRANSFORMER = {
     1: [{"multiheadattention": {"num_heads": 2}}, {"multiheadattention": {"num_heads": 5, "dropout": 0.5}},
@@ -62,6 +69,11 @@ def _entries(rank: int) -> list:
             entries.append({name: args})
     if rank:
         entries += [{f"dropout{rank}d": {}}, {f"dropout{rank}d": {"inplace": True}}, {f"zeropad{rank}d": {"padding": 1}}]
+        entries += SPATIAL + (IMAGES if rank == 2 else [])
+        # products keep their factors: an SE gate, and three branches (a kept intermediate product)
+        gate = [{f"adaptiveavgpool{rank}d": {"output_size": 1}}, {f"conv{rank}d": {"out_channels": 3, "kernel_size": 1}},
+                "hardsigmoid"]
+        entries += [{"multiply": {"x": [], "gate": gate}}, {"multiply": {"a": ["relu"], "b": [], "c": ["sigmoid"]}}]
     entries += [{"dropout2d": {}}] if rank in (0, 1) else []
     for item in EXTRA:
         if isinstance(item, dict) and "layernorm" in item and "normalized_shape" in item["layernorm"]:
@@ -98,9 +110,15 @@ def _compare(text: str, batches=(1, 8), amp=None, dtype="float32"):
             assert "more than 1 value per channel" in str(e)
             continue
         ours = train(report, batch, amp=amp, device="cpu")
-        mine = {p: s.saved_bytes for p, s in ours.rows.items() if s.saved_bytes and report.row(p).leaf}
+        mine = own_bytes(report, ours)
         assert mine == per_layer, f"batch {batch}:\n{text}"
         assert ours.totals.saved_bytes == total
+
+
+def own_bytes(report, ours) -> dict:
+    """{path: bytes} each entry keeps itself: a leaf's saved bytes, a product's kept factors."""
+    figures = {p: s.saved_bytes if report.row(p).leaf else s.own for p, s in ours.rows.items()}
+    return {p: n for p, n in figures.items() if n}
 
 
 def _all_cases():
@@ -124,25 +142,34 @@ def test_every_registered_type_is_covered():
     # saved bytes follow Layer.saved's default (the input), which docs/training.md explains how to check.
     if missing:
         pytest.skip(f"no training case yet for {missing}: add one to CASES/EXTRA (docs/training.md)")
-    assert covered <= set(REGISTRY) | {"linear"}
+    assert covered <= set(REGISTRY) | {"linear", "multiply"}      # (multiply: the composite, its own cases)
 
 
 @pytest.mark.parametrize("name", cnncalc.builtin_names())
 def test_builtins_save_what_pytorch_saves_and_count_its_macs(name):
     # reduced resolution, to keep it lean (at 32 pixels resnet50 and mobilenet_v2 end in 1×1 BatchNorms,
     # which PyTorch refuses to train at batch 1)
-    network = cnncalc.load(name, None if name == "lenet5" else "3x64x64")
+    network = _small(name, {"lenet5": None, "inception_v3": "3x107x107"}.get(name, "3x64x64"))
     report = cnncalc.analyse(network)
     net = tt.model(network)
     for batch in (1, 8):
         total, per_layer = tt.saved(network, batch, net=net)
         ours = train(report, batch, device="cpu")
-        mine = {p: s.saved_bytes for p, s in ours.rows.items() if s.saved_bytes and report.row(p).leaf}
+        mine = own_bytes(report, ours)
         assert mine == per_layer
         assert ours.totals.saved_bytes == total
     # MACs at 32 pixels, batch 2: the same arithmetic, a quarter of the backward pass
-    small = cnncalc.load(name, {"lenet5": None, "alexnet": "3x64x64"}.get(name, "3x32x32"))
+    small = _small(name, {"lenet5": None, "alexnet": "3x64x64", "inception_v3": "3x107x107"}.get(name, "3x32x32"))
     assert _torch_counted(cnncalc.analyse(small), 2) == tt.step_macs(small, 2)
+
+
+def _small(name: str, size: str | None) -> cnncalc.Network:
+    """The built-in at a smaller input; U-Net (whose crops fit only its 572×572 tile) with every width
+    divided by 64 instead."""
+    if name != "unet":
+        return cnncalc.load(name, size)
+    text = cnncalc.spec.resolve("unet")[1]
+    return cnncalc.parse(re.sub(r"\{out: (\d+)\}", lambda m: f"{{out: {int(m.group(1)) // 64}}}", text))
 
 
 def _torch_counted(report, batch: int) -> int:

@@ -5,6 +5,7 @@ which count multiply-adds with bias adds excluded (the contract's MACs). Every n
 Everything goes through `cnncalc summary NAME --format json`, the interface scripts rely on.
 """
 import json
+from pathlib import Path
 from functools import lru_cache
 
 import pytest
@@ -25,7 +26,14 @@ TORCHVISION = {
     "mobilenet_v2": (3_504_872,     300_774_272),
     "convnext_tiny": (28_589_128,   4_455_531_264),
     "vit_b_16":     (86_567_656,    17_563_828_224),
+    "resnext50_32x4d":    (25_028_904,  4_230_479_872),
+    "shufflenet_v2_x1_0": (2_278_604,   144_907_992),
+    "mobilenet_v3_large": (5_483_032,   216_589_760),
+    "efficientnet_b0":    (5_288_548,   385_814_752),
+    "googlenet":          (6_624_904,   1_498_376_192),     # aux_logits off: as published
+    "inception_v3":       (23_834_568,  5_713_216_096),     # 3x299x299; published 27,161,264 counts AuxLogits
 }
+INPUT = {"inception_v3": [3, 299, 299]}
 
 
 @lru_cache(maxsize=None)
@@ -45,7 +53,7 @@ def layer(name: str, path: str) -> dict:
 def test_totals_equal_torchvision(name):
     data = summary(name)
     params, macs = TORCHVISION[name]
-    assert data["input"] == [3, 224, 224]
+    assert data["input"] == INPUT.get(name, [3, 224, 224])
     assert data["output"] == [1000]
     assert data["totals"]["params"] == data["totals"]["trainable_params"] == params
     assert data["totals"]["macs"] == macs
@@ -181,10 +189,10 @@ def test_swin_t_test_spec_equals_torchvision():
     assert round((data["totals"]["macs"] - matmuls) / 1e9, 3) != 4.491      # without them it would not match
 
 
-def test_list_shows_all_six_with_totals():
+def test_list_shows_every_builtin_with_totals():
     result = cli("list")
     assert result.exit_code == 0, result.output
-    for name, totals in {**TORCHVISION, "lenet5": (1_256_080, 6_522_000)}.items():
+    for name, totals in {**TORCHVISION, "lenet5": (1_256_080, 6_522_000), "unet": (31_030_658, 150_428_424_448)}.items():
         line = next(line for line in result.stdout.splitlines() if f" {name} " in line)
         assert all(f"{number:,}" in line for number in totals), line
 
@@ -247,3 +255,32 @@ def test_unused_input_agrees_with_the_windows_it_counts():
             out = arith.conv_out(n, k, s, lo, d, hi)
             last_covered = (out - 1) * s + span - 1             # in padded coordinates
             assert arith.unused_input(n, k, s, lo, d, hi) == max(0, lo + n - 1 - last_covered)
+
+
+# torchvision's top-level children (recorded in tests/data/torchvision/) against the top-level entries
+# named like them: every one of them is there, with the output shape torchvision's forward produced.
+RECORDED = ["resnext50_32x4d", "shufflenet_v2_x1_0", "mobilenet_v3_large", "efficientnet_b0", "googlenet",
+            "inception_v3"]
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_named_top_level_entries_have_torchvision_children_outputs(name):
+    reference = json.loads((Path(__file__).parent / "data" / "torchvision" / f"{name}.json").read_text())
+    ours = {row["name"]: row["output"] for row in summary(name)["layers"] if row["depth"] == 0 and row["name"]}
+    theirs = {child["name"]: child["outputs"][0] for child in reference["children"]
+              if child["type"] not in ("ReLU", "Dropout") or child["name"] in ours}
+    assert ours == theirs
+
+
+def test_unet_is_the_paper_figure():
+    """1×572×572 → 2×388×388, 31,030,658 params; every level of the figure, the crops of the skips."""
+    data = summary("unet")
+    assert (data["input"], data["output"], data["totals"]["params"]) == ([1, 572, 572], [2, 388, 388], 31_030_658)
+    crops = [(row["input"], row["output"]) for row in data["layers"] if row["type"] == "centercrop"]
+    assert crops == [([64, 568, 568], [64, 392, 392]), ([128, 280, 280], [128, 200, 200]),
+                     ([256, 136, 136], [256, 104, 104]), ([512, 64, 64], [512, 56, 56])]
+    ups = [row["output"] for row in data["layers"] if row["type"] == "convtranspose2d"]
+    assert ups == [[512, 56, 56], [256, 104, 104], [128, 200, 200], [64, 392, 392]]
+    concats = [row["output"] for row in data["layers"] if row["type"] == "concat"]
+    assert concats == [[128, 392, 392], [256, 200, 200], [512, 104, 104], [1024, 56, 56]]
+    assert data["totals"]["macs"] == 150_428_424_448

@@ -2,7 +2,7 @@
 
 `build(network)` turns the Node tree into torch.nn modules whose `state_dict()` keys are exactly
 `<our path>.weight` etc.: lists, blocks and repeats become nn.Sequential, a residual has attributes
-`body` and `shortcut`, a concat one attribute per branch name. Each leaf gets PyTorch's own class
+`body` and `shortcut`, a concat or multiply one attribute per branch name. Each leaf gets PyTorch's own class
 with the arguments the layer validated; input sizes (in_channels, in_features, num_features) come
 from the shapes our analysis computed, so a wrong inference shows up as a torch error or mismatch.
 
@@ -33,8 +33,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnncalc
-from cnncalc.layers import activation, attention, conv, learned, linear, norm, pool, reshape
-from cnncalc.layers.composite import Concat, Residual, Sequential
+from cnncalc.layers import activation, attention, conv, learned, linear, norm, pool, rearrange, reshape
+from cnncalc.layers.composite import Concat, Multiply, Residual, Sequential
 
 
 class ResidualModule(nn.Module):
@@ -273,6 +273,73 @@ EXTRA_CLASSES = {"permute": Permute, "select": Select, "stochasticdepth": Stocha
                  "shiftedwindowattention": ShiftedWindowAttention, "patchmerging": PatchMerging}
 
 
+class MultiplyModule(ConcatModule):
+    """Named branches multiplied elementwise with torch's broadcasting. Branches of different ranks
+    are refused rather than broadcast against the batch dimension (cnncalc refuses them too)."""
+
+    def forward(self, x):
+        return self.multiply([getattr(self, name)(x) for name in self.names])
+
+    @staticmethod
+    def multiply(outputs):
+        if len({y.dim() for y in outputs}) > 1:
+            raise ValueError(f"multiply ranks differ: {[tuple(y.shape) for y in outputs]}")
+        result = outputs[0]
+        for y in outputs[1:]:
+            result = result * y
+        return result
+
+
+class Chunk(nn.Module):
+    """`x.chunk(chunks, dim)[index]`; unequal chunks are refused, as cnncalc refuses them (torch would
+    make the last one smaller, or return fewer chunks)."""
+
+    def __init__(self, chunks, index, dim=1):
+        super().__init__()
+        self.chunks, self.index, self.dim = chunks, index, dim
+
+    def forward(self, x):
+        if x.shape[self.dim] % self.chunks:
+            raise ValueError(f"{x.shape[self.dim]} does not split into {self.chunks} equal chunks")
+        return x.chunk(self.chunks, self.dim)[self.index]
+
+
+class Narrow(nn.Module):
+    """torch.narrow(x, dim, start, length); dim 0 (the batch) refused as cnncalc refuses it."""
+
+    def __init__(self, dim, start, length):
+        super().__init__()
+        self.dim, self.start, self.length = dim, start, length
+
+    def forward(self, x):
+        if self.dim % x.dim() == 0 or self.length < 1:
+            raise ValueError("narrow over the batch, or to nothing")
+        return x.narrow(self.dim, self.start, self.length)
+
+
+class CenterCrop(nn.Module):
+    """torchvision.transforms.functional.center_crop on a 4-D batch, as torchvision writes it: pad with
+    zeros where the crop is larger ((crop - size)//2 before, the rest after), then crop at
+    int(round((size - crop)/2)) (Python's round: halves to even)."""
+
+    def __init__(self, size):
+        super().__init__()
+        size = size[0] if isinstance(size, (list, tuple)) and len(size) == 1 else size
+        self.size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("centre crop of C×H×W images only")
+        (crop_h, crop_w), (h, w) = self.size, x.shape[-2:]
+        if crop_w > w or crop_h > h:
+            left, top = max(crop_w - w, 0) // 2, max(crop_h - h, 0) // 2
+            right, bottom = max(crop_w - w + 1, 0) // 2, max(crop_h - h + 1, 0) // 2
+            x = torch.nn.functional.pad(x, [left, right, top, bottom])
+            h, w = x.shape[-2:]
+        top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
+        return x[..., top:top + crop_h, left:left + crop_w]
+
+
 def build(network: cnncalc.Network, report: cnncalc.Report | None = None) -> nn.Module:
     """The torch model of `network` in eval mode (dropout off, BatchNorm on running statistics).
 
@@ -293,8 +360,9 @@ def _module(node, inputs) -> nn.Module:
     if isinstance(layer, Residual):
         return ResidualModule(_sequence(node.branches["body"], inputs),
                               _sequence(node.branches.get("shortcut", []), inputs))
-    if isinstance(layer, Concat):
-        return ConcatModule({name: _sequence(nodes, inputs) for name, nodes in node.branches.items()})
+    if isinstance(layer, (Concat, Multiply)):
+        cls = MultiplyModule if isinstance(layer, Multiply) else ConcatModule
+        return cls({name: _sequence(nodes, inputs) for name, nodes in node.branches.items()})
     if isinstance(layer, Sequential):
         return _sequence(node.branches[""], inputs)
     return leaf(layer, inputs[node.path])
@@ -375,6 +443,18 @@ def leaf(layer, shape: tuple) -> nn.Module:
                                       layer.qkv_bias, layer.proj_bias)
     if isinstance(layer, attention.PatchMerging):
         return PatchMerging(shape[-1], layer.eps)
+    if isinstance(layer, rearrange.Chunk):
+        return Chunk(layer.chunks, layer.index, layer.dim)
+    if isinstance(layer, rearrange.Narrow):
+        return Narrow(layer.dim, layer.start, layer.length)
+    if isinstance(layer, rearrange.ChannelShuffle):
+        return nn.ChannelShuffle(layer.groups)
+    if isinstance(layer, rearrange.PixelShuffle):
+        return nn.PixelShuffle(layer.r)
+    if isinstance(layer, rearrange.PixelUnshuffle):
+        return nn.PixelUnshuffle(layer.r)
+    if isinstance(layer, rearrange.CenterCrop):
+        return CenterCrop(layer.size)
     raise NotImplementedError(f"no torch module for {type(layer).__name__} ({layer.kind})")
 
 
@@ -456,6 +536,7 @@ def counted_macs(module: nn.Module, shape: tuple) -> int:
 
 TORCH_CLASSES = {name.lower(): cls for name, cls in vars(nn).items()
                  if isinstance(cls, type) and issubclass(cls, nn.Module)}
+TORCH_CLASSES.update(chunk=Chunk, narrow=Narrow, centercrop=CenterCrop)   # torch functions, torchvision's crop
 ENTRY_KEYS = ("name", "repeat", "expect")
 # cnncalc infers these from the incoming shape; PyTorch needs them given.
 INFERRED = {"in_channels": lambda x: x.shape[1], "num_features": lambda x: x.shape[1],
@@ -518,10 +599,14 @@ class _Reader:
             body, y = self.sequence(args["body"], x, env)
             shortcut, z = self.sequence(args.get("shortcut"), x, env)
             return ResidualModule(body, shortcut), ResidualModule.add(y, z)
-        if lowered == "concat":
+        if lowered in ("concat", "multiply"):
             built = {name: self.sequence(branch, x, env) for name, branch in args.items()}
+            outputs = [y for _, y in built.values()]
+            if lowered == "multiply":
+                module = MultiplyModule({name: branch for name, (branch, _) in built.items()})
+                return module, MultiplyModule.multiply(outputs)
             module = ConcatModule({name: branch for name, (branch, _) in built.items()})
-            return module, torch.cat([y for _, y in built.values()], dim=1)
+            return module, torch.cat(outputs, dim=1)
         if kind in self.blocks:
             block = self.blocks[kind]
             block = block if isinstance(block, dict) else {"layers": block}
@@ -619,6 +704,19 @@ def disagreements(text: str, batch: int = 2, input_shape=None) -> list[str]:
     differ("", "output", report.output, tuple(out.shape[1:]))
     differ("", "activation_bytes", report.totals.activation_bytes, sum(4 * math.prod(t.output) for t in leaves))
     return problems
+
+
+def assert_same_function(text: str) -> None:
+    """The Node-based model (`build`, which the forward-equivalence tests use) computes what the
+    independent reader's model does, given the reader's weights (float64, a random batch of 2). A
+    pooling window of padding only gives -inf, which later layers turn into NaN in both models alike:
+    the same NaN in the same place is the same function."""
+    network = cnncalc.parse(text)
+    ours, theirs = build(network).double(), read(text)[0].double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, *network.input, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), equal_nan=True)
 
 
 def _tensor_shape(module: nn.Module, name: str):

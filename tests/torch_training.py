@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnncalc
 import torch_model as tm
+from cnncalc.layers.composite import Multiply
 
 HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, **HALF}
@@ -46,16 +47,17 @@ def _uninitialised():
 
 def saved(network: cnncalc.Network, batch: int, dtype: str = "float32", amp: str | None = None,
           net=None) -> tuple[int, dict[str, int]]:
-    """(total bytes, {leaf path: bytes first kept there}) of what autograd keeps for backward."""
+    """(total bytes, {path: bytes first kept there}) of what autograd keeps for backward: a leaf's path,
+    or a multiply's for what its own products keep (outside its branches' layers)."""
     net = net or model(network, dtype)
     state = {t.untyped_storage().data_ptr() for t in [*net.parameters(), *net.buffers()]}
-    leaves = {n.path for n in network.nodes() if n.leaf}
-    current = [None]
+    credited = {n.path for n in network.nodes() if n.leaf or isinstance(n.layer, Multiply)}
+    current = [None]       # a stack: the innermost credited module running
     handles = []
     for name, module in net.named_modules():
-        if name in leaves:
-            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: current.__setitem__(0, name)))
-            handles.append(module.register_forward_hook(lambda m, a, o: current.__setitem__(0, None)))
+        if name in credited:
+            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: current.append(name)))
+            handles.append(module.register_forward_hook(lambda m, a, o: current.pop() and None))
     seen: dict[int, str] = {}
     per_layer: dict[str, int] = {}
 
@@ -63,8 +65,8 @@ def saved(network: cnncalc.Network, batch: int, dtype: str = "float32", amp: str
         storage = t.untyped_storage()
         pointer = storage.data_ptr()
         if pointer not in state and pointer not in seen:
-            seen[pointer] = current[0]
-            per_layer[current[0]] = per_layer.get(current[0], 0) + storage.nbytes()
+            seen[pointer] = current[-1]
+            per_layer[current[-1]] = per_layer.get(current[-1], 0) + storage.nbytes()
         return t
 
     x = torch.randn(batch, *network.input, dtype=torch.float32 if amp else TORCH_DTYPES[dtype])

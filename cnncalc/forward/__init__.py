@@ -2,7 +2,7 @@
 
 `run(network)` is one pass; a `Session` checks and prepares the weights once for many passes.
 The files mirror `cnncalc/layers/`: a layer type's arithmetic in `layers/conv.py` has its kernel
-in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attention, learned). Beside them: `session.py`
+in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attention, learned, rearrange). Beside them: `session.py`
 (the pass), `weights.py` (initialisation, loading, checking), `weightfile.py` (.npz and
 .safetensors read key by key; pickles refused), `data.py` (input and saved output),
 `memory.py` (output-block pool, scratch), `estimate.py` (peak-memory estimate and limit),
@@ -25,7 +25,7 @@ Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`
 >>> run(cnncalc.load("lenet5")).output.shape
 (1, 10)
 """
-from . import activation, attention, conv, learned, linear, norm, pool, reshape  # noqa: F401  (registers the kernels)
+from . import activation, attention, conv, learned, linear, norm, pool, rearrange, reshape  # noqa: F401  (registers the kernels)
 from .data import load_data, output_bytes, save_output
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
 from .session import DTYPES, Check, Result, Session, run

@@ -15,7 +15,7 @@ from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAt
 from ..layers.pool import AdaptiveAvgPool, _AdaptivePool, _Pool
 from ..layers.reshape import Upsample
 from ..layers.base import Layer
-from ..layers.composite import Concat, Residual
+from ..layers.composite import Concat, Multiply, Residual
 from ..spec import Node
 from . import blas
 from . import conv, pool
@@ -80,7 +80,7 @@ class _MemoryWalk:
         size_in, size_out = math.prod(row.input), math.prod(row.output)
         if node.leaf:
             return held + size_in + size_out + self.scratch(node.layer, row)
-        if isinstance(node.layer, (Residual, Concat)):
+        if isinstance(node.layer, (Residual, Concat, Multiply)):
             peak, finished = 0, 0
             for nodes in node.branches.values():
                 peak = max(peak, self.sequence(nodes, held + size_in + finished))

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..analysis import DType, Report, analyse
 from ..errors import SpecError
-from ..layers.composite import Concat, Residual
+from ..layers.composite import Concat, Multiply, Residual
 from ..spec import Network, Node
 from . import base, fusion, norm
 from .data import _data_batch, _given_data, _input, _what
@@ -302,10 +302,12 @@ class _Pass:
 
     def composite(self, node: Node, x: np.ndarray, owned: bool) -> tuple[np.ndarray, bool]:
         layer = node.layer
-        if not isinstance(layer, (Residual, Concat)):
+        if not isinstance(layer, (Residual, Concat, Multiply)):
             return self.sequence(node.branches[""], x, owned)
         # Every branch reads x, so none may change it in place.
         branches = list(node.branches.values())
+        if isinstance(layer, Multiply):
+            return _product([self.sequence(nodes, x, False) for nodes in branches]), True
         last = _summing_branch(branches) if isinstance(layer, Residual) and self.outputs is None else None
         outputs = [self.sequence(nodes, x, False) for j, nodes in enumerate(branches) if j != last]
         if isinstance(layer, Concat):
@@ -356,6 +358,24 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     first = arrays[0]
     shape = (first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:])
     return np.concatenate(arrays, axis=1, out=_empty(shape, np.result_type(*arrays)))
+
+
+def _product(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
+    """Elementwise product of the branches' outputs, broadcast as PyTorch does (an SE gate's (N, C, 1, 1)
+    over (N, C, H, W)), in place into an owned output of the full shape when there is one."""
+    shape = np.broadcast_shapes(*(y.shape for y, _ in outputs))
+    outputs = sorted(outputs, key=lambda pair: not (pair[1] and pair[0].shape == shape))
+    (total, owned), rest = outputs[0], [y for y, _ in outputs[1:]]
+    if not (owned and total.shape == shape):
+        result = np.empty(shape, np.result_type(total, *rest))
+        if rest:
+            np.multiply(total, rest.pop(0), out=result)
+        else:
+            result[...] = total
+        total = result
+    for y in rest:
+        total *= y
+    return total
 
 
 def _sum(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:

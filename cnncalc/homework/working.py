@@ -20,12 +20,13 @@ from ..arith import PIXEL, Field
 from ..layers.activation import Activation
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from ..layers.base import Layer
-from ..layers.composite import Concat, Residual, Sequential
+from ..layers.composite import Concat, Multiply, Residual, Sequential
 from ..layers.conv import Conv, ConvTranspose
 from ..layers.learned import ClassToken
 from ..layers.linear import Linear
 from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
 from ..layers.pool import MaxPool, _AdaptivePool, _Pool
+from ..layers.rearrange import CenterCrop, ChannelShuffle, Chunk, Narrow, PixelShuffle, PixelUnshuffle
 from ..layers.reshape import Flatten, Permute, Select, Unflatten, Upsample, ZeroPad
 from ..layers.window import decimal_text, working as size_formula
 from ..render.text import count, number, shape as fmt_shape, size_bytes
@@ -467,6 +468,53 @@ def _upsample(layer: Upsample, step: Step) -> dict:
     return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'")}
 
 
+@explains(Chunk)
+def _chunk(layer: Chunk, step: Step) -> dict:
+    axis, start, length = layer.span(step.row.input)
+    n = step.row.input[axis]
+    return {"output": f"output = {fmt_shape(step.row.output)}: chunk {layer.index % layer.chunks} of {layer.chunks} "
+                      f"along dim {layer.dim}, {n}/{layer.chunks} = {length} positions from {start}"}
+
+
+@explains(Narrow)
+def _narrow(layer: Narrow, step: Step) -> dict:
+    axis, start, length = layer.span(step.row.input)
+    return {"output": f"output = {fmt_shape(step.row.output)}: positions {start} … {start + length - 1} of dim "
+                      f"{layer.dim} ({step.row.input[axis]} → {length})"}
+
+
+@explains(ChannelShuffle)
+def _channel_shuffle(layer: ChannelShuffle, step: Step) -> dict:
+    c, g = step.row.input[0], layer.groups
+    return {"output": f"output = input = {fmt_shape(step.row.output)} (channels seen as {g} × {c // g}, "
+                      f"transposed to {c // g} × {g})"}
+
+
+@explains(PixelShuffle)
+def _pixel_shuffle(layer: PixelShuffle, step: Step) -> dict:
+    (c, h, w), r = step.row.input, layer.r
+    return {"output": f"output = C/r² × H·r × W·r = {c}/{r * r} × {h}·{r} × {w}·{r} = {fmt_shape(step.row.output)}",
+            "rf": f"rf = unchanged = {_field_or_global(step.row.rf)} (each output copies one input position), "
+                  f"jump ÷ {r}" if step.row.rf else _generic_rf(step)}
+
+
+@explains(PixelUnshuffle)
+def _pixel_unshuffle(layer: PixelUnshuffle, step: Step) -> dict:
+    (c, h, w), r = step.row.input, layer.r
+    return {"output": f"output = C·r² × H/r × W/r = {c}·{r * r} × {h}/{r} × {w}/{r} = {fmt_shape(step.row.output)}",
+            "rf": window_rf(step, (r, r), (r, r), (0, 0), (1, 1)) + f" (an {r}×{r} block per position)"
+            if step.row.rf else _generic_rf(step)}
+
+
+@explains(CenterCrop)
+def _center_crop(layer: CenterCrop, step: Step) -> dict:
+    texts = []
+    for n, c, o in zip(step.row.input[1:], layer.size, layer.offsets(step.row.input)):
+        texts.append(f"{c} from {n}, offset round(({n} - {c})/2) = {o}" if o >= 0 else
+                     f"{c} from {n}, zero padding ({c} - {n})//2 = {-o} before and {c - n + o} after")
+    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'")}
+
+
 @explains(BatchNorm)
 def _batch_norm(layer: BatchNorm, step: Step) -> dict:
     c = step.row.input[0]
@@ -505,9 +553,11 @@ def _activation(layer: Activation, step: Step) -> dict:
 
 @explains(Sequential)
 def _sequential(layer: Sequential, step: Step) -> dict:
-    last = "the input" if not step.children else "its last layer"
-    return {"output": f"output = the output of {last} = {fmt_shape(step.row.output)}",
-            "rf": f"rf = the field after {last} = {_field_or_global(step.row.rf)}"}
+    if not step.children:
+        return {"output": f"output = its input = {fmt_shape(step.row.output)} (no layers)",
+                "rf": f"rf = the field arriving = {_field_or_global(step.row.rf)}"}
+    return {"output": f"output = the output of its last layer = {fmt_shape(step.row.output)}",
+            "rf": f"rf = the field after its last layer = {_field_or_global(step.row.rf)}"}
 
 
 @explains(Residual)
@@ -523,6 +573,16 @@ def _concat(layer: Concat, step: Step) -> dict:
     rest = fmt_shape(step.row.output[1:])
     return {"output": f"output = C × {rest or '…'}: C = {' + '.join(map(str, channels))} = {step.row.output[0]}"
                       f" = {fmt_shape(step.row.output)}",
+            "rf": _union_text(step)}
+
+
+@explains(Multiply)
+def _multiply(layer: Multiply, step: Step) -> dict:
+    parts = [f"{name or 'identity'} {fmt_shape(s)}" for name, s in step.branch_outputs.items()]
+    return {"output": f"output = {' · '.join(parts)} = {fmt_shape(step.row.output)} (multiplied elementwise, "
+                      "size-1 axes broadcast)",
+            "macs": f"MACs = sum over its layers = {_sum([c.macs for c in step.children], 'layers')} "
+                    "(the elementwise product itself is not counted)",
             "rf": _union_text(step)}
 
 

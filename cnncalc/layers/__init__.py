@@ -1,5 +1,5 @@
 """Layer types, one small class each, registered by their YAML names on import."""
-from . import activation, attention, composite, conv, learned, linear, norm, pool, reshape  # noqa: F401
+from . import activation, attention, composite, conv, learned, linear, norm, pool, rearrange, reshape  # noqa: F401
 from .base import REGISTRY, Layer, lookup
 
 __all__ = ["REGISTRY", "Layer", "lookup"]

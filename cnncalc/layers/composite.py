@@ -1,4 +1,4 @@
-"""Composites: a list of layers in order, a residual sum, a channel concatenation.
+"""Composites: a list of layers in order, a residual sum, a channel concatenation, a gated product.
 
 A composite has named branches of layers (held by the spec's Node); it only says how the
 branches' outputs and receptive fields combine.
@@ -78,3 +78,34 @@ class Concat(Composite):
             raise SpecError(f"concat branches differ in more than channels: {detail}",
                             fix="give every branch the same spatial size (same strides and padding)")
         return (sum(s[0] for s in shapes), *first[1:])
+
+
+class Multiply(Composite):
+    """The elementwise product of named branches, broadcast as PyTorch's `*` does (an SE gate:
+    `x * sigmoid(fc(pool(x)))`, whose C×1×1 gate spreads over H×W)."""
+
+    kind = "multiply"
+    mark = "mul"
+
+    def combine(self, shape, outputs):
+        result = ()
+        for name, s in outputs.items():
+            result = broadcast(result, s) if result else s
+            if result is None:
+                detail = ", ".join(f"{b or '[]'} gives {fmt_shape(o)}" for b, o in outputs.items())
+                raise SpecError(f"multiply branches cannot be broadcast together: {detail}",
+                                fix="give the branches equal ranks whose sizes agree or are 1 on every axis, "
+                                    "e.g. an SE gate C×1×1 (adaptiveavgpool2d output_size 1, then 1×1 convs)")
+        return result
+
+
+def broadcast(a: Shape, b: Shape) -> Shape | None:
+    """PyTorch's broadcast of two per-sample shapes of the same rank, or None where it fails; a
+    different rank is refused too, since PyTorch would align it against the batch dimension.
+
+    >>> broadcast((32, 7, 7), (32, 1, 1)), broadcast((3, 4), (4, 4)), broadcast((8, 2, 2), (8,))
+    ((32, 7, 7), None, None)
+    """
+    if len(a) != len(b) or any(m != n and 1 not in (m, n) for m, n in zip(a, b)):
+        return None
+    return tuple(max(m, n) for m, n in zip(a, b))

@@ -7,8 +7,11 @@ from .. import __version__
 from ..render import columns
 from ..render.text import shape
 from . import plots
-from .layout import layout
+from .layout import MAX_DRAWN, layout
 from .svg import escape, svg_text
+
+MAX_TABLE_ROWS = 2000   # the page's table stops after this many rows (a browser slows to a crawl beyond)
+MAX_NOTES = 100         # and its list of warnings after this many
 
 CSS = """
 :root { color-scheme: light; }
@@ -102,7 +105,9 @@ def _diagram_caption(report, diagram) -> str:
     shown = "every layer" if diagram.depth >= deepest else \
         f"blocks nested deeper than {diagram.depth} drawn as one block (cnncalc draw --depth N for more)"
     return escape(f"{report.network.name}, {shown}: feature maps as volumes, channels@height×width below each, "
-                  "the layers that make it above its arrow; hover over a volume for its layer.")
+                  "the layers that make it above its arrow; hover over a volume for its layer."
+                  + (f" The drawing stops before layer {diagram.cut} (it has room for {MAX_DRAWN:,} volumes); "
+                     "the table lists every layer." if diagram.cut is not None else ""))
 
 
 def _table(report, depth: int | None) -> str:
@@ -117,13 +122,18 @@ def _table(report, depth: int | None) -> str:
              "parameters, multiply-adds and receptive field"
              + (f" (nested at most {depth} deep)" if depth is not None else "") + "</caption>",
              f'<thead><tr><th scope="col">Path</th>{head}<th scope="col">Notes</th></tr></thead>', "<tbody>"]
-    for path, leaf, (nesting, cells) in zip(paths, leafs, columns.body(report, depth)):
+    for path, leaf, (nesting, cells) in zip(paths, leafs, columns.body(report, depth, limit=MAX_TABLE_ROWS)):
         label = "&#160;&#160;" * nesting + escape(cells[0])
         data = "".join(f'<td class="{"num" if i >= 2 else "shape"}">{escape(c)}</td>' for i, c in enumerate(cells[1:]))
         note = "<br>".join(escape(t) for t in warnings.get(path, [])) if path else ""
         cls = "" if leaf else ' class="composite"'
         lines.append(f'<tr{cls}><td>{escape(path)}</td><th scope="row">{label}</th>{data}'
                      f'<td class="note">{note}</td></tr>')
+    if len(paths) > MAX_TABLE_ROWS:
+        lines.append(f'<tr class="composite"><td></td><th scope="row" colspan="{len(columns.headers(report)) + 1}">… '
+                     f"and {len(paths) - MAX_TABLE_ROWS:,} more rows, from layer {escape(paths[MAX_TABLE_ROWS])} on "
+                     f"(the page shows the first {MAX_TABLE_ROWS:,}; cnncalc summary --format csv or json lists "
+                     "every layer)</th></tr>")
     total = columns.total_cells(report)
     lines.append('<tr><td></td><th scope="row"><strong>Total</strong></th>'
                  + "".join(f'<td{" class=num" if i >= 2 else ""}><strong>{escape(c)}</strong></td>'
@@ -137,6 +147,10 @@ def _notes(report) -> str:
     if not report.warnings and not notes:
         return ""
     items = [f'<li class="warn">warning: {escape(str(w.node.where))}: {escape(w.node.describe())}: '
-             f"{escape(w.text)}</li>" for w in report.warnings]
+             f"{escape(w.text)}</li>" for w in report.warnings[:MAX_NOTES]]
+    if len(report.warnings) > MAX_NOTES:
+        more = len(report.warnings) - MAX_NOTES
+        items.append(f'<li class="warn">… and {more:,} more warning{"s" if more > 1 else ""} '
+                     "(cnncalc summary lists them all)</li>")
     items += [f"<li>{escape(n)}</li>" for n in notes]
     return '<ul class="notes">' + "".join(items) + "</ul>"

@@ -19,6 +19,9 @@ MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, p
 AUTO_BUDGET = 48      # the default depth draws at most this many volumes and merges
 MAX_WIDTH = 2400      # and rows no wider than this (a branching block may make a row wider than MAX_ROW)
 GROUP_ROOM = 18       # above a row, for the names of the groups in it
+MAX_CAPTIONS = 6      # an arrow lists at most this many layers' captions; the last line counts the rest
+MAX_TITLE = 8         # a volume's tooltip names at most this many layers folded into it
+MAX_DRAWN = 1500      # the drawing stops after this many volumes and merges (--depth collapses more)
 
 
 def text_width(text: str, size: float = FONT) -> float:
@@ -107,6 +110,7 @@ class Diagram:
     items: list = field(default_factory=list)
     depth: int | None = None
     style: Style = Style.volumes
+    cut: str | None = None      # the first layer not drawn, when the network has more than MAX_DRAWN volumes
 
 
 # --- items: measured first, placed second ------------------------------------------------------------
@@ -126,7 +130,8 @@ class Map(Item):
     """A feature map (a volume), a vector (a bar) or, in the boxes style, a labelled box."""
 
     def __init__(self, shape: tuple, path: str, title: str, tone: str, style: Style, caption: str = ""):
-        self.shape, self.path, self.title, self.tone, self.style = shape, path, title, tone, style
+        self.shape, self.path, self.tone, self.style = shape, path, tone, style
+        self.titles, self.untold = [title], 0      # the tooltip's parts; how many more are only counted
         self.label = shape_text(shape)
         self.caption = caption
         if style is Style.boxes:
@@ -149,6 +154,18 @@ class Map(Item):
         self.below = self.h / 2 + label_room
         self.face = None
 
+    @property
+    def title(self) -> str:
+        more = f"; and {self.untold:,} more" if self.untold else ""
+        return "; ".join(self.titles) + more
+
+    def fold(self, caption: str) -> None:
+        """Name a layer drawn on this volume (one that keeps its shape and computes nothing, a ReLU)."""
+        if len(self.titles) < MAX_TITLE:
+            self.titles.append(caption)
+        else:
+            self.untold += 1
+
     def place(self, x, y, out):
         left = x + (self.width - self.w - self.dx) / 2
         top = y - self.h / 2
@@ -164,21 +181,45 @@ class Map(Item):
 
 
 class Gap(Item):
-    """An arrow into the next item, with the captions of the layers it stands for written above it."""
+    """An arrow into the next item, with the captions of the layers it stands for written above it (at
+    most MAX_CAPTIONS lines: a run of a thousand ReLUs ends in a line that counts them)."""
 
     def __init__(self, captions: list[tuple[str, str, bool]], kernel: tuple | None = None, tail: bool = False):
-        self.captions = captions        # (path, text, is_block)
+        self.captions: list[tuple[str, str, bool]] = []     # (path, text, is_block), the first MAX_CAPTIONS
+        self.count = 0                                      # all the layers it stands for
         self.kernel = kernel            # (path, kernel sizes, input spatial sizes) of a convolution
         self.tail = tail                # an arrow into nothing: the last layers of a lane or the network
-        widest = max((text_width(t) + (10 if block else 0) for _, t, block in captions), default=0)
-        self.width = max(36.0, widest + 24)
-        self.above = len(captions) * LINE + 6
+        self.widest = 0.0
+        for caption in captions:
+            self.add(caption)
+        self._measure()
+
+    def add(self, caption: tuple[str, str, bool]) -> None:
+        """One more layer on this arrow: constant work, however many it already holds."""
+        self.count += 1
+        if len(self.captions) < MAX_CAPTIONS:
+            self.captions.append(caption)
+            _, text, block = caption
+            self.widest = max(self.widest, text_width(text) + (10 if block else 0))
+        self._measure()
+
+    def lines(self) -> list[tuple[str, str, bool]]:
+        """The captions written above the arrow: all of them, or the first few and a count of the rest."""
+        if self.count <= MAX_CAPTIONS:
+            return self.captions
+        return self.captions[:MAX_CAPTIONS - 1] + [("", f"… and {self.count - MAX_CAPTIONS + 1:,} more", False)]
+
+    def _measure(self) -> None:
+        more = text_width(f"… and {self.count:,} more") if self.count > MAX_CAPTIONS else 0
+        self.width = max(36.0, max(self.widest, more) + 24)
+        self.above = min(self.count, MAX_CAPTIONS) * LINE + 6
         self.below = 4.0
 
     def place(self, x, y, out):
         out.append(Line([(x, y), (x + self.width, y)], arrow=not self.tail))
-        n = len(self.captions)
-        for i, (path, text, block) in enumerate(self.captions):
+        lines = self.lines()
+        n = len(lines)
+        for i, (path, text, block) in enumerate(lines):
             out.append(Text(x + self.width / 2, y - 5 - (n - 1 - i) * LINE, text, path,
                             tone="block" if block else "caption"))
 
@@ -267,17 +308,32 @@ def _kernels(items: list[Item], y: float, out: list) -> None:
 def auto_depth(report) -> int:
     """The deepest nesting whose drawing has at most AUTO_BUDGET volumes and merges (layers that keep
     their input's shape and compute nothing, ReLU or BatchNorm, share the volume before them), and of
-    the depths that draw as many, the shallowest: resnet50's named blocks rather than their residuals."""
+    the depths that draw as many, the shallowest: resnet50's named blocks rather than their residuals.
+    One pass over the rows (`_drawn` for every depth at once), so a deep spec costs no more than a flat one."""
     deepest = max((r.node.depth for r in report.rows), default=0)
-    counts = []
+    leaves, blocks, branching = [0] * (deepest + 2), [0] * (deepest + 2), [0] * (deepest + 2)
+    for r in report.rows:
+        node = r.node
+        if node.leaf:
+            leaves[node.depth] += not (r.output == r.input and r.macs == 0)   # drawn from its depth on
+        else:
+            blocks[node.depth] += 1                                           # drawn whole at its depth
+            branching[node.depth + 1] += _branching(node)                     # its merge, deeper than it
+    counts, drawn_leaves, merges = [], 0, 0
     for depth in range(deepest + 1):
-        counts.append(sum(1 for r in report.rows if _drawn(r, depth)))
+        drawn_leaves += leaves[depth]
+        merges += branching[depth]
+        counts.append(drawn_leaves + blocks[depth] + merges)
         if counts[-1] > AUTO_BUDGET:
             counts.pop()
             break
     if not counts:
         return 0
     return counts.index(counts[-1])
+
+
+def _branching(node) -> bool:
+    return node.layer.mark is not None or list(node.branches) != [""]
 
 
 def _drawn(row, depth: int) -> bool:
@@ -287,7 +343,7 @@ def _drawn(row, depth: int) -> bool:
         return node.depth <= depth and not (row.output == row.input and row.macs == 0)
     if node.depth == depth:
         return True
-    return node.depth < depth and (node.layer.mark is not None or list(node.branches) != [""])
+    return node.depth < depth and _branching(node)
 
 
 def layout(report, depth: int | None = None, style: Style | str = Style.volumes) -> Diagram:
@@ -306,14 +362,20 @@ def layout(report, depth: int | None = None, style: Style | str = Style.volumes)
         chosen -= 1
     out: list = []
     width, bottom = _place_rows(rows, 46.0, out)
+    note = ""
+    if builder.cut is not None:
+        note = (f"Drawn up to layer {builder.cut}: the drawing stops after {MAX_DRAWN:,} volumes and merges "
+                "(cnncalc summary lists every layer; --depth N draws blocks whole).")
+        out.append(Text(14, bottom + 18, note, size=FONT, anchor="start", tone="warning"))
+        bottom += 18
     title = report.network.name
     out.append(Text(14, 22, title, size=16, anchor="start", tone="title"))
     out.append(Text(14, 38, _subtitle(report, chosen, style), size=FONT - 1, anchor="start", tone="note"))
     if style is Style.volumes:
         out.append(Text(14, bottom + 18, SCALE, size=FONT - 1, anchor="start", tone="note"))
         bottom += 18
-    width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28)
-    return Diagram(width, bottom + 10, title, out, chosen, style)
+    width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28, text_width(note) + 28)
+    return Diagram(width, bottom + 10, title, out, chosen, style, builder.cut)
 
 
 def _subtitle(report, depth: int, style: Style) -> str:
@@ -327,6 +389,8 @@ class _Builder:
     def __init__(self, report, depth: int, style: Style):
         self.rows = {id(r.node): r for r in report.rows}
         self.depth, self.style = depth, style
+        self.left = MAX_DRAWN       # volumes and merges still to draw
+        self.cut: str | None = None  # the path of the first layer not drawn, once the drawing is full
 
     def sequence(self, nodes, previous: Item | None) -> list[Item]:
         """Items for a list of entries; `previous` is the item the first one follows (a Map or None)."""
@@ -334,6 +398,9 @@ class _Builder:
         pending: list[tuple[str, str, bool]] = []   # captions waiting for the next map
         starts: list[tuple[int, tuple | None]] = []    # (first item made for a row, the row's group)
         for row, group in self._flatten(nodes):
+            if self.left <= 0:
+                self.cut = self.cut or row.path
+                break
             starts.append((len(items), group))
             node = row.node
             if not node.leaf and node.depth < self.depth:   # a branching composite (groups are opened)
@@ -348,8 +415,8 @@ class _Builder:
             folds = (self.style is Style.volumes and not block and row.output == row.input and row.macs == 0)
             if folds and isinstance(previous, Map) and items and isinstance(items[-1], Map) \
                     and isinstance(items[-2], Gap):
-                items[-2] = _with(items[-2], caption)
-                items[-1].title += f"; {caption[1]}"
+                items[-2].add(caption)
+                items[-1].fold(caption[1])
                 continue
             if folds and self.style is Style.volumes and not isinstance(previous, Map):
                 pending.append(caption)
@@ -365,6 +432,7 @@ class _Builder:
             pending = []
             items.append(Map(row.output, row.path, f"{self._caption(row)} → {shape_text(row.output)}", tone,
                              self.style, caption=caption[1]))
+            self.left -= 1
             previous = items[-1]
         if pending:
             items.append(Gap(pending, tail=True))
@@ -387,6 +455,7 @@ class _Builder:
 
     def parallel(self, row) -> Parallel:
         node = row.node
+        self.left -= 1
         lanes = [Series(self.sequence(nodes, None)) for nodes in node.branches.values()]
         label = shape_text(row.output) if row.output != row.input and node.layer.mark == "concat" else ""
         title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
@@ -402,12 +471,6 @@ class _Builder:
         if not name or len(name) > 12 or name.lower() in said or said in name.lower():
             return caption      # `fc: fc 2048→1000` and `maxpool: 3×3 max pool` say it twice
         return f"{name}: {caption}"
-
-
-def _with(gap: Gap, caption) -> Gap:
-    longer = Gap(gap.captions + [caption], gap.kernel, gap.tail)
-    longer.group = gap.group
-    return longer
 
 
 # --- rows of a long network ---------------------------------------------------------------------------

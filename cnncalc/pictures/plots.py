@@ -10,6 +10,13 @@ from .svg import FONTS, INK, MUTED, _n, escape
 
 WIDTH, HEIGHT = 540.0, 200.0
 LEFT, RIGHT, TOP, BOTTOM = 62.0, 12.0, 26.0, 34.0
+MAX_BARS = 400          # more layers than this share bars (the plot is 466 px wide): the largest of each run
+
+
+def _groups(n: int) -> list[range]:
+    """Runs of layer positions that share one bar or point: one each, or `MAX_BARS` runs of equal length."""
+    size = max(1, math.ceil(n / MAX_BARS))
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def _frame(title: str, desc: str, ident: str, body: list[str]) -> str:
@@ -37,7 +44,13 @@ def _ticks(low: float, high: float, log: bool, base: int = 10) -> list[float]:
 
 
 def bars(rows: list, values: list[int], title: str, unit, ident: str, colour: str, base: int = 10) -> str:
-    """One bar per layer, in network order; `unit` formats a value for the axis and the bar's title."""
+    """One bar per layer, in network order; `unit` formats a value for the axis and the bar's title. More
+    than MAX_BARS layers share bars, each the largest of its run, so the plot stays the same size."""
+    count = len(values)
+    groups = _groups(count)
+    if len(groups) < count:
+        picks = [max(g, key=values.__getitem__) for g in groups]
+        rows, values = [rows[i] for i in picks], [values[i] for i in picks]
     positive = [v for v in values if v > 0]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     if not positive:
@@ -72,11 +85,13 @@ def bars(rows: list, values: list[int], title: str, unit, ident: str, colour: st
             continue
         y = y_of(v)
         body.append(f'<rect x="{_n(LEFT + i * step + gap / 2)}" y="{_n(y)}" width="{_n(max(step - gap, 0.6))}" '
-                    f'height="{_n(TOP + plot_h - y)}" fill="{colour}"><title>{escape(_who(row))}: '
+                    f'height="{_n(TOP + plot_h - y)}" fill="{colour}"><title>{escape(_who(row, groups[i], count))}: '
                     f'{escape(unit(v))}</title></rect>')
-    body += _layer_axis(rows, step)
+    body += _layer_axis(rows, step, groups)
     scale = "log scale" if log else "linear scale"
-    desc = (f"{title} for each of {len(values)} layers in order ({scale}); largest {unit(high)} at "
+    each = f"each of {count} layers" if len(groups) == count else \
+        f"{count} layers in {len(groups)} runs of {len(groups[0])} (the largest of each)"
+    desc = (f"{title} for {each} in order ({scale}); largest {unit(high)} at "
             f"{_who(rows[values.index(high)])}.")
     body.append(f'<text x="{_n(WIDTH - RIGHT)}" y="15" font-size="9.5" text-anchor="end" fill="{MUTED}">'
                 f'{scale}</text>')
@@ -86,6 +101,10 @@ def bars(rows: list, values: list[int], title: str, unit, ident: str, colour: st
 def receptive_field(rows: list, input_size: int, ident: str) -> str:
     """The receptive field's size (largest axis) after each layer, the input size as a dashed line."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    count = len(rows)
+    groups = _groups(count)
+    if len(groups) < count:             # one point per run: its last layer
+        rows = [rows[g[-1]] for g in groups]
     sizes = [None if r.rf is None else max(float(f.size) for f in r.rf) for r in rows]
     known = [s for s in sizes if s is not None]
     title = "Receptive field by layer (pixels)"
@@ -117,7 +136,7 @@ def receptive_field(rows: list, input_size: int, ident: str) -> str:
     for i, (row, s) in enumerate(zip(rows, sizes)):
         if s is not None:
             body.append(f'<circle cx="{_n(LEFT + (i + 0.5) * step)}" cy="{_n(y_of(s))}" r="{2.2 if step > 5 else 1.2}" '
-                        f'fill="#1f5f8b"><title>{escape(_who(row))}: {s:g} px</title></circle>')
+                        f'fill="#1f5f8b"><title>{escape(_who(row, groups[i], count))}: {s:g} px</title></circle>')
     first_global = next((i for i, s in enumerate(sizes) if s is None and i > 0 and sizes[i - 1] is not None), None)
     if first_global is not None:
         x = LEFT + (first_global + 0.5) * step
@@ -126,22 +145,24 @@ def receptive_field(rows: list, input_size: int, ident: str) -> str:
                     'stroke-width="0.8" stroke-dasharray="2,2"/>')
         body.append(f'<text x="{_n(x + (-4 if anchor == "end" else 4))}" y="{_n(TOP + 10)}" font-size="9.5" '
                     f'text-anchor="{anchor}" fill="{MUTED}">global from {escape(_who(rows[first_global]))}</text>')
-    body += _layer_axis(rows, step)
-    desc = (f"Receptive field size after each of {len(rows)} layers, against the input size {input_size}: "
+    body += _layer_axis(rows, step, groups)
+    desc = (f"Receptive field size after each of {count} layers, against the input size {input_size}: "
             f"largest {max(known):g} px" + (f", global from {_who(rows[first_global])}" if first_global else "") + ".")
     return _frame(title, desc, ident, body)
 
 
-def _who(row) -> str:
+def _who(row, group: range | None = None, count: int = 0) -> str:
+    """The layer a bar or point stands for; with `group`, the run of layers it shares its bar with."""
     node = row.node
-    return f"{node.name or node.kind} (path {row.path})"
+    run = f"layers {group.start}–{group[-1]} of {count:,}, largest " if group is not None and len(group) > 1 else ""
+    return f"{run}{node.name or node.kind} (path {row.path})"
 
 
 def _axis_line(x1, y1, x2, y2) -> str:
     return f'<line x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}" stroke="{MUTED}" stroke-width="1"/>'
 
 
-def _layer_axis(rows: list, step: float) -> list[str]:
+def _layer_axis(rows: list, step: float, groups: list[range]) -> list[str]:
     """Under the bars: each layer's name or type where there is room, else its position (0 = the first)
     about every 60 px; then the axis name."""
     out = []
@@ -158,7 +179,7 @@ def _layer_axis(rows: list, step: float) -> list[str]:
         every = max(1, math.ceil(60 / step))
         for i in range(0, len(rows), every):
             out.append(f'<text x="{_n(LEFT + (i + 0.5) * step)}" y="{_n(y)}" font-size="9.5" text-anchor="middle" '
-                       f'fill="{MUTED}">{i}</text>')
+                       f'fill="{MUTED}">{groups[i].start}</text>')
         axis = "layer, in network order (0 = the first)"
     out.append(f'<text x="{_n(LEFT + (WIDTH - LEFT - RIGHT) / 2)}" y="{_n(HEIGHT - 6)}" font-size="10" '
                f'text-anchor="middle" fill="{MUTED}">{axis}</text>')

@@ -11,7 +11,8 @@ INK, MUTED = "#222222", "#555555"
 TONES = {"input": ("#e4e4e4", "#666666"), "weighted": ("#a6cee3", "#1f5f8b"), "plain": ("#b9e3ae", "#2f7a2a"),
          "vector": ("#fdbf6f", "#b35806"), "block": ("#d4d0ea", "#54478c"), "kernel": ("#fb6a4a", "#a50f15")}
 TEXT = {"caption": (INK, "normal"), "block": ("#54478c", "bold"), "shape": (MUTED, "normal"),
-        "title": (INK, "bold"), "note": (MUTED, "normal"), "boxcaption": (INK, "bold"), "group": ("#54478c", "bold")}
+        "title": (INK, "bold"), "note": (MUTED, "normal"), "boxcaption": (INK, "bold"), "group": ("#54478c", "bold"),
+        "warning": ("#8a4b00", "bold")}
 
 
 def escape(text: str) -> str:

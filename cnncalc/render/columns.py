@@ -45,15 +45,19 @@ class _People:
     count = staticmethod(count)
 
 
-def body(report, depth: int | None = None, blank: bool = False, plain: bool = False) -> list[tuple[int, list[str]]]:
+def body(report, depth: int | None = None, blank: bool = False, plain: bool = False,
+         limit: int | None = None) -> list[tuple[int, list[str]]]:
     """(nesting depth, cells) per displayed row; `depth` hides rows nested deeper; `blank` leaves the
-    answer cells empty (a worksheet); `plain` writes numbers and shapes for spreadsheets (CSV)."""
+    answer cells empty (a worksheet); `plain` writes numbers and shapes for spreadsheets (CSV); `limit`
+    stops after that many rows (the Input row included)."""
     cells = _Plain if plain else _People
     rows = [(0, ["Input", shape(report.network.input, cells.sep), "", "", "", ""])]
     for r in report.rows:
         node = r.node
         if depth is not None and node.depth > depth:
             continue
+        if limit is not None and len(rows) >= limit:
+            break
         label = _stated_label(node.layer, r.input) if blank else node.layer.label(r.input)
         if node.name:
             label = f"{node.name}: {label}"
