@@ -77,6 +77,13 @@ CASES = {
         "patchmerging: {}]"),
     "concat": ("32x64xW", "concat: {a: [relu], b: [maxpool2d: {kernel_size: 3, stride: 1, padding: 1}], c: []}"),
     "logsoftmax": ("32x64xW", "logsoftmax: {dim: 1}"),
+    "chunk": ("32x64xW", "chunk: {chunks: 2, index: 1}"),
+    "narrow": ("32x64xW", "narrow: {dim: 1, start: 4, length: 20}"),
+    "channelshuffle": ("32x64xW", "channelshuffle: {groups: 4}"),
+    "pixelshuffle": ("32x64xW", "pixelshuffle: {upscale_factor: 2}"),
+    "pixelunshuffle": ("32x64xW", "pixelunshuffle: {downscale_factor: 2}"),
+    "centercrop": ("32x64xW", "centercrop: {size: [48, 40]}"),
+    "centercrop, padding": ("32x64xW", "centercrop: {size: [80, 200]}"),
 }
 
 
