@@ -13,7 +13,7 @@ from typer.core import TyperGroup, TyperOption
 from . import __version__
 from .analysis import DType
 from .errors import SpecError, Where, brief, clip
-from .homework.render import CheckFormat, SheetFormat
+from .homework import CheckFormat, SheetFormat
 from .training import Amp, Device, Optimizer
 from .pictures import Style
 from .render import Format, TableOrJson

@@ -8,23 +8,9 @@ import io
 import json
 import shutil
 import textwrap
-from enum import Enum
 
+from . import CheckFormat, SheetFormat
 from ..render.text import csv_cell, escape, json_safe
-
-
-class SheetFormat(str, Enum):
-    markdown = "markdown"
-    latex = "latex"
-
-
-class CheckFormat(str, Enum):
-    """Output of `check`."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
-    gradescope = "gradescope"
 
 
 def worksheet_text(report, fmt: SheetFormat) -> str:

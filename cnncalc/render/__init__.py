@@ -5,7 +5,7 @@ from enum import Enum
 
 
 class TableOrJson(str, Enum):
-    """Output of the commands that print either a table or JSON (forward, check)."""
+    """Output of `forward`, which prints either a table or JSON."""
 
     table = "table"
     json = "json"
