@@ -65,6 +65,13 @@ def test_every_layer_or_block_appears_with_its_label(spec, style):
     for t in root.iter(SVG + "text"):
         if t.get("class") in ("caption", "block", "boxcaption"):
             labels.setdefault(t.get("data-path"), []).append(t.text)
+    # an encoder-decoder's arrows are keyed by colour: their captions are in the legend
+    legend = {t.get("data-key"): t.text for t in root.iter(SVG + "text") if t.get("class") == "legend"}
+    for g in root.iter(SVG + "g"):
+        if g.get("class") == "arrow":
+            assert g.get("data-key") in legend, "every colour of arrow is in the legend"
+            for path in g.get("data-paths", "").split():
+                labels.setdefault(path, []).append(legend[g.get("data-key")])
     shown, opened = visible(report, depth)
     assert shown, "something is drawn"
     for row in shown:
@@ -111,14 +118,16 @@ def test_sizes_grow_and_shrink_in_the_order_of_the_shapes(spec):
     volumes = [m for m in maps if len(m[0]) == 3]
     bars = [m for m in maps if len(m[0]) == 1]
     assert len(volumes) >= 3
+    folded = layout(report, depth=99).folded        # an encoder-decoder: flat maps as wide as their channels
+    assert folded == (spec == str(HERE / "unet_small.yaml"))
     for (s1, w1, h1, d1) in volumes:
         for (s2, w2, h2, d2) in volumes:
             if s1[1] < s2[1]:
                 assert h1 < h2, (s1, s2)
-            if s1[2] < s2[2]:
+            if s1[2] < s2[2] and not folded:
                 assert w1 < w2, (s1, s2)
             if s1[0] < s2[0]:
-                assert d1 < d2, (s1, s2)
+                assert (w1 < w2 and d1 == d2 == 0) if folded else d1 < d2, (s1, s2)
     for (s1, _, h1, _) in bars:
         for (s2, _, h2, _) in bars:
             if s1[0] < s2[0]:
@@ -145,6 +154,130 @@ def test_lenet5_snapshot():
     if os.environ.get("CNNCALC_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(text, encoding="utf-8")
     assert text == SNAPSHOT.read_text(encoding="utf-8"), "the LeNet-5 diagram changed: review it, then regenerate"
+
+
+UNET_PICTURE = SNAPSHOT.parent / "unet.svg"      # shown in the README too
+
+
+def test_unet_snapshot():
+    """The reviewed U-Net diagram (regenerate as the LeNet-5 one, after looking at it)."""
+    text = draw(report_of("unet"))
+    if os.environ.get("CNNCALC_UPDATE_SNAPSHOTS"):
+        UNET_PICTURE.write_text(text, encoding="utf-8")
+    assert text == UNET_PICTURE.read_text(encoding="utf-8"), "the U-Net diagram changed: review it, then regenerate"
+
+
+def _geometry(root):
+    """Map rectangles by path, merge marks' centres by path, and the arrows' polylines (class, points)."""
+    maps, marks, lines = {}, {}, []
+    for g in root.iter(SVG + "g"):
+        kind = g.get("class", "").split()[:1]
+        if kind == ["map"]:
+            r = g.find(SVG + "rect")
+            maps[g.get("data-path")] = tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+        elif kind == ["mark"]:
+            c = g.find(SVG + "circle")
+            marks[g.get("data-path")] = (float(c.get("cx")), float(c.get("cy")))
+    for parent in root.iter():
+        for line in parent.findall(SVG + "polyline"):
+            if "dasharray" in str(line.attrib) and parent.get("class") != "arrow":
+                continue                                    # a kernel's projection lines
+            points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+            lines.append((line.get("class") or parent.get("class") or "flow", parent.get("data-paths", ""), points))
+    return maps, marks, lines
+
+
+def _centre(rect):
+    x, y, w, h = rect
+    return x + w / 2, y + h / 2
+
+
+def test_unet_is_drawn_as_the_papers_u():
+    """By default every layer: the contracting path one row lower per resolution, the expanding path back
+    up, each skip connection a horizontal arrow across the U into its merge, within a slide's width."""
+    report = report_of("unet")
+    diagram = layout(report)
+    assert diagram.folded and diagram.depth == max(r.node.depth for r in report.rows)     # every layer
+    assert diagram.width <= 1700, f"{diagram.width:.0f} px wide"
+    maps, marks, lines = _geometry(parse_svg(draw(report)))
+    pools = sorted((r for r in report.rows if r.node.kind == "maxpool2d"), key=lambda r: r.node.depth)
+    ups = sorted((r for r in report.rows if r.node.kind == "convtranspose2d"), key=lambda r: -r.node.depth)
+    assert len(pools) == len(ups) == 4
+    down = [_centre(maps[r.path]) for r in pools]               # going down the contracting path
+    assert all(a[1] < b[1] and a[0] < b[0] for a, b in zip(down, down[1:])), down
+    back = [_centre(maps[r.path]) for r in ups]                 # and back up the expanding path
+    assert all(a[1] > b[1] and a[0] < b[0] for a, b in zip(back, back[1:])), back
+    concats = [r for r in report.rows if r.node.kind == "concat"]
+    skips = [points for kind, _, points in lines if kind == "skip"]
+    assert len(concats) == 4
+    for row in concats:
+        cx, cy = marks[row.path]
+        assert any(all(abs(y - cy) < 0.2 for _, y in points) and points[-1][0] < cx for points in skips), row.path
+        up = min((r for r in ups if r.path.startswith(row.path + ".")), key=lambda r: r.node.depth)
+        assert abs(_centre(maps[up.path])[1] - cy) < 0.2                # the up-sampled map is back at the level
+        below = [p for p in maps if p.startswith(row.path + ".up.") and p != up.path]
+        assert below and all(maps[p][1] > cy for p in below)     # the rest of the deep lane is lower
+    for kind, paths, points in lines:                          # the arrows down and up are vertical
+        if any(r.path in paths.split() for r in pools):
+            assert len(points) == 2 and points[0][0] == points[1][0] and points[0][1] < points[1][1]
+        if any(r.path in paths.split() for r in ups):
+            assert points[-1][0] == points[-2][0] and points[-1][1] < points[-2][1]
+
+
+def _text_box(t):
+    """A text's box, about as wide as DejaVu Sans draws it (bold a tenth wider)."""
+    size = float(t.get("font-size"))
+
+    def em(ch: str) -> float:
+        if ch in "il.,:;|!'()[] ·/":
+            return 0.36
+        return {"@": 1.0, "×": 0.84, "…": 1.0}.get(ch, 0.72 if ch.isupper() else 0.64)
+
+    width = size * sum(map(em, t.text)) * (1.1 if t.get("font-weight") == "bold" else 1)
+    x = float(t.get("x")) - {"start": 0, "middle": width / 2, "end": width}[t.get("text-anchor")]
+    y = float(t.get("y"))
+    return x, y - 0.76 * size, width, size
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _crosses(points, rect) -> bool:
+    """Whether a polyline passes through the inside of `rect` (touching its edges is fine)."""
+    x, y, w, h = rect[0] + 1, rect[1] + 1, rect[2] - 2, rect[3] - 2
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        low, high = 0.0, 1.0                                   # Liang-Barsky clipping of the segment
+        for p, q in ((x0 - x1, x0 - x), (x1 - x0, x + w - x0), (y0 - y1, y0 - y), (y1 - y0, y + h - y0)):
+            if p == 0:
+                if q < 0:
+                    break
+                continue
+            t = q / p
+            low, high = (max(low, t), high) if p < 0 else (low, min(high, t))
+        else:
+            if low < high:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("spec,depth", [("unet", None), ("unet", 1), ("unet", 2), (str(HERE / "unet_small.yaml"), None)],
+                         ids=["unet", "unet-depth1", "unet-depth2", "unet_small"])
+def test_folded_drawing_has_no_overlapping_labels_nor_arrows_through_boxes(spec, depth):
+    root = parse_svg(draw(report_of(spec), depth=depth))
+    maps, _, lines = _geometry(root)
+    texts = [(t.text, _text_box(t)) for t in root.iter(SVG + "text")]
+    boxes = list(maps.values())
+    for i, (a, box) in enumerate(texts):
+        for b, other in texts[i + 1:]:
+            assert not _overlap(box, other), (a, b)
+        for rect in boxes:
+            assert not _overlap(box, rect), (a, rect)
+        for _, _, points in lines:
+            assert not _crosses(points, box), (a, points)
+    for _, paths, points in lines:
+        for path, rect in maps.items():
+            assert not _crosses(points, rect), (paths, points, path)
 
 
 def test_depth_collapses_blocks_as_summary_does():

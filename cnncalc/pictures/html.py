@@ -104,8 +104,11 @@ def _diagram_caption(report, diagram) -> str:
     deepest = max((r.node.depth for r in report.rows), default=0)
     shown = "every layer" if diagram.depth >= deepest else \
         f"blocks nested deeper than {diagram.depth} drawn as one block (cnncalc draw --depth N for more)"
-    return escape(f"{report.network.name}, {shown}: feature maps as volumes, channels@height×width below each, "
-                  "the layers that make it above its arrow; hover over a volume for its layer."
+    how = ("feature maps as volumes, channels@height×width below each, the layers that make it above its arrow"
+           if not diagram.folded else "feature maps as in the U-Net paper (height for the size, width for the "
+           "channels), channels@height×width below each, each resolution one row lower, the arrows' colours "
+           "named in the legend")
+    return escape(f"{report.network.name}, {shown}: {how}; hover over a volume for its layer."
                   + (f" The drawing stops before layer {diagram.cut} (it has room for {MAX_DRAWN:,} volumes); "
                      "the table lists every layer." if diagram.cut is not None else ""))
 

@@ -13,6 +13,8 @@ from . import Style
 
 SCALE = ("Scale: height and width ∝ √size (8 px per √pixel), depth ∝ log₂ channels, "
          "bars (and a matrix's height) ∝ log₂ length")
+PAPER_SCALE = ("Scale: height ∝ √size (8 px per √pixel), width ∝ log₂ channels (as the U-Net paper draws "
+               "them), bars ∝ log₂ length; each resolution one row lower")
 FONT = 11             # caption font size, px
 LINE = 13             # caption line height, px
 MAX_ROW = 1400        # a top-level row wraps before it grows wider than this, px
@@ -22,12 +24,19 @@ GROUP_ROOM = 18       # above a row, for the names of the groups in it
 MAX_CAPTIONS = 6      # an arrow lists at most this many layers' captions; the last line counts the rest
 MAX_TITLE = 8         # a volume's tooltip names at most this many layers folded into it
 MAX_DRAWN = 1500      # the drawing stops after this many volumes and merges (--depth collapses more)
+KEYS = 16             # an encoder-decoder drawing keys its arrows by colour (a legend) for at most this many kinds
 
 
 def text_width(text: str, size: float = FONT) -> float:
     """Width of `text` in a sans-serif font, estimated (no font metrics are available offline)."""
     narrow = sum(ch in "il.,:;|!'()[] ·/" for ch in text)
     return size * (0.62 * (len(text) - narrow) + 0.33 * narrow)
+
+
+def label_width(text: str, size: float = FONT) -> float:
+    """Width of a shape label (`128@282×282`): digits, `@` and `×` as wide as DejaVu Sans draws them."""
+    wide = {"@": 1.0, "×": 0.84}
+    return size * sum(wide.get(ch, 0.64) for ch in text)
 
 
 def side(n: int) -> float:
@@ -43,6 +52,11 @@ def thickness(c: int) -> float:
 def bar_length(n: int) -> float:
     """Height of a vector's bar: 6 + 11·log₂ n (10 → 43, 500 → 105, 4096 → 138)."""
     return 6 + 11 * math.log2(max(n, 1))
+
+
+def channel_width(c: int) -> float:
+    """Width of a map in the paper's look, for a channel count: 4 + 5·log₂ c (1 → 4, 64 → 34, 1024 → 54)."""
+    return 4 + 5 * math.log2(max(c, 1))
 
 
 def shape_text(shape: tuple) -> str:
@@ -81,6 +95,7 @@ class Text:
     size: float = FONT
     anchor: str = "middle"
     tone: str = "caption"
+    key: int | None = None      # a legend's entry: the kind of arrow it names
 
 
 @dataclass
@@ -88,6 +103,9 @@ class Line:
     points: list
     arrow: bool = False
     tone: str = "flow"
+    key: int | None = None      # an arrow keyed by colour: the index of its kind in the diagram's legend
+    paths: str = ""             # and the layers it stands for (space-separated paths), its tooltip
+    title: str = ""
 
 
 @dataclass
@@ -111,6 +129,7 @@ class Diagram:
     depth: int | None = None
     style: Style = Style.volumes
     cut: str | None = None      # the first layer not drawn, when the network has more than MAX_DRAWN volumes
+    folded: bool = False        # an encoder-decoder drawn as a U (the paper's look, arrows keyed in a legend)
 
 
 # --- items: measured first, placed second ------------------------------------------------------------
@@ -121,6 +140,8 @@ class Item:
     below = 0.0     # extent below it
     group = None    # (name, path) of the named top-level group it belongs to, e.g. resnet50's layer1
     x0 = 0.0        # where it was placed
+    slack = 0.0     # room between its left or right end and the box drawn there (a label wider than its box)
+    shape: tuple = ()   # the map it ends in, when it is a map or a merge
 
     def place(self, x: float, y: float, out: list) -> None:
         raise NotImplementedError
@@ -129,12 +150,16 @@ class Item:
 class Map(Item):
     """A feature map (a volume), a vector (a bar) or, in the boxes style, a labelled box."""
 
-    def __init__(self, shape: tuple, path: str, title: str, tone: str, style: Style, caption: str = ""):
-        self.shape, self.path, self.tone, self.style = shape, path, tone, style
+    def __init__(self, shape: tuple, path: str, title: str, tone: str, style: Style, caption: str = "",
+                 paper: bool = False):
+        self.shape, self.path, self.tone, self.style, self.paper = shape, path, tone, style, paper
         self.titles, self.untold = [title], 0      # the tooltip's parts; how many more are only counted
         self.label = shape_text(shape)
         self.caption = caption
-        if style is Style.boxes:
+        self.label_size = FONT - 1 if paper else FONT
+        if paper and len(shape) >= 3:       # the U-Net paper's look: flat, as wide as the channels
+            self.h, self.w, self.dx, self.dy = side(shape[-2]), channel_width(shape[0]), 0.0, 0.0
+        elif style is Style.boxes:
             self.w = max(1.12 * text_width(caption), text_width(self.label, FONT - 1)) + 20   # bold is wider
             self.h, self.dx, self.dy = 2 * LINE + 10, 0.0, 0.0
         elif len(shape) <= 1:
@@ -148,11 +173,22 @@ class Map(Item):
                 self.h, self.w = bar_length(spatial[0]), 10.0
             depth = thickness(shape[0])
             self.dx, self.dy = 0.5 * depth, 0.4 * depth
-        label_room = 0 if style is Style.boxes else LINE + 4
-        self.width = max(self.w + self.dx, 0 if style is Style.boxes else text_width(self.label))
+        self._measure()
+        self.face = None
+
+    def _measure(self) -> None:
+        label_room = 0 if self.style is Style.boxes or not self.label else LINE + 4
+        measure = label_width if self.paper else text_width
+        shown = 0 if self.style is Style.boxes or not self.label else measure(self.label, self.label_size)
+        self.width = max(self.w + self.dx, shown)
+        self.slack = (self.width - self.w - self.dx) / 2
         self.above = self.h / 2 + self.dy
         self.below = self.h / 2 + label_room
-        self.face = None
+
+    def unlabel(self) -> None:
+        """Leave the shape to a label drawn for it and its neighbour (the two halves of a concatenation)."""
+        self.label = ""
+        self._measure()
 
     @property
     def title(self) -> str:
@@ -176,19 +212,28 @@ class Map(Item):
         if self.style is Style.boxes:
             out.append(Text(centre, y - 3, self.caption, self.path, tone="boxcaption"))
             out.append(Text(centre, y + LINE - 2, self.label, self.path, size=FONT - 1, tone="shape"))
-        else:
-            out.append(Text(centre, top + self.h + LINE, self.label, self.path, tone="shape"))
+        elif self.label:
+            out.append(Text(centre, top + self.h + LINE, self.label, self.path, size=self.label_size, tone="shape"))
 
 
 class Gap(Item):
     """An arrow into the next item, with the captions of the layers it stands for written above it (at
     most MAX_CAPTIONS lines: a run of a thousand ReLUs ends in a line that counts them)."""
 
-    def __init__(self, captions: list[tuple[str, str, bool]], kernel: tuple | None = None, tail: bool = False):
+    KEYED = 8.0         # the room between two maps' labels for an arrow keyed by colour (captions in the legend)
+    SHORTEST = 22.0     # and the shortest such arrow, from box to box
+
+    def __init__(self, captions: list[tuple[str, str, bool]], kernel: tuple | None = None, tail: bool = False,
+                 keyed: bool = False):
         self.captions: list[tuple[str, str, bool]] = []     # (path, text, is_block), the first MAX_CAPTIONS
         self.count = 0                                      # all the layers it stands for
         self.kernel = kernel            # (path, kernel sizes, input spatial sizes) of a convolution
         self.tail = tail                # an arrow into nothing: the last layers of a lane or the network
+        self.keyed = keyed              # drawn in its kind's colour, its captions in the legend
+        self.key: int | None = None     # that kind's index in the legend, once every arrow is made
+        self.paths: list[str] = []      # every layer it stands for (the captions keep the first few)
+        self.reach = (0.0, 0.0)         # how far it reaches into its neighbours' slack, to their boxes
+        self.across = False             # the arrow across a fold (written over, not keyed)
         self.widest = 0.0
         for caption in captions:
             self.add(caption)
@@ -197,6 +242,8 @@ class Gap(Item):
     def add(self, caption: tuple[str, str, bool]) -> None:
         """One more layer on this arrow: constant work, however many it already holds."""
         self.count += 1
+        if self.keyed:
+            self.paths.append(caption[0])
         if len(self.captions) < MAX_CAPTIONS:
             self.captions.append(caption)
             _, text, block = caption
@@ -209,13 +256,25 @@ class Gap(Item):
             return self.captions
         return self.captions[:MAX_CAPTIONS - 1] + [("", f"… and {self.count - MAX_CAPTIONS + 1:,} more", False)]
 
+    def kind(self) -> str:
+        """What the legend says for it: its captions, the layers' names left out (`3×3 conv, ReLU`)."""
+        return ", ".join(text for _, text, _ in self.lines())
+
     def _measure(self) -> None:
+        if self.keyed:
+            self.width, self.above, self.below = self.KEYED, 4.0, 4.0
+            return
         more = text_width(f"… and {self.count:,} more") if self.count > MAX_CAPTIONS else 0
         self.width = max(36.0, max(self.widest, more) + 24)
         self.above = min(self.count, MAX_CAPTIONS) * LINE + 6
         self.below = 4.0
 
     def place(self, x, y, out):
+        if self.keyed:
+            left, right = self.reach
+            out.append(Line([(x - left, y), (x + self.width + right, y)], arrow=not self.tail, key=self.key,
+                            paths=" ".join(self.paths), title="; ".join(t for _, t, _ in self.lines())))
+            return
         out.append(Line([(x, y), (x + self.width, y)], arrow=not self.tail))
         lines = self.lines()
         n = len(lines)
@@ -229,12 +288,19 @@ class Series(Item):
 
     def __init__(self, items: list[Item]):
         self.items = items
+        for k, item in enumerate(items):
+            if isinstance(item, Gap) and item.keyed:         # long enough to be seen between two boxes
+                reach = (items[k - 1].slack if k else 0.0) + (items[k + 1].slack if k + 1 < len(items) else 0.0)
+                item.width = max(Gap.KEYED, Gap.SHORTEST - reach)
         self.width = sum(i.width for i in items)
         self.above = max((i.above for i in items), default=4.0)
         self.below = max((i.below for i in items), default=4.0)
 
     def place(self, x, y, out):
-        for item in self.items:
+        for k, item in enumerate(self.items):
+            if isinstance(item, Gap) and item.keyed:        # the arrow reaches from box to box
+                item.reach = (self.items[k - 1].slack if k else 0.0,
+                              self.items[k + 1].slack if k + 1 < len(self.items) else 0.0)
             item.x0 = x
             item.place(x, y, out)
             x += item.width
@@ -279,11 +345,122 @@ class Parallel(Item):
         out.append(Line([(merge + self.R, y), (x + self.width, y)]))
 
 
+class Fold(Item):
+    """A merge one of whose two lanes goes down in resolution and comes back up: a level of an
+    encoder-decoder (U-Net's skip connection), drawn as the paper draws it. The deep lane runs one row
+    lower, entered by an arrow straight down from the map before the split and left by an arrow straight
+    up into the merge; the other lane (the copy, cropped) is an arrow across the top into the first half
+    of the merged map, the up-sampled map its second half, the mark between them."""
+
+    GAP = 30.0      # the shortest vertical arrow
+    SEAM = 4.0      # between the two halves of the merged map, the mark drawn over it
+
+    def __init__(self, prev: Map, short: list[Item], down: Gap, body: list[Item], up: Gap, ret: list[Item],
+                 merge: tuple[str, str, str, tuple], headline: str):
+        self.prev, self.down, self.up, self.headline = prev, down, up, headline
+        self.mark, self.path, self.title, self.shape = merge
+        self.label = shape_text(self.shape)
+        self.skip = short[0] if short and isinstance(short[0], Gap) else None
+        if self.skip:
+            self.skip.across = True         # its captions are written over it, not in the legend
+        copies = short[1:] if self.skip else short
+        for m in copies[-1:] + ret[:1]:
+            m.unlabel()                     # the merged map's shape is written under the pair
+        self.copies, self.body, self.ret = Series(copies), Series(body), Series(ret)
+        r = Parallel.R
+        lines = self.skip_lines()
+        # the arrow across starts at the box before the split: long enough for its captions
+        skip = max(40.0, max((text_width(t) for _, t, _ in lines), default=0.0) + 20) - prev.slack
+        centre = -(prev.width + prev.dx) / 2                    # of the map before the split
+        first, last = body[0], body[-1]
+        self.body_x = centre - (first.width - first.dx) / 2     # the first map below it
+        self.down_x = centre
+        self.up_x = self.body_x + self.body.width - (last.width + last.dx) / 2
+        self.mark_x = max(self.up_x, skip + self.copies.width + (self.SEAM / 2 if copies else r))
+        self.copies_x = self.mark_x - self.SEAM / 2 - self.copies.width
+        self.ret_x = self.mark_x + (self.SEAM / 2 if copies else r + 3)
+        self.width = self.ret_x + self.ret.width
+        self.slack = ret[-1].slack
+        pair = max([m.h for m in copies[-1:] + ret[:1]] + [2 * r])
+        self.label_y = pair / 2 + LINE
+        band = max(prev.below, self.label_y + 4, self.copies.below, self.ret.below)
+        said = max(len(down.lines()), len(up.lines()))
+        self.band = (band, band + max(self.GAP, said * LINE + 12))
+        self.lower = self.band[1] + self.body.above
+        self.above = max(len(lines) * LINE + 6, self.copies.above, self.ret.above, r)
+        self.below = max(self.lower + self.body.below, self.ret.below)
+
+    def skip_lines(self) -> list[tuple[str, str, bool]]:
+        """The captions over the arrow across: what it is (`copy and crop`), then its layers'."""
+        head = [("", self.headline, False)] if self.headline else []
+        return head + (self.skip.lines() if self.skip else [])
+
+    def place(self, x, y, out):
+        r = Parallel.R
+        lower = y + self.lower
+        self.body.place(x + self.body_x, lower, out)
+        # down: from under the label of the map before the split to the first map of the row below
+        top = self.body.items[0].face[1]
+        down = x + self.down_x
+        out.append(Line([(down, y + self.prev.below), (down, top - 1)], arrow=True, key=self.down.key,
+                        paths=" ".join(self.down.paths), title="; ".join(t for _, t, _ in self.down.lines())))
+        self._beside(self.down, down + 7, y, top, "start", out)
+        # across: the copy, from the map before the split to the first half of the merged map
+        lines = self.skip_lines()
+        start, end = x - self.prev.slack, x + (self.copies_x if self.copies.items else self.mark_x - r)
+        out.append(Line([(start, y), (end, y)], arrow=True, tone="skip"))
+        for i, (path, text, block) in enumerate(lines):
+            out.append(Text((start + end) / 2, y - 5 - (len(lines) - 1 - i) * LINE, text, path,
+                            tone="skip" if not path else ("block" if block else "caption")))
+        self.copies.place(x + self.copies_x, y, out)
+        mark = x + self.mark_x
+        self.ret.place(x + self.ret_x, y, out)
+        out.append(Mark(mark, y, self.mark, self.path, self.title, r))      # over the seam of the two halves
+        out.append(Text(mark, y + self.label_y, self.label, self.path, size=FONT - 1, tone="shape"))
+        # up: from the last map of the row below into the merged map, under its label
+        last = self.body.items[-1].face
+        bottom, rise = y + self.label_y + 4, x + self.up_x
+        points = [(rise, last[1] - 1), (mark, bottom)]
+        if abs(rise - mark) > 0.5:
+            middle = (y + self.band[0] + y + self.band[1]) / 2
+            points = [(rise, last[1] - 1), (rise, middle), (mark, middle), (mark, bottom)]
+        out.append(Line(points, arrow=True, key=self.up.key, paths=" ".join(self.up.paths),
+                        title="; ".join(t for _, t, _ in self.up.lines())))
+        self._beside(self.up, mark + 7, y, last[1], "start", out)
+
+    def _beside(self, gap: Gap, x: float, y: float, bottom: float, anchor: str, out: list) -> None:
+        """A vertical arrow's captions beside it, in the middle of the band between the rows."""
+        lines = gap.lines()
+        middle = (y + self.band[0] + bottom) / 2
+        for i, (path, text, block) in enumerate(lines):
+            out.append(Text(x, middle + 4 + (i - (len(lines) - 1) / 2) * LINE, text, path, anchor=anchor,
+                            tone="block" if block else "caption"))
+
+
+def fold_parts(short_lane: list[Item], deep: list[Item], shape: tuple):
+    """(down, body, up, ret) of a lane that leaves the resolution of `shape` for a lower one and comes back
+    (a Gap down, the items below, a Gap up, the maps at `shape`'s resolution again), else None."""
+    def area(item) -> int:
+        return math.prod(item.shape[1:]) if len(item.shape) >= 3 else 0
+
+    level = math.prod(shape[1:])
+    low = [k for k, item in enumerate(deep) if 0 < area(item) < level]
+    if not low or any(0 < area(item) < level for item in short_lane):
+        return None
+    first, last = low[0], low[-1]
+    if first != 1 or last + 2 >= len(deep) or not isinstance(deep[0], Gap) or not isinstance(deep[last + 1], Gap) \
+            or not isinstance(deep[1], Map) or not isinstance(deep[last], Map) or not isinstance(deep[last + 2], Map):
+        return None
+    if short_lane and not isinstance(short_lane[-1], Map):
+        return None
+    return deep[0], deep[1:last + 1], deep[last + 1], deep[last + 2:]
+
+
 def _kernels(items: list[Item], y: float, out: list) -> None:
     """A convolution's kernel as a small box on the map it slides over, with lines to the unit it makes."""
     for before, gap, after in zip(items, items[1:], items[2:]):
         if not (isinstance(gap, Gap) and gap.kernel and isinstance(before, Map) and isinstance(after, Map)
-                and before.face and after.face and before.style is Style.volumes):
+                and before.face and after.face and before.style is Style.volumes and not before.paper):
             continue
         path, sizes, spatial = gap.kernel
         left, top, w, h = before.face
@@ -348,14 +525,12 @@ def _drawn(row, depth: int) -> bool:
 
 def layout(report, depth: int | None = None, style: Style | str = Style.volumes) -> Diagram:
     """Place the network of `report`: entries nested deeper than `depth` are drawn as their block. By
-    default, the deepest level with at most AUTO_BUDGET volumes whose rows stay under MAX_WIDTH."""
+    default, the deepest level with at most AUTO_BUDGET volumes whose rows stay under MAX_WIDTH. An
+    encoder-decoder (a merge whose one lane goes down in resolution and comes back) is drawn as a U."""
     style = Style(style)
     chosen = auto_depth(report) if depth is None else depth
     while True:
-        builder = _Builder(report, chosen, style)
-        first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
-                    caption="input")
-        rows = _rows([first] + builder.sequence(report.network.root.branches[""], first))
+        builder, rows = _build(report, chosen, style)
         widest = max(sum(item.width for item in row) for row in rows)
         if depth is not None or chosen == 0 or widest <= MAX_WIDTH:
             break
@@ -368,14 +543,62 @@ def layout(report, depth: int | None = None, style: Style | str = Style.volumes)
                 "(cnncalc summary lists every layer; --depth N draws blocks whole).")
         out.append(Text(14, bottom + 18, note, size=FONT, anchor="start", tone="warning"))
         bottom += 18
+    if builder.keyed:
+        width, bottom = _legend(builder, width, bottom, out)
     title = report.network.name
     out.append(Text(14, 22, title, size=16, anchor="start", tone="title"))
     out.append(Text(14, 38, _subtitle(report, chosen, style), size=FONT - 1, anchor="start", tone="note"))
+    scale = PAPER_SCALE if builder.paper else SCALE
     if style is Style.volumes:
-        out.append(Text(14, bottom + 18, SCALE, size=FONT - 1, anchor="start", tone="note"))
+        out.append(Text(14, bottom + 18, scale, size=FONT - 1, anchor="start", tone="note"))
         bottom += 18
-    width = max(width, text_width(title, 16) + 28, text_width(SCALE, FONT - 1) + 28, text_width(note) + 28)
-    return Diagram(width, bottom + 10, title, out, chosen, style, builder.cut)
+    width = max(width, text_width(title, 16) + 28, text_width(scale, FONT - 1) + 28, text_width(note) + 28)
+    return Diagram(width, bottom + 10, title, out, chosen, style, builder.cut, builder.paper)
+
+
+def _build(report, depth: int, style: Style):
+    """(builder, rows) of the drawing at `depth`: first as lanes; if a merge can fold (an encoder-decoder),
+    again in the paper's look, its arrows keyed by colour when they are of at most KEYS kinds."""
+    def build(paper: bool = False, keyed: bool = False):
+        builder = _Builder(report, depth, style, paper, keyed)
+        first = Map(report.network.input, "", f"input {shape_text(report.network.input)}", "input", style,
+                    caption="input", paper=paper)
+        return builder, [first] + builder.sequence(report.network.root.branches[""], first)
+
+    builder, items = build()
+    if builder.foldable:
+        for keyed in (True, False):
+            builder, items = build(paper=True, keyed=keyed)
+            kinds: dict[str, int] = {}
+            for gap in builder.gaps:
+                if not gap.across:
+                    gap.key = kinds.setdefault(gap.kind(), len(kinds))
+            if len(kinds) <= KEYS:
+                break
+    rows = [items] if any(isinstance(item, Fold) for item in items) else _rows(items)   # a U is not cut
+    return builder, rows
+
+
+def _legend(builder, width: float, bottom: float, out: list) -> tuple[float, float]:
+    """What each colour of arrow stands for, in rows under the drawing; (width, bottom)."""
+    kinds: dict[int, str] = {}
+    for gap in builder.gaps:
+        if gap.key is not None:
+            kinds.setdefault(gap.key, gap.kind())
+    entries = [(key, text) for key, text in kinds.items() if text]
+    entries += [(None, text) for text in dict.fromkeys(builder.skips)]
+    x, y, limit = 14.0, bottom + 22, max(width, 600.0)
+    for key, text in entries:
+        room = 30 + text_width(text) + 22
+        if x > 14 and x + room > limit:
+            x, y = 14.0, y + LINE + 6
+        line = Line([(x, y - 4), (x + 24, y - 4)], arrow=True, key=key, title=text)
+        if key is None:
+            line = Line([(x, y - 4), (x + 24, y - 4)], arrow=True, tone="skip")
+        out.append(line)
+        out.append(Text(x + 30, y, text, anchor="start", tone="legend", key=key))
+        x += room
+    return max(width, x), y
 
 
 def _subtitle(report, depth: int, style: Style) -> str:
@@ -386,11 +609,20 @@ def _subtitle(report, depth: int, style: Style) -> str:
 
 
 class _Builder:
-    def __init__(self, report, depth: int, style: Style):
+    def __init__(self, report, depth: int, style: Style, paper: bool = False, keyed: bool = False):
         self.rows = {id(r.node): r for r in report.rows}
         self.depth, self.style = depth, style
+        self.paper, self.keyed = paper, keyed   # maps in the U-Net paper's look, folds; arrows keyed by colour
         self.left = MAX_DRAWN       # volumes and merges still to draw
         self.cut: str | None = None  # the path of the first layer not drawn, once the drawing is full
+        self.foldable = False       # a merge could be drawn as a fold (an encoder-decoder level)
+        self.gaps: list[Gap] = []   # every arrow made, in order, for the legend's keys
+        self.skips: list[str] = []  # what the arrows across the folds say they are (`copy and crop`)
+
+    def gap(self, captions, kernel=None, tail: bool = False) -> Gap:
+        gap = Gap(captions, kernel, tail, keyed=self.keyed)
+        self.gaps.append(gap)
+        return gap
 
     def sequence(self, nodes, previous: Item | None) -> list[Item]:
         """Items for a list of entries; `previous` is the item the first one follows (a Map or None)."""
@@ -405,9 +637,9 @@ class _Builder:
             node = row.node
             if not node.leaf and node.depth < self.depth:   # a branching composite (groups are opened)
                 if pending:
-                    items.append(Gap(pending))
+                    items.append(self.gap(pending))
                     pending = []
-                items.append(self.parallel(row))
+                items.append(self.parallel(row, items[-1] if items else previous))
                 previous = items[-1]
                 continue
             block = not node.leaf
@@ -428,14 +660,14 @@ class _Builder:
             tone = "block" if block else ("weighted" if row.macs else "plain")
             if len(row.output) <= 1 and not block:
                 tone = "vector" if row.macs else tone
-            items.append(Gap(pending + [caption] if self.style is Style.volumes else pending, kernel))
+            items.append(self.gap(pending + [caption] if self.style is Style.volumes else pending, kernel))
             pending = []
             items.append(Map(row.output, row.path, f"{self._caption(row)} → {shape_text(row.output)}", tone,
-                             self.style, caption=caption[1]))
+                             self.style, caption=caption[1], paper=self.paper))
             self.left -= 1
             previous = items[-1]
         if pending:
-            items.append(Gap(pending, tail=True))
+            items.append(self.gap(pending, tail=True))
         for (first, group), (end, _) in zip(starts, starts[1:] + [(len(items), None)]):
             for item in items[first:end]:
                 item.group = group
@@ -453,13 +685,53 @@ class _Builder:
             else:
                 yield row, group
 
-    def parallel(self, row) -> Parallel:
+    def parallel(self, row, previous: Item | None) -> Item:
         node = row.node
         self.left -= 1
-        lanes = [Series(self.sequence(nodes, None)) for nodes in node.branches.values()]
+        lanes = [self.sequence(nodes, None) for nodes in node.branches.values()]
         label = shape_text(row.output) if row.output != row.input and node.layer.mark == "concat" else ""
         title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
-        return Parallel(lanes, node.layer.mark or node.kind, row.path, title, label)
+        fold = self._fold(row, lanes, previous)
+        if fold is not None:
+            return fold
+        item = Parallel([Series(lane) for lane in lanes], node.layer.mark or node.kind, row.path, title, label)
+        item.shape = row.output
+        return item
+
+    def _fold(self, row, lanes: list[list[Item]], previous: Item | None) -> Fold | None:
+        """The merge drawn as a fold, when one lane goes down in resolution and comes back and the other
+        stays (an encoder-decoder level), the volumes style draws it and a map comes before it."""
+        if len(lanes) != 2 or self.style is not Style.volumes or not isinstance(previous, Map) \
+                or len(row.output) < 3 or len(previous.shape) < 3:
+            return None
+        for k in (0, 1):
+            parts = fold_parts(lanes[1 - k], lanes[k], row.output)
+            if parts is not None:
+                break
+        else:
+            return None
+        self.foldable = True
+        if not self.paper:
+            return None
+        node = row.node
+        title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
+        short = list(node.branches.values())[1 - k]
+        headline = self._copy(short, previous.shape)
+        if headline:
+            self.skips.append(headline)
+        return Fold(previous, lanes[1 - k], *parts, (node.layer.mark or node.kind, row.path, title, row.output),
+                    headline)
+
+    def _copy(self, nodes, shape: tuple) -> str:
+        """`copy`, or `copy and crop`, for a lane that computes nothing (its maps the input's, or a part of
+        them); "" for a lane that computes."""
+        rows = [self.rows[id(node)] for node in nodes]         # a composite's figures are its children's sums
+        if any(r.macs or r.params for r in rows):
+            return ""
+        out = rows[-1].output if rows else shape
+        if out == shape:
+            return "copy"
+        return "copy and crop" if out[0] == shape[0] and all(o <= s for o, s in zip(out[1:], shape[1:])) else ""
 
     def _caption(self, row) -> str:
         node = row.node

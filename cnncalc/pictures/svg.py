@@ -10,7 +10,10 @@ INK, MUTED = "#222222", "#555555"
 # tone -> (front face, stroke)
 TONES = {"input": ("#e4e4e4", "#666666"), "weighted": ("#a6cee3", "#1f5f8b"), "plain": ("#b9e3ae", "#2f7a2a"),
          "vector": ("#fdbf6f", "#b35806"), "block": ("#d4d0ea", "#54478c"), "kernel": ("#fb6a4a", "#a50f15")}
-TEXT = {"caption": (INK, "normal"), "block": ("#54478c", "bold"), "shape": (MUTED, "normal"),
+# the colours of an encoder-decoder's arrows, one per kind (its legend says which), then the same dashed
+KEYED = ("#1f5f8b", "#c0392b", "#2e8b57", "#17a2b8", "#8e44ad", "#d35400", "#7f6000", "#d63384")
+SKIP = "#8c8c8c"
+TEXT = {"caption": (INK, "normal"), "skip": (MUTED, "bold"), "legend": (INK, "normal"), "block": ("#54478c", "bold"), "shape": (MUTED, "normal"),
         "title": (INK, "bold"), "note": (MUTED, "normal"), "boxcaption": (INK, "bold"), "group": ("#54478c", "bold"),
         "warning": ("#8a4b00", "bold")}
 
@@ -47,9 +50,9 @@ def svg_text(diagram: Diagram, standalone: bool = True, prefix: str = "cnncalc")
     head.append(f'<title id="{prefix}-title">{escape(diagram.title)}: architecture diagram</title>')
     desc = ", ".join(t.text for t in diagram.items if isinstance(t, Text) and t.tone in ("caption", "block"))
     head.append(f'<desc id="{prefix}-desc">Layers, left to right: {escape(desc)}</desc>')
-    head.append(f'<defs><marker id="{prefix}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-                f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{MUTED}"/>'
-                '</marker></defs>')
+    keys = sorted({i.key for i in diagram.items if isinstance(i, Line) and i.key is not None})
+    head.append(f'<defs>{_marker(f"{prefix}-arrow", MUTED)}'
+                + "".join(_marker(f"{prefix}-arrow{k}", KEYED[k % len(KEYED)]) for k in keys) + '</defs>')
     head.append(f'<rect width="{w}" height="{h}" fill="#ffffff"/>')
     body = []
     # lines first, so that volumes and labels are drawn over them
@@ -75,7 +78,22 @@ def _line(line: Line, prefix: str) -> str:
         return (f'<polyline points="{points}" fill="none" stroke="{TONES["kernel"][1]}" stroke-width="0.8" '
                 'stroke-dasharray="3,2" opacity="0.7"/>')
     marker = f' marker-end="url(#{prefix}-arrow)"' if line.arrow else ""
+    if line.tone == "skip":
+        return f'<polyline class="skip" points="{points}" fill="none" stroke="{SKIP}" stroke-width="1.6"{marker}/>'
+    if line.key is not None:
+        colour = KEYED[line.key % len(KEYED)]
+        dashes = ' stroke-dasharray="6,3"' if line.key // len(KEYED) % 2 else ""
+        marker = f' marker-end="url(#{prefix}-arrow{line.key})"' if line.arrow else ""
+        paths = f' data-paths="{escape(line.paths)}"' if line.paths else ""
+        title = f"<title>{escape(line.title)}</title>" if line.title else ""
+        return (f'<g class="arrow" data-key="{line.key}"{paths}>{title}<polyline points="{points}" fill="none" '
+                f'stroke="{colour}" stroke-width="1.8"{dashes}{marker}/></g>')
     return f'<polyline points="{points}" fill="none" stroke="{MUTED}" stroke-width="1.3"{marker}/>'
+
+
+def _marker(name: str, colour: str) -> str:
+    return (f'<marker id="{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>')
 
 
 def _solid(s: Solid) -> str:
@@ -121,6 +139,8 @@ def _mark(m: Mark) -> str:
 def _text(t: Text) -> str:
     colour, weight = TEXT.get(t.tone, TEXT["caption"])
     path = f' data-path="{escape(t.path)}"' if t.path or t.tone in ("caption", "block", "shape") else ""
+    if t.key is not None:
+        path += f' data-key="{t.key}"'
     bold = ' font-weight="bold"' if weight == "bold" else ""
     return (f'<text class="{t.tone}" x="{_n(t.x)}" y="{_n(t.y)}" font-size="{_n(t.size)}" '
             f'text-anchor="{t.anchor}" fill="{colour}"{bold}{path}>{escape(t.text)}</text>')
