@@ -262,7 +262,8 @@ class _Walk:
             4 if self.amp and layer.autocast_float32(self.device) else None
         grad = x.grad or row.params > 0
         if allocates(row, training=True):
-            y = self.new(row.output, cast or x.itemsize, grad)
+            promoted = max(x.itemsize, 4) if self.amp and layer.promotes else x.itemsize   # float32 parameters
+            y = self.new(row.output, cast or promoted, grad)
         else:                                     # a view or in place: the input's storage
             y = _Tensor(x.storage, x.elements, x.itemsize, grad)
         step = LayerStep(input_grad=x.grad)
@@ -278,8 +279,9 @@ class _Walk:
 
     def keep(self, step: LayerStep, path: str, saved: Saved, row: Row, x: _Tensor, y: _Tensor, cast: int | None) -> None:
         if saved.of == "weight":
-            if cast == self.half and row.weight:  # autocast's half copy of the weight
-                step.kept.append(Kept(saved.why + " (its half-precision copy, under autocast)", row.weight, self.half))
+            shape = saved.shape or row.weight
+            if cast == self.half and shape:       # autocast's half copy of the weight
+                step.kept.append(Kept(saved.why + " (its half-precision copy, under autocast)", shape, self.half))
                 step.saved_bytes += step.kept[-1].bytes
                 self.fixed += step.kept[-1].bytes
             return
@@ -315,6 +317,12 @@ class _Walk:
             return 4 if mixed else x.itemsize
         if saved.dtype == "mask":
             return 1
+        if saved.dtype == "float32" and self.amp:
+            return 4                              # autocast leaves it in float32
         if saved.dtype in ITEMSIZE:
             return ITEMSIZE[saved.dtype]
+        if saved.cast == "none":
+            return x.itemsize                     # made from the input before the layer casts
+        if saved.cast == "float32" and self.amp:
+            return 4                              # for an operation autocast runs in float32
         return cast if cast and saved.cast == "layer" else y.itemsize

@@ -426,6 +426,33 @@ def test_cpu_autocast_pads_2d_in_float32():
              batches=(2,), amp="float16")
 
 
+# The case hypothesis found outside CI (its autocast comparison at batch 2): cnncalc counted 96 B, as
+# if attention ran in float32, where PyTorch keeps 50 B of bfloat16 tensors. Autocast runs attention's
+# projections and matmuls in half precision, keeps half copies of the projection weights, and
+# promotes a learned tensor's sum or product (float32 parameters) to float32.
+MHA_EMBED_1 = ("input: 1x1\nlayers:\n- multiheadattention: {num_heads: 1, add_bias_kv: true, add_zero_attn: true,"
+               " bias: false}\n")
+
+
+def test_attention_with_added_keys_under_autocast_found_by_hypothesis():
+    network = cnncalc.parse(MHA_EMBED_1)
+    assert tt.saved(network, 2, amp="bfloat16")[0] == 50
+    assert train(cnncalc.analyse(network), 2, amp="bfloat16", device="cpu").totals.saved_bytes == 50
+    _compare(MHA_EMBED_1, batches=(1, 2, 8))
+    _compare(MHA_EMBED_1, batches=(1, 2, 8), amp="bfloat16")
+
+
+@pytest.mark.parametrize("entry", [e for rank in (1, 2) for e in TRANSFORMER[rank]],
+                         ids=lambda e: yaml.safe_dump(e, default_flow_style=True).strip())
+def test_transformer_layers_under_autocast(entry):
+    rank = 1 if next(iter(entry)) in {next(iter(e)) for e in TRANSFORMER[1]} else 2
+    _compare(_spec(rank, [entry, "relu"]), batches=(2,), amp="bfloat16")                     # a float32 input
+    _compare(_spec(rank, [_first(rank) if rank == 2 else {"linear": {"out_features": 10}}, entry, "relu"]),
+             batches=(2,), amp="float16")                                                  # a half input
+    _compare(_spec(rank, [{"posembedding": {}} if rank == 1 else {"layerscale": {}}, entry]),
+             batches=(2,), amp="bfloat16")                                                 # a promoted input
+
+
 def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
     text = "input: 8\nlayers:\n  - linear: {out_features: 4}\n  - batchnorm1d\n"
     report = cnncalc.analyse(cnncalc.parse(text))

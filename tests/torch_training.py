@@ -3,7 +3,8 @@
 `saved(network, batch)` runs the equivalent torch model (tests/torch_model.py) in train mode under
 `torch.autograd.graph.saved_tensors_hooks` and returns the bytes of every storage autograd keeps for
 backward, each counted once and credited to the first leaf module that keeps it, parameters and
-buffers aside (they are the model's own state). `step_macs(network, batch)` counts a training step
+buffers aside (they are the model's own state). Storages are told apart by address, every packed
+tensor held until the count ends (so none is freed and its address reused by another). `step_macs(network, batch)` counts a training step
 (forward, then backward of output.sum()) with `torch.utils.flop_counter.FlopCounterMode`, halved.
 
 Not a test file: imported by tests/test_training.py.
@@ -60,8 +61,10 @@ def saved(network: cnncalc.Network, batch: int, dtype: str = "float32", amp: str
             handles.append(module.register_forward_hook(lambda m, a, o: current.pop() and None))
     seen: dict[int, str] = {}
     per_layer: dict[str, int] = {}
+    alive = []      # every packed tensor, so no storage is freed and its address reused while counting
 
     def pack(t):
+        alive.append(t)
         storage = t.untyped_storage()
         pointer = storage.data_ptr()
         if pointer not in state and pointer not in seen:
@@ -77,7 +80,7 @@ def saved(network: cnncalc.Network, batch: int, dtype: str = "float32", amp: str
     finally:
         for handle in handles:
             handle.remove()
-    del out
+    del out, alive
     return sum(per_layer.values()), per_layer
 
 

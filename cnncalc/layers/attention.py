@@ -28,6 +28,7 @@ class MultiheadAttention(Layer):
 
     signature = dict(embed_dim=None, num_heads=REQUIRED, dropout=0.0, bias=True, add_bias_kv=False,
                      add_zero_attn=False, kdim=None, vdim=None, batch_first=True)
+    autocast = True         # its projections and both matmuls
 
     def setup(self, a: ArgReader) -> None:
         self.embed_dim = a.int("embed_dim", allow_none=True)
@@ -90,17 +91,27 @@ class MultiheadAttention(Layer):
     def saved(self, shape, out, ctx):
         """What F.multi_head_attention_forward keeps (the path that returns the weights): its input,
         the in_proj output (K and V are views of it; copies when keys are added), Q scaled, the softmax
-        output (and dropout's mask and result), and the merged heads that out_proj reads."""
+        output (and dropout's mask and result), and the merged heads that out_proj reads. Under
+        autocast its matmuls run in half precision: the input, K and V are half copies, and in_proj
+        (when the input needs a gradient) and out_proj keep half copies of their weights; CUDA's
+        autocast runs the softmax in float32, so AV reads a half copy of the weights."""
         n, e = shape
         s, heads = self.keys(shape), self.num_heads
         kv = (Saved("new", "Q, K and V from in_proj (K and V are read by QKᵀ and AV)", (3, n, e)),) if s == n else \
             (Saved("new", "K with the added keys", (s, e)), Saved("new", "V with the added values", (s, e)))
         mask = "mask" if ctx.device == "cuda" else "value"   # CUDA's fused dropout keeps a bool mask
-        dropped = (Saved("new", "attention dropout's mask", (heads, n, s), mask),
-                   Saved("new", "the attention weights after dropout", (heads, n, s))) if self.dropout else ()
+        split = ctx.amp and ctx.device == "cuda"             # a float32 softmax, read by AV as a half copy
+        weights = Saved("new", "the attention weights (softmax)", (heads, n, s), "float32" if split else "value")
+        dropped = (Saved("new", "attention dropout's mask", (heads, n, s), mask),) if self.dropout else ()
+        if self.dropout and not split:
+            dropped += (Saved("new", "the attention weights after dropout", (heads, n, s)),)
+        if split:
+            dropped += (Saved("new", "a half-precision copy of the attention weights, AV's input", (heads, n, s)),)
+        projections = (Saved("weight", "in_proj's weight, for the input's gradient", (3 * e, e)),) * ctx.input_grad + \
+            (Saved("weight", "out_proj's weight, for its input's gradient", (e, e)),)
         return (Saved("input", "its input, for in_proj's weight gradient"), *kv,
-                Saved("new", "Q scaled by 1/√d", (n, e)), Saved("new", "the attention weights (softmax)", (heads, n, s)),
-                *dropped, Saved("new", "the heads' outputs side by side, out_proj's input", (n, e)))
+                Saved("new", "Q scaled by 1/√d", (n, e)), weights, *dropped,
+                Saved("new", "the heads' outputs side by side, out_proj's input", (n, e)), *projections)
 
     def field(self, shape, fields):
         return None
@@ -122,6 +133,7 @@ class ShiftedWindowAttention(Layer):
     signature = dict(dim=None, window_size=REQUIRED, shift_size=REQUIRED, num_heads=REQUIRED, qkv_bias=True,
                      proj_bias=True, attention_dropout=0.0, dropout=0.0)
     layouts = True
+    autocast = True         # its projections and both matmuls
 
     def setup(self, a: ArgReader) -> None:
         self.dim = a.int("dim", allow_none=True)
@@ -197,9 +209,15 @@ class ShiftedWindowAttention(Layer):
         kv = [Saved("new", "the qkv output (K and V are views of it)", (t, 3 * c))] if k or v else []
         kv += [Saved("new", f"a copy of {name} for the batched matmul", (t, c)) for name, view in (("Kᵀ", k), ("V", v))
                if not view]
-        return (windows, *kv, Saved("new", "Q scaled by 1/√d", (t, c)),
-                Saved("new", "the attention weights (softmax)", (heads, t, n)),
-                Saved("new", "the heads' outputs side by side, proj's input", (t, c)))
+        # Under autocast the scores meet the float32 bias table and the softmax runs in float32, so AV
+        # reads a half copy of the weights; the projections keep half copies of their weights.
+        weights = (Saved("new", "the attention weights (softmax)", (heads, t, n), "float32"),)
+        if ctx.amp:
+            weights += (Saved("new", "a half-precision copy of the attention weights, AV's input", (heads, t, n)),)
+        projections = (Saved("weight", "qkv's weight, for the input's gradient", (3 * c, c)),) * ctx.input_grad + \
+            (Saved("weight", "proj's weight, for its input's gradient", (c, c)),)
+        return (windows, *kv, Saved("new", "Q scaled by 1/√d", (t, c)), *weights,
+                Saved("new", "the heads' outputs side by side, proj's input", (t, c)), *projections)
 
     def field(self, shape, fields):
         if arith.channel_axis(fields) != 2 or any(w >= n for w, n in zip(self.window_size, self.padded(shape))):
@@ -219,6 +237,7 @@ class PatchMerging(Layer):
 
     signature = dict(dim=None, eps=1e-5)
     layouts = True
+    autocast = True         # its reduction (a linear)
 
     def setup(self, a: ArgReader) -> None:
         self.dim = a.int("dim", allow_none=True)
@@ -243,10 +262,15 @@ class PatchMerging(Layer):
 
     def saved(self, shape, out, ctx):
         h, w, c = out[0], out[1], 2 * shape[2]
-        return (Saved("new", "the 2×2 patches side by side, its norm's input", (h, w, 2 * c)),
+        # Under autocast the patches and the norm stay in the input's type (CUDA's autocast runs the norm
+        # in float32); reduction computes in half precision from half copies of the normalised patches
+        # and of its weight.
+        patches = "float32" if ctx.device == "cuda" else "none"
+        return (Saved("new", "the 2×2 patches side by side, its norm's input", (h, w, 2 * c), cast=patches),
                 Saved("new", "the mean of each patch", (h, w), "stat"),
                 Saved("new", "the reciprocal std of each patch", (h, w), "stat"),
-                Saved("new", "the normalised patches, reduction's input", (h, w, 2 * c)))
+                Saved("new", "the normalised patches, reduction's input", (h, w, 2 * c)),
+                Saved("weight", "reduction's weight, for its input's gradient", (c, 2 * c)))
 
     def field(self, shape, fields):
         if arith.channel_axis(fields) != 2:

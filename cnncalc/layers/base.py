@@ -53,7 +53,9 @@ class Saved:
     before the conv casts) or "float32" (a float32 copy, for an operation autocast runs in float32). `shape` (new tensors) is per sample when `per_sample`, else the whole tensor (BatchNorm's
     per-channel statistics do not grow with the batch). `dtype`: "value" (the activations' element
     type), "stat" (statistics: float32 under autocast, else the model's type), "int64", or "mask"
-    (dropout: a bool on CUDA, the value type on CPU).
+    (dropout: a bool on CUDA, the value type on CPU), or "float32" (float32 under autocast, such as a softmax
+    inside a layer that autocast runs or type promotion leaves in float32; the value type elsewhere). A "weight" with a `shape` is one
+    of several weights the layer computes with (its half copy under autocast), else the layer's `weight`.
     """
 
     of: str
@@ -162,6 +164,10 @@ class Layer:
     flatten does) or "inplace" (overwrites it). `output_storage` may decide per instance."""
     autocast: ClassVar[bool] = False
     """True where torch.autocast runs the layer in half precision (conv, linear: their matmuls)."""
+
+    promotes: ClassVar[bool] = False
+    """True where the layer combines its input with its own parameter elementwise (adds, multiplies,
+    concatenates it): under autocast the parameter is float32, so the output is float32 by type promotion."""
 
     def autocast_float32(self, device: str) -> bool:
         """True where torch.autocast on `device` runs the layer in float32 whatever its input (CUDA:

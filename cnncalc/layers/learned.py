@@ -23,6 +23,7 @@ class ClassToken(Layer):
 
     signature = {}
     learned_tensor = True
+    promotes = True
 
     def check_input(self, shape: Shape) -> None:
         _tokens(self.kind, shape)
@@ -49,6 +50,7 @@ class PosEmbedding(Layer):
 
     signature = {}
     learned_tensor = True
+    promotes = True
 
     def tensors(self, shape: Shape) -> dict:
         return {"pos_embedding": (1, *shape)}
@@ -67,6 +69,7 @@ class LayerScale(Layer):
 
     signature = dict(layer_scale=1e-6)
     learned_tensor = True
+    promotes = True
 
     def setup(self, a: ArgReader) -> None:
         self.init = a.number("layer_scale")
