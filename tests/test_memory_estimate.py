@@ -55,3 +55,23 @@ def test_every_layer_type_with_a_kernel_has_a_case():
         covered |= {type(row.node.layer) for row in cnncalc.analyse(network).rows}
     missing = [cls.__name__ for cls in fw.base.KERNELS if not any(issubclass(c, cls) for c in covered)]
     assert not missing, f"no memory case for {missing}"
+
+
+def _activations(layers: str, batch: int = 2) -> int:
+    text = f"input: 8x16x16\nlayers:\n  - conv2d: {{out_channels: 8, kernel_size: 1}}\n{layers}"
+    return fw.estimate_memory(cnncalc.analyse(cnncalc.parse(text)), batch).activations
+
+
+def test_the_estimate_counts_new_memory_as_pytorch_allocates_it():
+    """One per-tensor accounting (analysis.allocates): a view or an inference dropout adds nothing to
+    the pass's peak; a kernel that copies where PyTorch shares storage (a permute made contiguous, an
+    in-place activation on an array the pass may not overwrite) is counted all the same."""
+    conv = _activations("")
+    sample = 8 * 16 * 16 * 4 * 2                  # one 8×16×16 float32 map, batch 2
+    for view in ("flatten", "identity", "dropout", "dropout: {inplace: true}", "unflatten: {dim: 1, unflattened_size: [2, 4]}"):
+        assert _activations(f"  - {view}\n") == conv, view
+    assert _activations("  - flatten\n  - identity\n  - unflatten: {dim: 1, unflattened_size: [8, 256]}\n") == conv
+    # the conv's peak is 3 maps (the network's input, held throughout, and the conv's input and output);
+    # a copy holds the network's input, its input, its new output and a temporary of its size: 4
+    for copy in ("relu", "relu: {inplace: true}", "permute: {dims: [0, 2, 3, 1]}"):
+        assert _activations(f"  - {copy}\n") == conv + sample, copy

@@ -229,12 +229,12 @@ def log_softmax(x, axis):
 
 # --------------------------------------------------------------------------- kernels by layer type
 
-@kernel(lookup("relu"))
+@kernel(lookup("relu"), copies=True)
 def _relu(layer, x, p, owned):
     return np.maximum(x, 0, out=x) if owned else relu(x)
 
 
-@kernel(lookup("relu6"))
+@kernel(lookup("relu6"), copies=True)
 def _relu6(layer, x, p, owned):
     return np.clip(x, 0, 6, out=x) if owned else relu6(x)
 
@@ -251,7 +251,7 @@ _ELEMENTWISE = {  # YAML name -> the kernel, called with the layer's PyTorch opt
 }
 
 for _name, _fn in _ELEMENTWISE.items():
-    kernel(lookup(_name))(lambda layer, x, p, owned, fn=_fn: fn(x, layer.options))
+    kernel(lookup(_name), copies=True)(lambda layer, x, p, owned, fn=_fn: fn(x, layer.options))
 
 
 @kernel(lookup("softmax"))

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..analysis import allocates as analysis_allocates
 from ..layers.base import Layer
 from .memory import _empty
 
@@ -22,15 +23,32 @@ GATHER_CHUNK_BYTES = 8 << 20
 
 Kernel = Callable[..., np.ndarray]  # (layer, x, params, owned, **options) -> y
 KERNELS: dict[type, Kernel] = {}
+#: Classes whose kernel returns a new array where PyTorch shares the input's storage (a view made
+#: contiguous for the kernels after it; an in-place activation on an array the pass may not overwrite).
+COPIES: set[type] = set()
 
 
-def kernel(*classes: type) -> Callable[[Kernel], Kernel]:
-    """Register the decorated function as the kernel of each layer class in ``classes``."""
+def kernel(*classes: type, copies: bool = False) -> Callable[[Kernel], Kernel]:
+    """Register the decorated function as the kernel of each layer class in ``classes``; ``copies``:
+    it allocates its output even where ``analysis.allocates`` says PyTorch does not."""
     def add(fn: Kernel) -> Kernel:
         for cls in classes:
             KERNELS[cls] = fn
+            if copies:
+                COPIES.add(cls)
         return fn
     return add
+
+
+def allocates(row) -> bool:
+    """Whether the pass allocates this entry's output: where PyTorch does (``analysis.allocates``, at
+    inference), and where this entry's kernel copies what PyTorch would share."""
+    if analysis_allocates(row):
+        return True
+    for cls in type(row.node.layer).__mro__:
+        if cls in KERNELS:
+            return cls in COPIES
+    return False
 
 
 def apply(layer: Layer, x: np.ndarray, p: dict, owned: bool, **options) -> np.ndarray:

@@ -15,11 +15,10 @@ from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAt
 from ..layers.pool import AdaptiveAvgPool, _AdaptivePool, _Pool
 from ..layers.reshape import Upsample
 from ..layers.base import Layer
-from ..layers.composite import Concat, Multiply, Residual
 from ..spec import Node
 from . import blas
 from . import conv, pool
-from .base import gather_rows
+from .base import allocates, gather_rows
 from .fusion import defers_relu, folds
 from .memory import size_text
 from .weights import expected_tensors
@@ -44,8 +43,10 @@ def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
     """Peak memory of the pass, from the analysis alone (nothing is allocated).
 
     Live activations follow the pass: a leaf holds its input and output (plus a padded copy of the
-    input for padded windows); a residual or concat keeps its input and its finished branches'
-    outputs while the next branch runs. Kernel scratch (im2col / col2im chunks) is bounded by
+    input for padded windows), its output new memory only where it allocates one (``base.allocates``:
+    PyTorch's accounting, ``analysis.allocates``, where views and in-place layers share their input's
+    storage, and the kernels that copy all the same); a residual or concat keeps its input and its
+    finished branches' outputs while the next branch runs. Kernel scratch (im2col / col2im chunks) is bounded by
     conv.CHUNK_BYTES per chunk. Weights and buffers count once, whatever the batch.
     """
     itemsize = np.dtype(dtype).itemsize
@@ -79,14 +80,16 @@ class _MemoryWalk:
         row = self.rows[node.path]
         size_in, size_out = math.prod(row.input), math.prod(row.output)
         if node.leaf:
+            if not allocates(row):         # a view of its input: nothing new
+                return held + size_in
             return held + size_in + size_out + self.scratch(node.layer, row)
-        if isinstance(node.layer, (Residual, Concat, Multiply)):
-            peak, finished = 0, 0
-            for nodes in node.branches.values():
-                peak = max(peak, self.sequence(nodes, held + size_in + finished))
-                finished += math.prod(self.rows[nodes[-1].path].output) if nodes else 0
-            return max(peak, held + size_in + finished + size_out)
-        return self.sequence(node.branches[""], held)
+        if not allocates(row):             # a sequence: its last entry's output
+            return self.sequence(node.branches[""], held)
+        peak, finished = 0, 0              # a residual, concat or product: its branches, then the result
+        for nodes in node.branches.values():
+            peak = max(peak, self.sequence(nodes, held + size_in + finished))
+            finished += math.prod(self.rows[nodes[-1].path].output) if nodes else 0
+        return max(peak, held + size_in + finished + size_out)
 
     def scratch(self, layer: Layer, row: Row) -> int:
         """Per-sample elements a leaf allocates beyond its output; chunked scratch goes to workspace.

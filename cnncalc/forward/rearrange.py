@@ -45,7 +45,7 @@ def center_crop(x: np.ndarray, size: tuple, offsets: tuple) -> np.ndarray:
     return np.ascontiguousarray(pad(x, pads))
 
 
-@kernel(_Slice)
+@kernel(_Slice, copies=True)
 def _slice(layer, x, p, owned):
     axis, start, length = layer.span(x.shape[1:])
     return narrow(x, axis + 1, start, length)
@@ -66,6 +66,6 @@ def _pixel_unshuffle(layer, x, p, owned):
     return pixel_unshuffle(x, layer.r)
 
 
-@kernel(CenterCrop)
+@kernel(CenterCrop, copies=True)
 def _center_crop(layer, x, p, owned):
     return center_crop(x, layer.size, layer.offsets(x.shape[1:]))

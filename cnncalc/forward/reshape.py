@@ -173,7 +173,7 @@ def _flatten(layer, x, p, owned):
     return x.reshape(*x.shape[:first], -1, *x.shape[last + 1:])
 
 
-@kernel(Permute)
+@kernel(Permute, copies=True)
 def _permute(layer, x, p, owned):
     # a contiguous copy, as the kernels after it (GEMMs over the last axis, norms) read rows
     return np.ascontiguousarray(x.transpose(0, *(axis + 1 for axis in layer.perm(x.shape[1:]))))
@@ -184,7 +184,7 @@ def _unflatten(layer, x, p, owned):
     return x.reshape(x.shape[0], *layer.out_shape(x.shape[1:]))
 
 
-@kernel(Select)
+@kernel(Select, copies=True)
 def _select(layer, x, p, owned):
     axis, index = layer.position(x.shape[1:])
     return np.ascontiguousarray(np.take(x, index, axis=axis + 1))
