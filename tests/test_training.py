@@ -453,6 +453,14 @@ def test_transformer_layers_under_autocast(entry):
              batches=(2,), amp="bfloat16")                                                 # a promoted input
 
 
+def test_window_attention_keeps_a_copy_of_an_input_another_layer_keeps():
+    """Found by hypothesis: with nothing padded or rolled, the windows qkv reads still are not the
+    input's storage (F.pad copies even when it pads nothing), so a ReLU's kept output is not shared."""
+    for window in ([3, 8], [1, 1]):
+        entry = {"shiftedwindowattention": {"window_size": window, "shift_size": [0, 0], "num_heads": 2}}
+        _compare(_spec(2, [_first(2), "relu", entry]))
+
+
 def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
     text = "input: 8\nlayers:\n  - linear: {out_features: 4}\n  - batchnorm1d\n"
     report = cnncalc.analyse(cnncalc.parse(text))

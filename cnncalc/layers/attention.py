@@ -189,20 +189,15 @@ class ShiftedWindowAttention(Layer):
         return 2 * self.macs(shape, out) - (0 if input_grad else self.mac_terms(shape)["qkv"])
 
     def saved(self, shape, out, ctx):
-        """What torchvision's shifted_window_attention keeps: the windows qkv reads (a view of its input
-        when nothing is padded or rolled and the partition needs no copy), K and V as QKᵀ and AV read them
+        """What torchvision's shifted_window_attention keeps: the windows qkv reads (a copy: F.pad
+        copies even when it pads nothing), K and V as QKᵀ and AV read them
         (views of the qkv output when one head or one window of one sample lets matmul fold its batch
         dimensions without a copy, else copies), Q scaled, the softmax output, and proj's input."""
         c, heads = shape[2], self.num_heads
         (ph, pw), (wh, ww) = self.padded(shape), self.window_size
         t, n, d = ph * pw, wh * ww, c // heads
-        grid = (ctx.batch, ph // wh, wh, pw // ww, ww, c)                      # the map cut into windows
-        strides = _contiguous(grid)
-        order = (0, 1, 3, 2, 4, 5)
-        moved = _view((tuple(grid[i] for i in order), tuple(strides[i] for i in order)), (-1, n, c))
-        untouched = (ph, pw) == tuple(shape[:2]) and not any(self.shifts(shape))
-        windows = Saved("input", "its input, cut into the windows qkv reads") if moved and untouched else \
-            Saved("new", "the padded, rolled map cut into windows (qkv's input)", (t, c))
+        # F.pad copies even when it pads nothing, so the windows are never the input's storage
+        windows = Saved("new", "the padded, rolled map cut into windows (qkv's input)", (t, c))
         b = ctx.batch * t // n                                                 # windows in the batch
         k = _view(((b, heads, d, n), (n * 3 * c, d, 1, 3 * c)), (b * heads, d, n))
         v = _view(((b, heads, n, d), (n * 3 * c, d, 3 * c, 1)), (b * heads, n, d))
@@ -279,15 +274,6 @@ class PatchMerging(Layer):
 
     def label(self, shape: Shape) -> str:
         return f"PatchMerging ({shape[2]} → {2 * shape[2]})"
-
-
-def _contiguous(sizes: tuple) -> tuple:
-    """Strides (in elements) of a contiguous tensor."""
-    strides, step = [], 1
-    for n in reversed(sizes):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
 
 
 def _view(tensor: tuple, new: tuple) -> bool:
