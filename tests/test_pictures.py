@@ -23,7 +23,8 @@ from util import cli
 HERE = Path(__file__).resolve().parent / "pictures"
 SNAPSHOT = Path(__file__).resolve().parent.parent / "docs" / "pictures" / "lenet5.svg"   # shown in the README
 SVG = "{http://www.w3.org/2000/svg}"
-SPECS = builtin_names() + [str(HERE / "inception_block.yaml"), str(HERE / "unet_small.yaml")]
+SPECS = builtin_names() + [str(HERE / "inception_block.yaml"), str(HERE / "unet_small.yaml"),
+                           str(HERE / "encoder_decoder_add.yaml")]
 
 
 def report_of(spec):
@@ -261,10 +262,12 @@ def _crosses(points, rect) -> bool:
     return False
 
 
-@pytest.mark.parametrize("spec,depth", [("unet", None), ("unet", 1), ("unet", 2), (str(HERE / "unet_small.yaml"), None)],
-                         ids=["unet", "unet-depth1", "unet-depth2", "unet_small"])
-def test_folded_drawing_has_no_overlapping_labels_nor_arrows_through_boxes(spec, depth):
-    root = parse_svg(draw(report_of(spec), depth=depth))
+@pytest.mark.parametrize("spec,depth", [(s, None) for s in SPECS] + [("unet", 1), ("unet", 2), ("resnet50", 3)],
+                         ids=lambda v: Path(str(v)).stem)
+def test_no_overlapping_labels_nor_arrows_through_boxes(spec, depth):
+    report = report_of(spec)
+    root = parse_svg(draw(report, depth=depth))
+    assert layout(report, depth).folded == (Path(spec).stem in ("unet", "unet_small", "encoder_decoder_add"))
     maps, _, lines = _geometry(root)
     texts = [(t.text, _text_box(t)) for t in root.iter(SVG + "text")]
     boxes = list(maps.values())

@@ -350,12 +350,14 @@ class Fold(Item):
     encoder-decoder (U-Net's skip connection), drawn as the paper draws it. The deep lane runs one row
     lower, entered by an arrow straight down from the map before the split and left by an arrow straight
     up into the merge; the other lane (the copy, cropped) is an arrow across the top into the first half
-    of the merged map, the up-sampled map its second half, the mark between them."""
+    of the merged map, the up-sampled map its second half, the mark between them. When the deep lane goes
+    on computing after it is back at its resolution, all of it stays on the row below, and the arrow up
+    goes straight into the mark."""
 
     GAP = 30.0      # the shortest vertical arrow
     SEAM = 4.0      # between the two halves of the merged map, the mark drawn over it
 
-    def __init__(self, prev: Map, short: list[Item], down: Gap, body: list[Item], up: Gap, ret: list[Item],
+    def __init__(self, prev: Map, short: list[Item], down: Gap, body: list[Item], up: Gap | None, ret: list[Item],
                  merge: tuple[str, str, str, tuple], headline: str):
         self.prev, self.down, self.up, self.headline = prev, down, up, headline
         self.mark, self.path, self.title, self.shape = merge
@@ -380,11 +382,11 @@ class Fold(Item):
         self.copies_x = self.mark_x - self.SEAM / 2 - self.copies.width
         self.ret_x = self.mark_x + (self.SEAM / 2 if copies else r + 3)
         self.width = self.ret_x + self.ret.width
-        self.slack = ret[-1].slack
+        self.slack = ret[-1].slack if ret else 0.0
         pair = max([m.h for m in copies[-1:] + ret[:1]] + [2 * r])
         self.label_y = pair / 2 + LINE
         band = max(prev.below, self.label_y + 4, self.copies.below, self.ret.below)
-        said = max(len(down.lines()), len(up.lines()))
+        said = max(len(down.lines()), len(up.lines()) if up else 0)
         self.band = (band, band + max(self.GAP, said * LINE + 12))
         self.lower = self.band[1] + self.body.above
         self.above = max(len(lines) * LINE + 6, self.copies.above, self.ret.above, r)
@@ -404,7 +406,11 @@ class Fold(Item):
         down = x + self.down_x
         out.append(Line([(down, y + self.prev.below), (down, top - 1)], arrow=True, key=self.down.key,
                         paths=" ".join(self.down.paths), title="; ".join(t for _, t, _ in self.down.lines())))
-        self._beside(self.down, down + 7, y, top, "start", out)
+        # its captions on its right, unless the arrow up passes there (a short row below): then on its left
+        rise, mark = x + self.up_x, x + self.mark_x
+        said = max((text_width(t) * (1.1 if block else 1) for _, t, block in self.down.lines()), default=0.0)
+        right = down + 7 + said + 6 < min(rise, mark)
+        self._beside(self.down, down + 7 if right else down - 7, y, top, "start" if right else "end", out)
         # across: the copy, from the map before the split to the first half of the merged map
         lines = self.skip_lines()
         start, end = x - self.prev.slack, x + (self.copies_x if self.copies.items else self.mark_x - r)
@@ -413,17 +419,19 @@ class Fold(Item):
             out.append(Text((start + end) / 2, y - 5 - (len(lines) - 1 - i) * LINE, text, path,
                             tone="skip" if not path else ("block" if block else "caption")))
         self.copies.place(x + self.copies_x, y, out)
-        mark = x + self.mark_x
         self.ret.place(x + self.ret_x, y, out)
         out.append(Mark(mark, y, self.mark, self.path, self.title, r))      # over the seam of the two halves
         out.append(Text(mark, y + self.label_y, self.label, self.path, size=FONT - 1, tone="shape"))
         # up: from the last map of the row below into the merged map, under its label
         last = self.body.items[-1].face
-        bottom, rise = y + self.label_y + 4, x + self.up_x
+        bottom = y + self.label_y + 4
         points = [(rise, last[1] - 1), (mark, bottom)]
         if abs(rise - mark) > 0.5:
             middle = (y + self.band[0] + y + self.band[1]) / 2
             points = [(rise, last[1] - 1), (rise, middle), (mark, middle), (mark, bottom)]
+        if self.up is None:                 # the last map below is the merge's input itself
+            out.append(Line(points, arrow=True))
+            return
         out.append(Line(points, arrow=True, key=self.up.key, paths=" ".join(self.up.paths),
                         title="; ".join(t for _, t, _ in self.up.lines())))
         self._beside(self.up, mark + 7, y, last[1], "start", out)
@@ -439,7 +447,8 @@ class Fold(Item):
 
 def fold_parts(short_lane: list[Item], deep: list[Item], shape: tuple):
     """(down, body, up, ret) of a lane that leaves the resolution of `shape` for a lower one and comes back
-    (a Gap down, the items below, a Gap up, the maps at `shape`'s resolution again), else None."""
+    (a Gap down, the items below, a Gap up, the map at `shape`'s resolution again; or, when more follows
+    that map, a Gap down, everything else, None, []), else None."""
     def area(item) -> int:
         return math.prod(item.shape[1:]) if len(item.shape) >= 3 else 0
 
@@ -451,8 +460,10 @@ def fold_parts(short_lane: list[Item], deep: list[Item], shape: tuple):
     if first != 1 or last + 2 >= len(deep) or not isinstance(deep[0], Gap) or not isinstance(deep[last + 1], Gap) \
             or not isinstance(deep[1], Map) or not isinstance(deep[last], Map) or not isinstance(deep[last + 2], Map):
         return None
-    if short_lane and not isinstance(short_lane[-1], Map):
+    if (short_lane and not isinstance(short_lane[-1], Map)) or not isinstance(deep[-1], Map):
         return None
+    if len(deep) > last + 3:
+        return deep[0], deep[1:], None, []
     return deep[0], deep[1:last + 1], deep[last + 1], deep[last + 2:]
 
 
