@@ -123,6 +123,7 @@ class _Walker:
     def __init__(self):
         self.rows: list[Row] = []
         self.warnings: list[Warning] = []
+        self.siblings: list[tuple[Node, dict]] = []  # composites being walked, with their branches' outputs so far
 
     def sequence(self, nodes: list[Node], shape: tuple, rf):
         for node in nodes:
@@ -139,6 +140,8 @@ class _Walker:
             raise e.located(node.where, node.describe()) from None
 
     def leaf(self, node: Node, shape: tuple, rf) -> Row:
+        if node.layer.like is not None:   # sized like a sibling branch: bound to that size (spec._Frame)
+            node.layer = node.layer.bound(self.sibling(node.layer.like))
         layer = node.layer
         layer.check_input(shape)
         out = layer.out_shape(shape)
@@ -153,14 +156,33 @@ class _Walker:
         self.warnings.extend(Warning(node, text) for text in row.notes)
         return row
 
+    def sibling(self, branch: str) -> tuple:
+        """The output of `branch` of the nearest composite around that has one (the parser checked it
+        exists and ordered the branches so that it is walked first)."""
+        for composite, outputs in reversed(self.siblings):
+            if branch in composite.branches:
+                return outputs[branch]
+        raise AssertionError(f"no branch {branch} around")  # the parser refuses this
+
     def composite(self, node: Node, shape: tuple, rf) -> Row:
         index = len(self.rows)
         self.rows.append(None)  # placeholder: a composite's row comes before its children's
-        outputs, fields, children = {}, {}, []
-        for branch, nodes in node.branches.items():
-            first = len(self.rows)
-            outputs[branch], fields[branch] = self.sequence(nodes, shape, rf)
-            children += [r for r in self.rows[first:] if r.node.depth == node.depth + 1]
+        outputs, fields, pieces = {}, {}, {}
+        self.siblings.append((node, outputs))
+        try:
+            for branch in node.order or node.branches:  # a branch sized like a sibling after that sibling
+                first = len(self.rows)
+                outputs[branch], fields[branch] = self.sequence(node.branches[branch], shape, rf)
+                if node.order:   # its rows are put back in document order below
+                    pieces[branch] = self.rows[first:]
+                    del self.rows[first:]
+        finally:
+            self.siblings.pop()
+        for branch in node.branches if pieces else ():
+            self.rows += pieces[branch]
+        children = [r for r in self.rows[index + 1:] if r.node.depth == node.depth + 1]
+        outputs = {branch: outputs[branch] for branch in node.branches}   # document order: concat's channels
+        fields = {branch: fields[branch] for branch in node.branches}
         out = node.layer.combine(shape, outputs)
         row = Row(node, shape, out, None, None,
                   params=sum(r.params for r in children), buffers=sum(r.buffers for r in children),

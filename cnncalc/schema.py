@@ -55,6 +55,7 @@ _ARGUMENTS: dict[str, list[dict]] = {
     "output_size": _per_axis({"type": ["integer", "null"], "minimum": 1}),
     "normalized_shape": _per_axis(_int()) + [_NULL],
     "size": _per_axis(_int()) + [_NULL],
+    "like": [{"type": "string", "pattern": IDENTIFIER, "description": "a sibling branch whose output size it takes"}],
     "scale_factor": _per_axis({"type": "number", "exclusiveMinimum": 0}) + [_NULL],
     "p": [{"type": "number", "minimum": 0, "maximum": 1}],
     "eps": [{"type": "number", "minimum": 0}],
@@ -205,6 +206,8 @@ def _arguments(cls: type[Layer]) -> dict:
               "additionalProperties": False, "description": (cls.__doc__ or cls.kind).strip().splitlines()[0]}
     if required:
         schema["required"] = required
+    if "like" in cls.signature:   # a fixed size or a sibling's: exactly one
+        schema.update(type="object", oneOf=[{"required": ["size"]}, {"required": ["like"]}])
     return schema
 
 

@@ -42,6 +42,7 @@ class Node:
     depth: int = 0
     key: str = ""                   # state_dict prefix of its tensors, from names (cnncalc.keys)
     single: bool = False            # a branch written as this one entry, not a list: no position in its key
+    order: tuple[str, ...] | None = None  # branches in walking order, when a layer is sized `like` a sibling
 
     @property
     def leaf(self) -> bool:
@@ -169,6 +170,29 @@ class _Block:
 _REQUIRED_ARG = object()
 
 
+@dataclass
+class _Frame:
+    """A residual, concat or multiply being read: its branch names, the one being read, and which
+    branches take a size from which siblings (a crop `like: up`)."""
+
+    branches: tuple
+    current: str = ""
+    needs: dict = field(default_factory=dict)    # branch -> the sibling branches it is sized like
+
+    def order(self, where: Where) -> tuple[str, ...]:
+        """The branches in an order where every branch comes after the siblings it is sized like."""
+        done: list[str] = []
+        while len(done) < len(self.branches):
+            ready = [b for b in self.branches if b not in done and self.needs.get(b, set()) <= set(done)]
+            if not ready:
+                cycle = ", ".join(f"{b} like {' and '.join(sorted(self.needs[b]))}" for b in self.branches
+                                  if b not in done and b in self.needs)
+                raise SpecError(f"branches are sized like each other in a circle ({cycle})", where=where,
+                                fix="one branch must have sizes of its own: give its crop a `size:` instead")
+            done.append(ready[0])
+        return tuple(done)
+
+
 class Parser:
     """Turns positioned YAML data into Nodes, expanding blocks and repeats within the limits."""
 
@@ -176,6 +200,7 @@ class Parser:
         self.source, self.limits, self.any_answers = source, limits, any_answers
         self.blocks: dict[str, _Block] = {}
         self.layer_count = 0
+        self.frames: list[_Frame] = []     # the residuals, concats and multiplies around the entry being read
 
     def here(self, node, key=None) -> Where:
         return position(node, key) or Where(self.source)
@@ -315,6 +340,8 @@ class Parser:
                 node = self._use_block(self.blocks[kind], args, item, path, depth, stack, where)
             else:
                 node = Node(self._leaf(kind, args, item, where), path, lowered, where, depth=depth)
+                if node.layer.like is not None:
+                    self._sized_like(node.layer.like)
         except SpecError as e:
             raise e.located(where, label) from None
         node.name, node.expect = name, expect
@@ -367,8 +394,6 @@ class Parser:
             if "body" not in args:
                 raise SpecError("residual needs a `body:` list", where=where,
                                 fix="write `residual: {body: [...], shortcut: [...]}` (shortcut optional)")
-            node.branches = {name: self.branch(args.get(name), f"{path}.{name}", deeper, position(args, name))
-                             for name in ("body", "shortcut")}
         else:
             example = {"concat": "concat: {b1: [...], b2: [...]}", "multiply": "multiply: {x: [], gate: [...]}"}[kind]
             if not args:
@@ -379,9 +404,35 @@ class Parser:
                     raise SpecError(f"{kind} branch name {brief(key, 40)} must be an identifier (letters, digits, _)",
                                     where=position(args, key), fix="name branches like b1, b2, pool_branch")
             self._grow(len(args))  # each branch costs work even when empty (the identity)
-            node.branches = {key: self.branch(value, f"{path}.{key}", deeper, position(args, key))
-                             for key, value in args.items()}
+        names = ("body", "shortcut") if kind == "residual" else tuple(args)
+        frame = _Frame(names)
+        self.frames.append(frame)
+        try:
+            for name in names:
+                frame.current = name
+                node.branches[name] = self.branch(args.get(name), f"{path}.{name}", deeper, position(args, name))
+        finally:
+            self.frames.pop()
+        if frame.needs:
+            node.order = frame.order(where)
         return node
+
+    def _sized_like(self, branch: str) -> None:
+        """Record that the branch being read takes a size from its sibling `branch`, in the nearest
+        residual, concat or multiply around it that has a branch of that name."""
+        for frame in reversed(self.frames):
+            if branch == frame.current:
+                raise SpecError(f"centercrop like '{branch}' is inside branch '{branch}' itself",
+                                fix="name a sibling branch: the crop takes the size of the other branch's output")
+            if branch in frame.branches:
+                frame.needs.setdefault(frame.current, set()).add(branch)
+                return
+        around = sorted({b for frame in self.frames for b in frame.branches if b != frame.current})
+        raise SpecError(f"centercrop like '{branch}': no residual, concat or multiply around it has a branch "
+                        f"'{branch}'{suggest(branch, around)}",
+                        fix=f"name a sibling branch ({', '.join(around)})" if around else
+                        "put the crop in a branch of a concat (or residual) and name the other branch, e.g. "
+                        "`concat: {skip: [{centercrop: {like: up}}], up: [...]}`")
 
     def branch(self, value, path: str, deeper: dict, where: Where | None) -> list[Node]:
         """A composite's branch: a list of entries, or one entry written without a list (its path is

@@ -72,6 +72,34 @@ def test_unet_centre_crop_worked_example():
     assert [tuple(f) for f in row.rf] == [(1, 1, 88), (1, 1, 88)]
 
 
+def test_crop_like_a_sibling_takes_its_size_from_that_branch():
+    """`centercrop: {like: up}`: skip is walked after up (8×8 from 12: offset round((12 - 8)/2) = 2), the
+    rows stay in document order, and the crop is bound to 8×8 where every later stage sees it. A sibling
+    larger than the input pads, as a fixed crop does: 5×5 in a 3×3 residual shortcut → one zero row in
+    front, one after."""
+    report = analyse(spec("4x12x12", "concat: {skip: [{centercrop: {like: up}}], up: [{maxpool2d: {kernel_size: 2}}, "
+                                     "{convtranspose2d: {out_channels: 2, kernel_size: 2, stride: 2}}, "
+                                     "{conv2d: {out_channels: 2, kernel_size: 5}}]}"))
+    assert [(r.path, r.output) for r in report.rows] == [
+        ("0", (6, 8, 8)), ("0.skip.0", (4, 8, 8)), ("0.up.0", (4, 6, 6)), ("0.up.1", (2, 12, 12)),
+        ("0.up.2", (2, 8, 8))]
+    crop = report.rows[1]
+    assert (crop.node.layer.size, crop.node.layer.offsets(crop.input)) == ((8, 8), (2, 2))
+    assert [tuple(f) for f in crop.rf] == [(1, 1, 2), (1, 1, 2)]
+    padded = analyse(spec("2x3x3", "residual: {body: [{zeropad2d: {padding: 1}}], shortcut: [{centercrop: {like: body}}]}"))
+    assert padded.output == (2, 5, 5) and padded.rows[2].node.layer.offsets((2, 3, 3)) == (-1, -1)
+
+
+def test_unet_takes_any_tile():
+    """The built-in U-Net's crops are sized like the decoder: the paper's 572 tile and any 124 + 16k tile
+    (380: 380 → … → 16 at the bottom → 196 out) without a warning, every shape as PyTorch's."""
+    for size, out in ((572, 388), (380, 196), (188, 4)):
+        data = cnncalc.analyse(cnncalc.load("unet", f"1x{size}x{size}"))
+        assert (data.output, data.totals.params, data.warnings) == ((2, out, out), 31_030_658, [])
+    text = cnncalc.spec.resolve("unet")[1]
+    assert tm.disagreements(text, input_shape=(1, 188, 188)) == []
+
+
 def test_crop_offset_rounds_halves_to_even_and_pads_a_larger_crop():
     """torchvision: int(round((n - c)/2)) with Python's round, and (c - n)//2 zeros in front."""
     for n in range(1, 30):
@@ -127,6 +155,13 @@ AGREE = {
                                  "{conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}, "
                                  "{convtranspose2d: {out_channels: 2, kernel_size: 2, stride: 2}}, "
                                  "{conv2d: {out_channels: 2, kernel_size: 5}}]}"),
+    "unet skip sized like its sibling": spec("4x13x12", "concat: {skip: [{centercrop: {like: up}}], up: [{maxpool2d: "
+                                                       "{kernel_size: 2}}, {conv2d: {out_channels: 3, kernel_size: 3}}, "
+                                                       "{upsample: {scale_factor: 2}}]}"),
+    "crop like a sibling, nested and padding": spec(
+        "2x9x9", "residual: {body: [{conv2d: {out_channels: 2, kernel_size: 3}}, {concat: {a: [{centercrop: "
+                 "{like: b}}], b: [{conv2d: {out_channels: 1, kernel_size: 3}}]}}, {zeropad2d: {padding: 2}}], "
+                 "shortcut: [{conv2d: {out_channels: 3, kernel_size: 1}}, {centercrop: {like: body}}]}"),
     "repeat zero": "input: 3x8x8\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n    repeat: 0\n"
                    "  - relu\n",
 }
@@ -159,6 +194,9 @@ EXACT = {
                             "pixelunshuffle: {downscale_factor: 2}", "conv2d: {out_channels: 1, kernel_size: 3}"),
     "centre crops": spec("1x30x29", "conv2d: {out_channels: 1, kernel_size: 3}", "centercrop: {size: [21, 20]}",
                          "conv2d: {out_channels: 1, kernel_size: 3, stride: 2}", "centercrop: {size: [7, 6]}"),
+    "crop like a sibling": spec("1x21x20", "concat: {skip: [{centercrop: {like: up}}], up: [{conv2d: {out_channels: 1, "
+                                           "kernel_size: 3, stride: 2}}, {conv2d: {out_channels: 1, kernel_size: 3}}]}",
+                                "conv2d: {out_channels: 1, kernel_size: 3}"),
 }
 
 
@@ -208,7 +246,18 @@ BAD = {
                             "W = 5 is not a multiple of downscale_factor 2"),
     "pixelshuffle on 1-D": (spec("8x4", "pixelshuffle: {upscale_factor: 2}"), 3, "needs a C×H×W input"),
     "centercrop on 1-D": (spec("8x4", "centercrop: {size: 2}"), 3, "needs a C×H×W input"),
-    "centercrop size missing": (spec("8x4x4", "centercrop: {}"), 3, "needs the argument 'size'"),
+    "centercrop size missing": (spec("8x4x4", "centercrop: {}"), 3, "argument 'size' (or 'like') is needed"),
+    "centercrop size and like": (spec("8x4x4", "centercrop: {size: 2, like: a}"), 3, "cannot both be given"),
+    "centercrop like nothing": (spec("8x4x4", "centercrop: {like: up}"), 3, "no residual, concat or multiply around"),
+    "centercrop like a misspelt branch": (spec("8x4x4", "concat: {skip: [{centercrop: {like: upp}}], up: []}"), 3,
+                                          "did you mean 'up'?"),
+    "centercrop like its own branch": (spec("8x4x4", "concat: {skip: [{centercrop: {like: skip}}], up: []}"), 3,
+                                       "inside branch 'skip' itself"),
+    "crops like each other": (spec("8x4x4", "concat: {a: [{centercrop: {like: b}}], b: [{centercrop: {like: a}}]}"),
+                              3, "sized like each other in a circle (a like b, b like a)"),
+    "centercrop like a flat branch": (spec("8x4x4", "concat: {a: [{centercrop: {like: b}}], b: [flatten]}"), 3,
+                                      "that branch gives 128, not a C×H×W map"),
+    "centercrop like not a name": (spec("8x4x4", "centercrop: {like: [1, 2]}"), 3, "must name a branch"),
     "negative repeat": (spec("8x4x4", "{relu: null, repeat: -1}"), 3, "at least 0, not -1"),
 }
 
@@ -249,6 +298,10 @@ def test_explain_shows_the_working():
     assert texts["2"]["macs"] == ("MACs = sum over its layers = 256 + 256 = 512 (the elementwise product itself "
                                   "is not counted)")
     assert texts["3"]["output"] == "output = C·r² × H/r × W/r = 32·4 × 392/2 × 392/2 = 128 × 196 × 196"
+    report = cnncalc.analyse(cnncalc.load("unet"))
+    texts = {path: explain(step) for path, step in steps(report).items()}
+    assert texts["1.skip.0"]["output"] == ("output = 64 × 392 × 392: H' = W' = 392 from 568, offset round((568 - "
+                                           "392)/2) = 88 (the size of branch up's output, like: up)")
 
 
 def test_schema_knows_the_new_types(tmp_path):
@@ -261,6 +314,8 @@ def test_schema_knows_the_new_types(tmp_path):
         assert list(validator.iter_errors(yaml.safe_load(text))) == [], text
     assert list(validator.iter_errors(yaml.safe_load(spec("4x4x4", "chunk: {chunks: two, index: 0}"))))
     assert list(validator.iter_errors(yaml.safe_load(spec("4x4x4", "multiply: [relu]"))))
+    for bad in ("centercrop: {}", "centercrop: {size: 2, like: a}", "centercrop: {like: 3}"):
+        assert list(validator.iter_errors(yaml.safe_load(spec("4x4x4", bad)))), bad
 
 
 # --- the forward kernels against naive definitions, and the pass against PyTorch ---------------------------

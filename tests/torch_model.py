@@ -41,12 +41,13 @@ class ResidualModule(nn.Module):
     """body(x) + shortcut(x); an empty shortcut is the identity. Unequal shapes are refused rather
     than broadcast: no real residual relies on broadcasting, and cnncalc refuses them too."""
 
-    def __init__(self, body: nn.Sequential, shortcut: nn.Sequential):
+    def __init__(self, body: nn.Sequential, shortcut: nn.Sequential, order=("body", "shortcut")):
         super().__init__()
-        self.body, self.shortcut = body, shortcut
+        self.body, self.shortcut, self.order = body, shortcut, order
 
     def forward(self, x):
-        return self.add(self.body(x), self.shortcut(x))
+        outputs = _branches(self, self.order, x)
+        return self.add(outputs["body"], outputs["shortcut"])
 
     @staticmethod
     def add(body, shortcut):
@@ -58,14 +59,30 @@ class ResidualModule(nn.Module):
 class ConcatModule(nn.Module):
     """Named branches joined along the channels (dim 1, after the batch)."""
 
-    def __init__(self, branches: dict[str, nn.Sequential]):
+    def __init__(self, branches: dict[str, nn.Sequential], order=None):
         super().__init__()
         self.names = list(branches)
+        self.order = order or self.names
         for name, module in branches.items():
             self.add_module(name, module)
 
     def forward(self, x):
-        return torch.cat([getattr(self, name)(x) for name in self.names], dim=1)
+        outputs = _branches(self, self.order, x)
+        return torch.cat([outputs[name] for name in self.names], dim=1)
+
+
+def _branches(module: nn.Module, order, x) -> dict:
+    """Every branch of a composite module on x, in `order`; before a branch runs, each crop in it that
+    is sized like a branch already run gets that branch's output as its target (U-Net's
+    `crop(skip, up.shape)`; a composite nearer the crop, run later, sets its own)."""
+    outputs = {}
+    for name in order:
+        branch = getattr(module, name)
+        for crop in branch.modules():
+            if isinstance(crop, CropLike) and crop.like in outputs:
+                crop.target = outputs[crop.like]
+        outputs[name] = branch(x)
+    return outputs
 
 
 # --- torchvision's building blocks and tensor operations, written here from their definitions --------
@@ -278,7 +295,8 @@ class MultiplyModule(ConcatModule):
     are refused rather than broadcast against the batch dimension (cnncalc refuses them too)."""
 
     def forward(self, x):
-        return self.multiply([getattr(self, name)(x) for name in self.names])
+        outputs = _branches(self, self.order, x)
+        return self.multiply([outputs[name] for name in self.names])
 
     @staticmethod
     def multiply(outputs):
@@ -338,6 +356,19 @@ class CenterCrop(nn.Module):
             h, w = x.shape[-2:]
         top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
         return x[..., top:top + crop_h, left:left + crop_w]
+
+
+class CropLike(CenterCrop):
+    """A centre crop to the spatial size of a sibling branch's output (`target`, set by the composite
+    around it before this branch runs)."""
+
+    def __init__(self, like):
+        nn.Module.__init__(self)
+        self.like, self.target = like, None
+
+    def forward(self, x):
+        self.size = tuple(self.target.shape[-2:])
+        return super().forward(x)
 
 
 def build(network: cnncalc.Network, report: cnncalc.Report | None = None) -> nn.Module:
@@ -563,9 +594,46 @@ def _shape(value) -> tuple:
     return tuple(value)
 
 
+class _NotYet(Exception):
+    """A crop sized like a sibling branch that has not run yet: its branch is read after the others."""
+
+
 class _Reader:
     def __init__(self, blocks: dict):
         self.blocks = blocks
+        self.siblings: list[tuple[tuple, dict]] = []   # (branch names, outputs so far) of composites being read
+
+    def branches(self, args: dict, names, x, env) -> tuple[dict, list]:
+        """({name: (module, output)}, the order they ran in): a branch whose crop is sized like a
+        sibling that has not run yet is read again after the others."""
+        built, order, pending = {}, [], list(names)
+        self.siblings.append((tuple(names), {}))
+        try:
+            while pending:
+                for name in pending:
+                    try:
+                        built[name] = self.sequence(args.get(name), x, env)
+                    except _NotYet:
+                        continue
+                    self.siblings[-1][1][name] = built[name][1]
+                    order.append(name)
+                    pending.remove(name)
+                    break
+                else:
+                    raise ValueError(f"branches {pending} are sized like each other in a circle")
+        finally:
+            self.siblings.pop()
+        return built, order
+
+    def crop_like(self, like: str, x):
+        for names, outputs in reversed(self.siblings):
+            if like in names:
+                if like not in outputs:
+                    raise _NotYet(like)
+                module = CropLike(like)
+                module.target = outputs[like]
+                return module, module(x)
+        raise ValueError(f"no branch {like} around the crop")
 
     def sequence(self, items, x, env) -> tuple[nn.Sequential, torch.Tensor]:
         if isinstance(items, (dict, str)):   # a branch written as one entry: paths still .0
@@ -596,17 +664,18 @@ class _Reader:
         if lowered == "sequential":
             return self.sequence(args, x, env)
         if lowered == "residual":
-            body, y = self.sequence(args["body"], x, env)
-            shortcut, z = self.sequence(args.get("shortcut"), x, env)
-            return ResidualModule(body, shortcut), ResidualModule.add(y, z)
+            built, order = self.branches(args, ("body", "shortcut"), x, env)
+            (body, y), (shortcut, z) = built["body"], built["shortcut"]
+            return ResidualModule(body, shortcut, order), ResidualModule.add(y, z)
         if lowered in ("concat", "multiply"):
-            built = {name: self.sequence(branch, x, env) for name, branch in args.items()}
-            outputs = [y for _, y in built.values()]
+            built, order = self.branches(args, list(args), x, env)
+            outputs = [built[name][1] for name in args]
+            modules = {name: built[name][0] for name in args}
             if lowered == "multiply":
-                module = MultiplyModule({name: branch for name, (branch, _) in built.items()})
-                return module, MultiplyModule.multiply(outputs)
-            module = ConcatModule({name: branch for name, (branch, _) in built.items()})
-            return module, torch.cat(outputs, dim=1)
+                return MultiplyModule(modules, order), MultiplyModule.multiply(outputs)
+            return ConcatModule(modules, order), torch.cat(outputs, dim=1)
+        if lowered == "centercrop" and "like" in (args or {}):
+            return self.crop_like(args["like"], x)
         if kind in self.blocks:
             block = self.blocks[kind]
             block = block if isinstance(block, dict) else {"layers": block}

@@ -194,10 +194,12 @@ def _verify(key: str, network: Network, report: Report, fields: tuple | None = N
 
 def _arguments(layer) -> dict:
     """A layer's settings, without the positions some layers keep for their messages (inserting the
-    answers moves them)."""
+    answers moves them), nor the size a layer sized `like` a sibling took from the walk (the re-read
+    spec is not walked)."""
     def positional(v):
         return isinstance(v, Where) or (isinstance(v, (tuple, list)) and any(isinstance(x, Where) for x in v))
-    return {k: v for k, v in vars(layer).items() if not positional(v)}
+    walked = ("size",) if layer.like is not None else ()
+    return {k: v for k, v in vars(layer).items() if not positional(v) and k not in walked}
 
 
 def _as_written(read: dict, intended: dict) -> bool:

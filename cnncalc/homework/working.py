@@ -456,7 +456,8 @@ def _patch_merging(layer: PatchMerging, step: Step) -> dict:
 @explains(ZeroPad)
 def _zero_pad(layer: ZeroPad, step: Step) -> dict:
     texts = [f"{n} + {lo} + {hi} = {n + lo + hi}" for n, (lo, hi) in zip(step.row.input[1:], layer.pads)]
-    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'")}
+    like = f" (the size of branch {layer.like}'s output, like: {layer.like})" if layer.like else ""
+    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'") + like}
 
 
 @explains(Upsample)
@@ -465,7 +466,8 @@ def _upsample(layer: Upsample, step: Step) -> dict:
         return {"output": f"output = C × size = {fmt_shape(step.row.output)}"}
     scales = layer._per_axis(step.row.input, "scale_factor")
     texts = [f"⌊{n}·{s}⌋ = {o}" for n, s, o in zip(step.row.input[1:], scales, step.row.output[1:])]
-    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'")}
+    like = f" (the size of branch {layer.like}'s output, like: {layer.like})" if layer.like else ""
+    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'") + like}
 
 
 @explains(Chunk)
@@ -512,7 +514,8 @@ def _center_crop(layer: CenterCrop, step: Step) -> dict:
     for n, c, o in zip(step.row.input[1:], layer.size, layer.offsets(step.row.input)):
         texts.append(f"{c} from {n}, offset round(({n} - {c})/2) = {o}" if o >= 0 else
                      f"{c} from {n}, zero padding ({c} - {n})//2 = {-o} before and {c - n + o} after")
-    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'")}
+    like = f" (the size of branch {layer.like}'s output, like: {layer.like})" if layer.like else ""
+    return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'") + like}
 
 
 @explains(BatchNorm)

@@ -95,6 +95,7 @@ class Layer:
     leaf: ClassVar[bool] = True
     learned_tensor: ClassVar[bool] = False      # the layer is one learned tensor: its name names it (cnncalc.keys)
     layouts: ClassVar[bool] = False              # `field` follows a channel axis a permute moved
+    like: Optional[str] = None                   # sized like this sibling branch's output (see `bound`)
 
     def __init__(self, args: "ArgReader"):
         self.setup(args)
@@ -102,6 +103,11 @@ class Layer:
 
     def setup(self, args: "ArgReader") -> None:
         """Read and normalise this type's arguments."""
+
+    def bound(self, sibling: Shape) -> "Layer":
+        """A layer with `like` set, given the output of that sibling branch: the layer sized by it (the
+        walk puts it on its Node, so the forward pass, explain and training see fixed sizes)."""
+        return self
 
     def check_input(self, shape: Shape) -> None:
         """Raise SpecError when this layer cannot take `shape`."""

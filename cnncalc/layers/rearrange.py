@@ -6,10 +6,11 @@ Dimensions count the batch as dim 0, as in PyTorch, so channels are dim 1.
 """
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 
 from .. import arith
-from ..errors import SpecError
+from ..errors import SpecError, brief
 from .base import REQUIRED, ArgReader, Layer, Shape, fmt_shape, register
 
 
@@ -213,16 +214,41 @@ class CenterCrop(Layer):
     connections). The offset is round((H - H')/2) with Python's round, halves to even (5 - 2 → 2,
     7 - 2 → 2); a crop larger than the input pads it with zeros, (H' - H)//2 before and the rest after,
     as torchvision does. Receptive field: the start moves by the offset, size and jump are kept.
+
+    `like: BRANCH` instead of `size` takes H'×W' from the output of BRANCH, a sibling branch of the
+    nearest enclosing residual, concat or multiply (U-Net's "crop the encoder's map to the decoder's
+    size", torchvision's `CenterCrop(up.shape[-2:])`). The walk binds it to that size (`bound`), so
+    everything after the walk sees a fixed-size crop; a sibling larger than the input pads, as above.
     """
 
-    signature = dict(size=REQUIRED)
+    signature = dict(size=None, like=None)
 
     def setup(self, a: ArgReader) -> None:
+        self.size: tuple[int, ...] | None = None
+        if a.given("like") == a.given("size"):
+            a.fail("size", "and 'like' cannot both be given" if a.given("like") else "(or 'like') is needed",
+                   fix="give `size: [H, W]` (or one number), or `like: BRANCH` to crop to the spatial size of a "
+                       "sibling branch of the residual, concat or multiply around it")
+        if a.given("like"):
+            self.like = a.raw("like")
+            if not isinstance(self.like, str) or not self.like.isidentifier():
+                a.fail("like", f"must name a branch, not {brief(self.like)}",
+                       fix="write e.g. `like: up`, the name of a sibling branch of the concat around it")
+            return
         value = a.raw("size")
         if isinstance(value, (list, tuple)) and len(value) == 1:   # torchvision: [n] means n×n
             value = value[0]
         self.size = a.ints("size", 2) if not isinstance(value, int) or isinstance(value, bool) else \
             (a._int("size", value, 1),) * 2
+
+    def bound(self, sibling: Shape) -> "CenterCrop":
+        """This crop with the spatial size of `sibling`, the output of the branch named by `like`."""
+        if len(sibling) != 3:
+            raise SpecError(f"centercrop like '{self.like}': that branch gives {fmt_shape(sibling)}, not a "
+                            "C×H×W map to take a size from", fix="name a branch whose output is an image")
+        crop = copy.copy(self)
+        crop.size = tuple(sibling[1:])
+        return crop
 
     def check_input(self, shape: Shape) -> None:
         if len(shape) != 3:
@@ -246,8 +272,11 @@ class CenterCrop(Layer):
     def saved(self, shape, out, ctx):
         return ()
 
+    def caption(self, shape: Shape) -> str:
+        return f"CenterCrop({'×'.join(map(str, self.size)) if self.size else '?'})"
+
     def label(self, shape: Shape) -> str:
-        return f"CenterCrop({'×'.join(map(str, self.size))})"
+        return f"{self.caption(shape)[:-1]}, like {self.like})" if self.like else self.caption(shape)
 
 
 def crop_offset(n: int, c: int) -> int:
