@@ -11,7 +11,11 @@ The rule (README, "Weights and state_dict keys"):
 3. A tensor's key is its layer's key, a dot and the tensor's name (`layer1.0.conv1.weight`), except for
    a layer that is a learned tensor itself (class token, position embedding, layer scale): its name
    names the tensor (`features.1.0.layer_scale`).
-A spec without names gets its positional paths as keys, so `path` and `key` agree.
+4. The copies of an unnamed `repeat` take the positions of the list it stands in, and the entries after
+   it count on from its last copy (`repeat: 0` takes none): torchvision's flat
+   `nn.Sequential(first, *[block] * (n - 1))` gives `layer1.1.conv1`, where the path is `4.1.0...`. A
+   named repeat is its copies' namespace (`layer1.0`, `layer1.1`); each copy is one of its own.
+A spec without names or repeats gets its positional paths as keys, so `path` and `key` agree.
 
 >>> from cnncalc.spec import parse
 >>> net = parse("input: 3x8x8\\nlayers:\\n  - conv2d: {out_channels: 4, kernel_size: 3}\\n    name: conv1\\n"
@@ -41,9 +45,11 @@ def assign(root: "Node") -> None:
     A key more than MAX_KEY characters longer than its path is refused before it is made: names shared
     through YAML aliases cost nothing in the file, but every key spells out all the names above it.
     """
-    stack = [(root, "", "")]
+    # (node, its key, where its unnamed composites put their named entries, its list's namespace and first
+    # position): a flat repeat numbers its copies in the list around it, from its own position (rule 4)
+    stack = [(root, "", "", "", 0)]
     while stack:
-        node, key, home = stack.pop()
+        node, key, home, namespace, first = stack.pop()
         if len(key) > len(node.path) + MAX_KEY:
             raise SpecError(f"the names on its path would make its state_dict key more than {MAX_KEY} characters "
                             "longer than the path itself",
@@ -54,15 +60,29 @@ def assign(root: "Node") -> None:
             continue
         # An unnamed composite with named entries in its branches is no namespace for them (rule 2).
         through = node.name is None and any(c.name is not None for nodes in node.branches.values() for c in nodes)
-        for branch, nodes in reversed(node.branches.items()):   # reversed: popped in document order
-            inner = _join(key, branch)      # a list (branch "") is its parent's namespace itself
+        copies = node.kind == "repeat"
+        pushed = []
+        for branch, nodes in node.branches.items():
+            inner = _join(key, branch) if branch else namespace    # a list is its parent's namespace itself
             attach = home if through and branch else inner
-            for i, child in reversed(list(enumerate(nodes))):
+            position = first if not branch else 0
+            for child in nodes:
                 if child.name is not None:
                     child_key = _join(attach, child.name[:len(child.path) + MAX_KEY + 1])  # enough to refuse
                 else:
-                    child_key = inner if child.single else _join(inner, str(i))
-                stack.append((child, child_key, attach))
+                    child_key = inner if child.single else _join(inner, str(position))
+                flat = _flat(child)
+                # a repeat's copy is a namespace of its own; a flat repeat's copies continue this list
+                pushed.append((child, child_key, child_key if copies else attach,
+                               inner if flat else child_key, 0 if child.single or not flat else position))
+                position += len(child.branches[""]) if flat else 1
+        stack.extend(reversed(pushed))   # popped in document order
+
+
+def _flat(node: "Node") -> bool:
+    """An unnamed repeat (in a list, not a branch of its own): its copies take the positions of the list
+    around it, as torchvision's `nn.Sequential(first, *[block] * (n - 1))` numbers them."""
+    return node.kind == "repeat" and node.name is None and not node.single
 
 
 def _join(key: str, segment: str) -> str:

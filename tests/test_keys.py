@@ -57,15 +57,20 @@ def test_builtin_keys_are_torchvisions_own(name):
     assert not [w.text for w in report.warnings if "state_dict key" in w.text]
 
 
-# Other torchvision families written as specs with torchvision's attribute names (tests/specs/).
-FAMILIES = ["densenet121", "squeezenet1_0"]
+# Other torchvision families written as specs with torchvision's attribute names (tests/specs/); wide
+# resnet and mnasnet write a stage's later blocks with `repeat`. RegNet's order differs in one way:
+# torchvision registers a block's `proj` (our residual's shortcut) before its `f` (the body).
+FAMILIES = ["densenet121", "squeezenet1_0", "wide_resnet50_2", "mnasnet1_0", "regnet_y_400mf"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_family_specs_get_torchvisions_keys_params_and_macs(name):
     reference = json.loads((DATA / f"{name}.json").read_text())
     report = cnncalc.analyse(cnncalc.load(str(Path(__file__).resolve().parent / "specs" / f"{name}.yaml")))
-    assert keyed(report) == [(key, shape) for key, shape, _ in reference["state_dict"]]
+    theirs = [(key, shape) for key, shape, _ in reference["state_dict"]]
+    assert (sorted(keyed(report)) if name.startswith("regnet") else keyed(report)) == \
+           (sorted(theirs) if name.startswith("regnet") else theirs)
+    assert not [w.text for w in report.warnings if "state_dict key" in w.text]
     assert (report.totals.params, report.totals.macs) == (reference["params"], reference["macs"])
     assert list(report.output) == reference["output"]
 
@@ -82,9 +87,46 @@ def test_without_names_keys_are_the_paths():
               shortcut: [{conv2d: {out_channels: 4, kernel_size: 1}}]
           - concat: {b1: [{conv2d: {out_channels: 2, kernel_size: 1}}], b2: []}
           - sequential: [relu, {conv2d: {out_channels: 3, kernel_size: 1}}]
-            repeat: 2
     """
     assert all(path == key for path, key in net_keys(spec).items())
+
+
+def test_an_unnamed_repeat_numbers_its_copies_in_the_list_around_it():
+    """torchvision's `nn.Sequential(first, *[block] * (n - 1))`: copies take the positions of the list they
+    stand in (layer1.1, layer1.2, not layer1.1.0), later entries count on after them, `repeat: 0` takes
+    none; paths keep the nesting. A named repeat is a namespace of its own (layer2.0, layer2.1)."""
+    spec = """
+        input: 3x8x8
+        layers:
+          - conv2d: {out_channels: 4, kernel_size: 1}
+          - sequential: [relu, {conv2d: {out_channels: 4, kernel_size: 1}}]
+            repeat: 2
+          - conv2d: {out_channels: 4, kernel_size: 1}
+            repeat: 0
+          - conv2d: {out_channels: 4, kernel_size: 1}
+          - name: layer2
+            conv2d: {out_channels: 4, kernel_size: 1}
+            repeat: 2
+    """
+    assert net_keys(spec) == {
+        "0": "0", "1": "1", "1.0": "1", "1.0.0": "1.0", "1.0.1": "1.1", "1.1": "2", "1.1.0": "2.0",
+        "1.1.1": "2.1", "2": "3", "3": "3", "4": "layer2", "4.0": "layer2.0", "4.1": "layer2.1"}
+
+
+def test_a_stage_of_repeated_bottlenecks_gets_torchvisions_keys_and_loads_either_way(tmp_path):
+    """wide_resnet50_2's stage is `[bottleneck_down, {bottleneck, repeat: n - 1}]`: its keys are
+    torchvision's flat layer1.1.conv1 (tests/data/torchvision), and the same weights load by those keys and
+    by the nested positional paths (1.0.1.0.0.body.0) alike."""
+    path = Path(__file__).resolve().parent / "specs" / "wide_resnet50_2.yaml"
+    net = cnncalc.load(str(path), "3x32x32")
+    report = cnncalc.analyse(net)
+    rows = {row.node.key: row.path for row in report.rows if row.node.name == "conv1"}
+    assert (rows["layer1.1.conv1"], rows["layer1.2.conv1"], rows["layer3.5.conv1"]) == \
+           ("4.1.0.0.body.0", "4.1.1.0.body.0", "6.1.4.0.body.0")
+    positional = fw.initial_weights(report, seed=2)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    a, b = fw.run(net, weights=positional, data=x), fw.run(net, weights=renamed(report, positional), data=x)
+    assert np.array_equal(a.output, b.output) and not a.warnings and not b.warnings
 
 
 def test_a_name_replaces_the_position_and_may_hold_dots():
