@@ -55,6 +55,8 @@ _ARGUMENTS: dict[str, list[dict]] = {
     "output_size": _per_axis({"type": ["integer", "null"], "minimum": 1}),
     "normalized_shape": _per_axis(_int()) + [_NULL],
     "size": _per_axis(_int()) + [_NULL],
+    "mean": [{"type": "array", "items": _NUMBER, "minItems": 1}],
+    "std": [{"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1}],
     "like": [{"type": "string", "pattern": IDENTIFIER, "description": "a sibling branch whose output size it takes"}],
     "scale_factor": _per_axis({"type": "number", "exclusiveMinimum": 0}) + [_NULL],
     "p": [{"type": "number", "minimum": 0, "maximum": 1}],

@@ -84,6 +84,7 @@ CASES = {
     "pixelunshuffle": ("32x64xW", "pixelunshuffle: {downscale_factor: 2}"),
     "centercrop": ("32x64xW", "centercrop: {size: [48, 40]}"),
     "centercrop, padding": ("32x64xW", "centercrop: {size: [80, 200]}"),
+    "transforminput": ("3x512xW", "transforminput"),
 }
 
 

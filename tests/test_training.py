@@ -40,7 +40,7 @@ EXTRA = [{"linear": {"out_features": 5}}, {"linear": {"out_features": 4, "bias":
 # (types for C×H×W only, or with spatial axes)
 SPATIAL = [{"channelshuffle": {"groups": 3}}]
 IMAGES = [{"pixelshuffle": {"upscale_factor": 1}}, {"pixelunshuffle": {"downscale_factor": 2}},
-          {"centercrop": {"size": 5}}, {"centercrop": {"size": [10, 6]}}]
+          {"centercrop": {"size": 5}}, {"centercrop": {"size": [10, 6]}}, {"transforminput": {}}]
 # Transformer-era types, on the inputs they take: 3x10 as 3 tokens of 10, 3x8x8 as a C×H×W map or (Swin) H×W×C.
 TRANSFORMER = {
     1: [{"multiheadattention": {"num_heads": 2}}, {"multiheadattention": {"num_heads": 5, "dropout": 0.5}},

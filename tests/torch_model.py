@@ -358,6 +358,25 @@ class CenterCrop(nn.Module):
         return x[..., top:top + crop_h, left:left + crop_w]
 
 
+class TransformInput(nn.Module):
+    """torchvision's GoogLeNet/Inception3 `_transform_input` with transform_input=True, as torchvision writes
+    it for three channels (x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5, ...),
+    for any channels and means/stds."""
+
+    def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        super().__init__()
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def forward(self, x):
+        if x.shape[1] != len(self.mean):
+            raise ValueError(f"{x.shape[1]} channels for {len(self.mean)} means")
+        return torch.cat([torch.unsqueeze(x[:, c], 1) * (s / 0.5) + (m - 0.5) / 0.5
+                          for c, (m, s) in enumerate(zip(self.mean, self.std))], 1)
+
+
+EXTRA_CLASSES["transforminput"] = TransformInput
+
+
 class CropLike(CenterCrop):
     """A centre crop to the spatial size of a sibling branch's output (`target`, set by the composite
     around it before this branch runs)."""
@@ -486,6 +505,8 @@ def leaf(layer, shape: tuple) -> nn.Module:
         return nn.PixelUnshuffle(layer.r)
     if isinstance(layer, rearrange.CenterCrop):
         return CenterCrop(layer.size)
+    if isinstance(layer, norm.TransformInput):
+        return TransformInput(layer.mean, layer.std)
     raise NotImplementedError(f"no torch module for {type(layer).__name__} ({layer.kind})")
 
 

@@ -4,6 +4,7 @@ Run it in a throwaway environment that has torchvision (see tools/torchvision_re
 runs in its own environment, as a user would run it:
 
     /tmp/tvenv/bin/python tools/torchvision_outputs.py [MODEL ...] [--python /work/venv/bin/python]
+    /tmp/tvenv/bin/python tools/torchvision_outputs.py googlenet inception_v3 --transform-input
 
 For each model (default: every built-in that torchvision has, and every spec of that name in tests/specs/,
 where torchvision's families are written): build it with random weights, give every
@@ -69,8 +70,16 @@ def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
 
 
-def compare(name: str, python: str, batch: int, folder: Path) -> dict:
+def compare(name: str, python: str, batch: int, folder: Path, transform_input: bool = False) -> dict:
     model, shape = build(name)
+    spec = specs()[name]
+    if transform_input:   # as torchvision's ImageNet weights build googlenet and inception_v3
+        kwargs, _ = MODELS[name]
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None, **kwargs, transform_input=True).eval()
+        text = (ROOT / "architectures" / f"{name}.yaml").read_text(encoding="utf-8")
+        spec = str(folder / f"{name}_transform_input.yaml")
+        Path(spec).write_text(text.replace("\nlayers:\n", "\nlayers:\n  - transforminput\n", 1), encoding="utf-8")
     state = randomised_state(model)
     x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -80,12 +89,12 @@ def compare(name: str, python: str, batch: int, folder: Path) -> dict:
     np.save(data, x.numpy())
     out.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [python, "-m", "cnncalc", "forward", specs()[name], "--weights", str(weights), "--data", str(data),
+    command = [python, "-m", "cnncalc", "forward", spec, "--weights", str(weights), "--data", str(data),
                "--save-output", str(out), "--format", "json"]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    result = {"model": name, "exit": done.returncode, "keys": len(state), "seconds": round(seconds, 2)}
+    result = {"model": name + (" (transform_input)" if transform_input else ""), "exit": done.returncode, "keys": len(state), "seconds": round(seconds, 2)}
     if done.returncode != 0:
         result["error"] = (done.stderr or done.stdout).strip().splitlines()[:3]
         return result
@@ -104,6 +113,9 @@ def main(argv=None) -> int:
     parser.add_argument("--python", default=sys.executable, help="the Python that runs cnncalc (needs its "
                                                                 "runtime dependencies)")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--transform-input", action="store_true",
+                        help="googlenet and inception_v3 with transform_input=True (as their ImageNet weights build "
+                             "them) against the built-in with `- transforminput` first")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.backends.mha.set_fastpath_enabled(False)
@@ -111,7 +123,7 @@ def main(argv=None) -> int:
     failed = 0
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
-            result = compare(name, args.python, args.batch, Path(folder))
+            result = compare(name, args.python, args.batch, Path(folder), args.transform_input)
             failed += not result.get("ok", False)
             print(json.dumps(result), flush=True)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}: "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, LayerNorm2d
+from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, LayerNorm2d, TransformInput
 from .base import _add_bias, _channel_shape, _float_dtype, kernel
 from .derived import derived
 from .memory import _empty
@@ -127,3 +127,18 @@ def layer_norm_2d(x, weight, bias, eps):
 @kernel(LayerNorm2d)
 def _layer_norm_2d(layer, x, p, owned):
     return layer_norm_2d(x, p.get("weight"), p.get("bias"), layer.eps)
+
+
+def transform_input(x: np.ndarray, scale, shift, owned: bool = False) -> np.ndarray:
+    """``x (N, C, *S)`` times ``scale[c]`` plus ``shift[c]`` on each channel c, in x's float type (in place
+    when the pass owns x): torchvision's ``x[:, c] * (std/0.5) + (mean - 0.5)/0.5``."""
+    dtype = _float_dtype(x)
+    y = x if owned and x.dtype == dtype else np.array(x, dtype)
+    y *= _channel_shape(np.asarray(scale, dtype), y.ndim)
+    y += _channel_shape(np.asarray(shift, dtype), y.ndim)
+    return y
+
+
+@kernel(TransformInput)
+def _transform_input(layer, x, p, owned):
+    return transform_input(x, *layer.scale_shift(), owned=owned)

@@ -24,7 +24,7 @@ from ..layers.composite import Concat, Multiply, Residual, Sequential
 from ..layers.conv import Conv, ConvTranspose
 from ..layers.learned import ClassToken
 from ..layers.linear import Linear
-from ..layers.norm import BatchNorm, GroupNorm, LayerNorm
+from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, TransformInput
 from ..layers.pool import MaxPool, _AdaptivePool, _Pool
 from ..layers.rearrange import CenterCrop, ChannelShuffle, Chunk, Narrow, PixelShuffle, PixelUnshuffle
 from ..layers.reshape import Flatten, Permute, Select, Unflatten, Upsample, ZeroPad
@@ -516,6 +516,14 @@ def _center_crop(layer: CenterCrop, step: Step) -> dict:
                      f"{c} from {n}, zero padding ({c} - {n})//2 = {-o} before and {c - n + o} after")
     like = f" (the size of branch {layer.like}'s output, like: {layer.like})" if layer.like else ""
     return {"output": f"output = {fmt_shape(step.row.output)}: " + per_axis(step.axes, texts, "{}'") + like}
+
+
+@explains(TransformInput)
+def _transform_input(layer: TransformInput, step: Step) -> dict:
+    terms = [f"x{c}·{s:.6g} {'-' if t < 0 else '+'} {abs(t):.6g}" for c, (s, t) in enumerate(zip(*layer.scale_shift()))]
+    return {"output": f"output = x_c·(std_c/0.5) + (mean_c - 0.5)/0.5 per channel: {', '.join(terms)} "
+                      f"(shape kept, {fmt_shape(step.row.output)})",
+            "params": "params = 0 (mean and std are constants of the model, not parameters)"}
 
 
 @explains(BatchNorm)

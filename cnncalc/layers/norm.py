@@ -184,3 +184,52 @@ class LayerNorm2d(LayerNorm):
 
     def label(self, shape: Shape) -> str:
         return "LayerNorm2d"
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@register("transforminput")
+class TransformInput(Layer):
+    """torchvision's `transform_input` of GoogLeNet and Inception v3 (on with their ImageNet weights): an
+    input normalised with ImageNet's mean and std re-normalised to mean 0.5 and std 0.5, channel by
+    channel: x_c·(std_c/0.5) + (mean_c - 0.5)/0.5. The constants are the model's, not parameters; an
+    elementwise affine counts no MACs; the receptive field is kept.
+    """
+
+    signature = dict(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+
+    def setup(self, a: ArgReader) -> None:
+        self.mean, self.std = _numbers(a, "mean"), _numbers(a, "std", positive=True)
+        if len(self.mean) != len(self.std):
+            a.fail("std", f"has {len(self.std)} values but mean has {len(self.mean)}",
+                   fix="give one mean and one std per input channel")
+
+    def scale_shift(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per channel, torchvision's constants: (std/0.5, (mean - 0.5)/0.5)."""
+        return tuple(s / 0.5 for s in self.std), tuple((m - 0.5) / 0.5 for m in self.mean)
+
+    def check_input(self, shape: Shape) -> None:
+        if shape[0] != len(self.mean):
+            raise SpecError(f"transforminput has {len(self.mean)} means and stds but the input has {shape[0]} "
+                            "channels", fix="give one mean and one std per channel (the defaults are ImageNet's "
+                                            "three), or put it where the image comes in")
+
+    def saved(self, shape, out, ctx):
+        return ()      # products with constants and a concatenation: backward needs no tensor
+
+    def label(self, shape: Shape) -> str:
+        imagenet = self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD
+        return "TransformInput (ImageNet)" if imagenet else "TransformInput"
+
+
+def _numbers(a: ArgReader, name: str, positive: bool = False) -> tuple[float, ...]:
+    """A non-empty list of finite numbers (positive ones if asked)."""
+    value = a.raw(name)
+    if not isinstance(value, (list, tuple)) or not value or len(value) > 4096:
+        a.fail(name, "must be a list with one number per channel", fix=f"write e.g. `{name}: [0.5, 0.5, 0.5]`")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+            a.fail(name, f"holds {v!r}, not a {'positive ' if positive else ''}finite number",
+                   fix=f"write e.g. `{name}: [0.5, 0.5, 0.5]`")
+    return tuple(float(v) for v in value)
