@@ -32,8 +32,8 @@ def _int(minimum: int | None = 1) -> dict:
 
 
 def _per_axis(item: dict) -> list[dict]:
-    """One value for every axis, or a list with one per axis."""
-    return [item, {"type": "array", "items": item, "minItems": 1, "maxItems": 6}]
+    """One value for every axis, or a list with one per axis (each may be a block's `$arg`)."""
+    return [item, {"type": "array", "items": {"anyOf": [item, EXPR]}, "minItems": 1, "maxItems": 6}]
 
 
 _NULL = {"type": "null"}

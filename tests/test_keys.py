@@ -24,9 +24,16 @@ DATA = Path(__file__).resolve().parent / "data" / "torchvision"
 
 
 def keyed(report) -> list[tuple[str, list]]:
-    """(state_dict key, shape) of every tensor, in order."""
+    """(state_dict key, shape) of every tensor, in torch's order: per layer its own parameters, then its
+    own buffers, then its submodules' tensors (Swin's attention: relative_position_bias_table and
+    relative_position_index before qkv.weight)."""
+    def ordered(layer, shape):
+        tensors, buffers = layer.tensors(shape), layer.buffers(shape)
+        both = {**tensors, **buffers}
+        own = [t for t in tensors if "." not in t] + [b for b in buffers if "." not in b]
+        return [(t, both[t]) for t in own] + [(t, s) for t, s in both.items() if "." in t]
     return [(keys.tensor_key(row.node, t), list(s)) for row in report.rows if row.leaf
-            for t, s in {**row.node.layer.tensors(row.input), **row.node.layer.buffers(row.input)}.items()]
+            for t, s in ordered(row.node.layer, row.input)]
 
 
 def net_keys(text: str) -> dict[str, str]:
@@ -381,3 +388,28 @@ def test_names_cannot_make_keys_without_bound(tmp_path):
            "itself" in result.stderr and "use shorter names" in result.stderr
     assert analyse("input: 4\nlayers:\n  - {linear: {out_features: 2}, name: " + "a" * 490 + "}\n").rows[0].node.key \
         == "a" * 490
+
+
+def test_swin_relative_position_index_loads_as_torchvision_saves_it_and_is_checked(tmp_path):
+    """torchvision saves each window attention's relative_position_index as an int64 buffer: it loads
+    (from .npz and .safetensors, by torchvision's keys), and since it follows from the window size a file
+    holding another index is refused, naming the key, instead of silently giving another output."""
+    safetensors = pytest.importorskip("safetensors.numpy")
+    net = cnncalc.load("swin_t", "3x64x64")
+    report = cnncalc.analyse(net)
+    state = renamed(report, fw.initial_weights(report, seed=3))
+    index = "features.1.0.attn.relative_position_index"
+    state = {k: v.astype(np.int64) if k.endswith("relative_position_index") else v for k, v in state.items()}
+    assert state[index].dtype == np.int64 and state[index].shape == (49 * 49,)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "tv.npz", **state)
+    safetensors.save_file(state, str(tmp_path / "tv.safetensors"))
+    a = fw.run(net, weights=str(tmp_path / "tv.npz"), data=x)
+    b = fw.run(net, weights=str(tmp_path / "tv.safetensors"), data=x)
+    assert a.ok and np.array_equal(a.output, b.output) and not a.warnings and not b.warnings
+    state[index] = state[index][::-1].copy()
+    np.savez(tmp_path / "other.npz", **state)
+    bad = cli("forward", "swin_t", "--input", "3x64x64", "--weights", str(tmp_path / "other.npz"))
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert f"'{index}' in weights file" in bad.stderr and "which is not learned" in bad.stderr
+    assert "fix:" in bad.stderr

@@ -15,7 +15,7 @@ from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAt
 from .base import _float_dtype, kernel
 from .linear import linear
 from .norm import layer_norm
-from .weights import initialiser, uniform
+from .weights import fixed, initialiser, uniform
 
 
 def softmax_last(scores: np.ndarray) -> np.ndarray:
@@ -163,6 +163,12 @@ def _init_attention(layer, name, tensors, rng, dtype):
     if name in ("bias_k", "bias_v"):
         return (rng.standard_normal(shape) / math.sqrt(e)).astype(dtype)
     return np.zeros(shape, dtype)
+
+
+@fixed(ShiftedWindowAttention)
+def _fixed_index(layer) -> dict:
+    """The relative position index is a function of the window size (torchvision registers it as a buffer)."""
+    return {"relative_position_index": relative_position_index(layer.window_size)}
 
 
 @initialiser(ShiftedWindowAttention, PatchMerging)

@@ -40,13 +40,25 @@ _CONSTANT_INIT = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var"
 INITIALISERS: dict[type, Callable] = {}
 
 
-def initialiser(*classes: type) -> Callable:
-    """Register the decorated function as the initialisation of each layer class's tensors."""
-    def add(fn: Callable) -> Callable:
-        for cls in classes:
-            INITIALISERS[cls] = fn
-        return fn
-    return add
+# Buffers that are a function of a layer's arguments, not state (Swin's relative_position_index), registered
+# by their kernel files: layer class -> fn(layer) -> {buffer name: its values}. A loaded one is checked.
+FIXED: dict[type, Callable] = {}
+
+
+def _registrar(table: dict[type, Callable], what: str) -> Callable:
+    """A decorator factory: `@name(Class, ...)` registers the function in `table` for each class."""
+    def register(*classes: type) -> Callable:
+        def add(fn: Callable) -> Callable:
+            for cls in classes:
+                table[cls] = fn
+            return fn
+        return add
+    register.__doc__ = f"Register the decorated function as {what} of each layer class given."
+    return register
+
+
+fixed = _registrar(FIXED, "the values of the fixed buffers")
+initialiser = _registrar(INITIALISERS, "the initialisation of the tensors")
 
 
 def initial_weights(report: Report, seed: int = 0, dtype=np.float32) -> Weights:
@@ -107,10 +119,25 @@ def checked_weights(report: Report, arrays: dict | WeightFile, dtype, what: str,
         weights[wanted] = array = np.ascontiguousarray(source.read(key), dtype)
         if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
             nonfinite.append(key)
+    _check_fixed(report, weights, found, what)
     if nonfinite:
         warnings.append(f"{what}: {_listed(nonfinite)} hold{'s' if len(nonfinite) == 1 else ''} NaN or "
                         "infinite values; every output they reach will too")
     return weights, warnings
+
+
+def _check_fixed(report: Report, weights: Weights, found: dict[str, str], what: str) -> None:
+    """A fixed buffer (see FIXED) must hold the values its layer's arguments give: a file with others was
+    saved from a different network (or altered), and its output would silently differ."""
+    for row in _leaf_rows(report):
+        values = next((FIXED[cls] for cls in type(row.node.layer).__mro__ if cls in FIXED), None)
+        for name, value in (values(row.node.layer) if values else {}).items():
+            wanted = f"{row.path}.{name}"
+            if not np.array_equal(weights[wanted], value):
+                raise SpecError(f"'{found[wanted]}' in {what} is not this layer's {name}, which is not learned "
+                                "but follows from its arguments", where=row.node.where, layer=row.node.describe(),
+                                fix="the weights belong to a layer with other arguments (e.g. another window size); "
+                                    "save the state_dict of the model the spec describes")
 
 
 def _stored(source: WeightFile, report: Report, wanted: str, key: str, what: str) -> Entry:
