@@ -179,7 +179,7 @@ def rearrange(draw, shape):
     batched = rank + 2
     dim = draw(st.integers(1, batched - 1))
     n = shape[dim - 1]
-    which = draw(st.sampled_from(["chunk", "narrow", "channelshuffle"] + ["pixel", "centercrop"] * (rank == 2)))
+    which = draw(st.sampled_from(["chunk", "narrow", "channelshuffle"] + ["pixel", "centercrop", "croplike"] * (rank == 2)))
     if which == "chunk":
         chunks = draw(st.sampled_from(divisors(n))) if not sometimes(draw, 0.1) else draw(st.integers(2, 4))
         return {"chunk": {"chunks": chunks, "index": draw(st.integers(-chunks, chunks - 1)),
@@ -191,6 +191,10 @@ def rearrange(draw, shape):
     if which == "channelshuffle":
         return {"channelshuffle": {"groups": draw(st.sampled_from(divisors(c))) if not sometimes(draw, 0.1)
                                    else draw(st.integers(2, 4))}}
+    if which == "croplike":    # U-Net's skip: cropped (or padded) to what the other branch gives
+        up = {"conv2d": {"out_channels": draw(st.integers(1, 3)), "kernel_size": draw(st.integers(1, 3)),
+                         "padding": draw(st.integers(0, 2))}}
+        return {"concat": {"skip": [{"centercrop": {"like": "up"}}], "up": [up]}}
     if which == "centercrop":
         size = [draw(st.integers(1, n + 2)) for n in shape[1:]]
         return {"centercrop": {"size": size if size[0] != size[1] else size[0]}}
