@@ -61,7 +61,10 @@ def randomised_state(model: torch.nn.Module, seed: int = 0) -> dict[str, np.ndar
             else:                                      # zeros, a layer scale of 1e-6
                 t = 0.2 * noise
         state[key] = t.numpy()
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    original = model.state_dict()
+    loaded = type(original)((k, torch.from_numpy(v)) for k, v in state.items())
+    loaded._metadata = original._metadata      # module versions: mnasnet refuses a state_dict without them
+    model.load_state_dict(loaded)
     return state
 
 
