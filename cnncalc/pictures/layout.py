@@ -702,14 +702,14 @@ class _Builder:
         lanes = [self.sequence(nodes, None) for nodes in node.branches.values()]
         label = shape_text(row.output) if row.output != row.input and node.layer.mark == "concat" else ""
         title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
-        fold = self._fold(row, lanes, previous)
+        fold = self._fold(row, lanes, previous, title)
         if fold is not None:
             return fold
         item = Parallel([Series(lane) for lane in lanes], node.layer.mark or node.kind, row.path, title, label)
         item.shape = row.output
         return item
 
-    def _fold(self, row, lanes: list[list[Item]], previous: Item | None) -> Fold | None:
+    def _fold(self, row, lanes: list[list[Item]], previous: Item | None, title: str) -> Fold | None:
         """The merge drawn as a fold, when one lane goes down in resolution and comes back and the other
         stays (an encoder-decoder level), the volumes style draws it and a map comes before it."""
         if len(lanes) != 2 or self.style is not Style.volumes or not isinstance(previous, Map) \
@@ -725,7 +725,6 @@ class _Builder:
         if not self.paper:
             return None
         node = row.node
-        title = f"{self._caption(row)}: {' | '.join(n or '[]' for n in node.branches)} → {shape_text(row.output)}"
         short = list(node.branches.values())[1 - k]
         headline = self._copy(short, previous.shape)
         if headline:
