@@ -1,7 +1,7 @@
 """The NumPy forward pass beside PyTorch CPU: same machine, same run, same architecture.
 
     python benchmarks/forward_vs_torch.py [--nets resnet50 vgg16] [--batches 1 32] [--repeats 3] [--layers 8]
-                                          [--threads N] [--rounds R] [--unfused] [--run]
+                                          [--threads N] [--rounds R] [--unfused] [--run] [--cpu]
 
 Every (network, batch, engine) runs in its own child process, so each peak RSS (os.wait4's
 ru_maxrss) is that engine's alone: interpreter, libraries, weights and the pass. Inside the child
@@ -19,6 +19,8 @@ prepared weights again in its cache after checking their fingerprints.
 prints every round's ratio and their median: on a shared VM one process's best pass differs from
 the next one's by several percent (torch's resnet50 batch 1: 46-49 ms), more than a single
 ratio can hide.
+`--cpu` times each pass by the process's CPU time instead of the wall clock: with `--threads 1`, on
+a machine other people load, a pass's CPU time barely moves while its wall time doubles.
 `--threads N` limits both engines to N threads (OpenBLAS and torch's OpenMP); the default is every
 CPU. Multi-threaded OpenBLAS collapses when another process holds a core (its threads wait on each
 other), so on a shared machine compare at --threads 1 as well.
@@ -34,6 +36,8 @@ import time
 from pathlib import Path
 
 INPUT = "3x224x224"
+#: The clock of a timed pass: the wall clock, or with --cpu the process's CPU time (CLOCK set in the children).
+CLOCK = time.process_time if os.environ.get("FORWARD_VS_TORCH_CLOCK") == "cpu" else time.perf_counter
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -71,9 +75,16 @@ def numpy_engine(net: str, network, engine: str):
         assert result.ok
         return result
 
+    def timed(x):
+        if CLOCK is time.perf_counter:
+            return run(x).seconds  # the pass alone, as the session times it
+        start = CLOCK()
+        run(x)
+        return CLOCK() - start
+
     def profile(x):
         return [(c.path, c.node.kind, c.seconds) for c in run(x).checks if c.node.leaf]
-    return (lambda x: run(x).seconds), profile
+    return timed, profile
 
 
 def torch_engine(net: str, network, engine: str = "torch"):
@@ -91,9 +102,9 @@ def torch_engine(net: str, network, engine: str = "torch"):
     def timed(x):
         tensor = torch.from_numpy(x)
         with torch.no_grad():
-            start = time.perf_counter()
+            start = CLOCK()
             model(tensor)
-            return time.perf_counter() - start
+            return CLOCK() - start
 
     def profile(x):
         leaves = {name: m for name, m in model.named_modules() if not list(m.children())}
@@ -116,10 +127,12 @@ def torch_engine(net: str, network, engine: str = "torch"):
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def measure(engine: str, net: str, batch: int, repeats: int, layers: int, threads: int | None) -> dict:
+def measure(engine: str, net: str, batch: int, repeats: int, layers: int, threads: int | None,
+            cpu: bool = False) -> dict:
     """Run one child; its report, with its peak RSS in MiB."""
     cmd = [sys.executable, __file__, "--child", engine, net, str(batch), str(repeats), str(layers)]
     env = dict(os.environ, **({name: str(threads) for name in THREAD_VARIABLES} if threads else {}))
+    env["FORWARD_VS_TORCH_CLOCK"] = "cpu" if cpu else "wall"
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode:
         raise SystemExit(f"{engine} {net} batch {batch} failed:\n{proc.stderr}")
@@ -138,6 +151,7 @@ def main() -> None:
     parser.add_argument("--unfused", action="store_true")
     parser.add_argument("--run", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,17 +167,18 @@ def main() -> None:
 
     threads = args.threads or torch.get_num_threads()
     print(f"NumPy {numpy.__version__}, torch {torch.__version__}, {threads} thread(s) each, "
-          f"{os.cpu_count()} CPUs; input {INPUT}; best of {args.repeats} passes after a warm-up")
+          f"{os.cpu_count()} CPUs; input {INPUT}; best of {args.repeats} passes after a warm-up"
+          + ("; CPU time" if args.cpu else ""))
     print(f"{'network':16} {'batch':>5} {'NumPy s':>9} {'torch s':>9} {'time ×':>7} "
           f"{'NumPy MiB':>10} {'torch MiB':>10} {'RSS ×':>6}")
     for net in args.nets:
         for batch in args.batches:
             ratios = {}
             for _ in range(args.rounds):
-                theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads)
+                theirs = measure("torch", net, batch, args.repeats, args.layers, args.threads, args.cpu)
                 engines = ["numpy"] + ["numpy-unfused"] * args.unfused + ["numpy-run"] * args.run
                 for engine in engines:
-                    ours = measure(engine, net, batch, args.repeats, args.layers, args.threads)
+                    ours = measure(engine, net, batch, args.repeats, args.layers, args.threads, args.cpu)
                     label = net if engine == "numpy" else f"{net} ({engine[6:]})"
                     ratios.setdefault(label, []).append(ours["seconds"] / theirs["seconds"])
                     print(f"{label:16} {batch:5} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "

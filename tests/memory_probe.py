@@ -34,6 +34,9 @@ CASES = {
     "conv reflect": ("16x64xW", "conv2d: {out_channels: 16, kernel_size: 3, padding: 1, padding_mode: reflect}"),
     "conv depthwise 7x7": ("64x64xW", "conv2d: {out_channels: 64, kernel_size: 7, padding: 3, groups: 64}"),
     "conv depthwise 3x3/2": ("64x64xW", "conv2d: {out_channels: 64, kernel_size: 3, stride: 2, padding: 1, groups: 64}"),
+    "conv depthwise 5x5, bands overhanging": ("64x64xW", "conv2d: {out_channels: 64, kernel_size: 5, padding: 1, "
+                                                         "groups: 64}"),  # output rows W - 2: through a canvas
+    "conv depthwise 1-D": ("1024xW", "conv1d: {out_channels: 1024, kernel_size: 5, padding: 2, groups: 1024}"),
     "conv grouped": ("32x64xW", "conv2d: {out_channels: 32, kernel_size: 3, padding: 1, groups: 4}"),
     "conv1d": ("16xW", "conv1d: {out_channels: 16, kernel_size: 5, padding: 2}"),
     "conv3d": ("4x8x16xW", "conv3d: {out_channels: 8, kernel_size: 3, padding: 1}"),

@@ -198,6 +198,10 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
     ((1, 3, 6, 7), (4, 3, 3, 2), (1, 2), ((1, 1), (0, 2)), (1, 1), 1),
     ((2, 6, 7, 6), (6, 1, 3, 3), (2, 1), ((1, 1), (1, 1)), (1, 2), 6),  # depthwise
     ((1, 4, 6, 6), (8, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 4),  # depthwise, multiplier 2
+    ((2, 5, 9, 20), (5, 1, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 5),  # depthwise 7x7: rows in 2 bands
+    ((1, 3, 10, 35), (3, 1, 3, 5), (2, 1), ((0, 1), (4, 2)), (2, 3), 3),  # bands overhanging the row
+    ((2, 4, 8, 8), (4, 1, 2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), 4),  # depthwise 2x2/2, nothing padded
+    ((1, 3, 9), (3, 1, 3), (1,), ((1, 1),), (1,), 3),  # depthwise 1-D: tap by tap
     ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise
     ((2, 3, 5, 4), (8, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise, widening: bias in the GEMM
     ((3, 4, 3, 3), (8, 2, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 2),  # the same, grouped
@@ -217,6 +221,8 @@ CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
     "merged": dict(MERGE_PIXELS=10 ** 9, STACK_MIN_ROWS=10 ** 9),
     "stacked": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=1, STACK_MIN_DEPTH=1, STACK_MAX_DEPTH=10 ** 9),
     "default": {},
+    "tap by tap": dict(BANDED_MIN_SIDE=10 ** 9),  # depthwise: a multiply-add per tap, not banded GEMMs
+    "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64),  # chunks of samples, then channels
 }
 
 
@@ -233,7 +239,7 @@ def conv_path_forced(name):
             setattr(conv, key, value)
 
 
-@pytest.fixture(params=["im2col", "phases", "merged", "stacked"])
+@pytest.fixture(params=["im2col", "phases", "merged", "stacked", "tap by tap", "small chunks"])
 def conv_path(request):
     """Run a test once per GEMM layout of conv (merged only matters for N > 1, stacked for
     kernels with more than one tap along the first axis and unit stride there, phases for

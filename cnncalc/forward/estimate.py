@@ -156,6 +156,8 @@ class _MemoryWalk:
         sum and one tap's products in "dw_acc" and "dw_tmp"."""
         C, S, O = row.input[0], row.input[1:], row.output[1:]
         padded = [n + lo + hi for n, (lo, hi) in zip(S, layer.pads)]
+        if conv.banded_suits(row.weight, layer.groups):
+            return self._banded(layer, row, padded)
         m = row.output[0] // C
         if all(s == 1 for s in layer.stride):  # flat lines at the padded row pitch
             pitch = [math.prod(padded[i + 1:]) for i in range(len(padded))]
@@ -165,6 +167,21 @@ class _MemoryWalk:
         nb, cb = conv.depthwise_chunk(self.batch, C, plane * self.itemsize)
         for buffer, size in (("pad", math.prod(padded)), ("dw_acc", plane), ("dw_tmp", plane)):
             self.buffers[buffer] = max(self.buffers.get(buffer, 0), nb * cb * size * self.itemsize)
+
+    def _banded(self, layer, row: Row, padded: list[int]) -> None:
+        """A banded depthwise convolution's chunks (conv.banded_chunk): the padded input in "pad" (as
+        wide as the bands read), the gathered band rows in "cols", the output rows in "canvas" when
+        the bands overhang the row; and its banded weights, prepared once and kept."""
+        C, (Ho, Wo) = row.input[0], row.output[1:]
+        bands = conv.banded_layout(row.weight, layer.stride, layer.dilation, Wo, True)
+        per_channel = Ho * bands.bands
+        nb, cb = conv.banded_chunk(self.batch, C, per_channel * bands.depth * self.itemsize)
+        sizes = [("pad", padded[0] * max(padded[1], bands.width)), ("cols", per_channel * bands.depth)]
+        if bands.band * bands.bands != Wo:
+            sizes.append(("canvas", per_channel * bands.band))
+        for buffer, size in sizes:
+            self.buffers[buffer] = max(self.buffers.get(buffer, 0), nb * cb * size * self.itemsize)
+        self.buffers[f"banded {row.path}"] = C * bands.depth * bands.band * self.itemsize
 
     def _winograd(self, layer, row: Row) -> None:
         """A Winograd layer's scratch (its padded input, tiles and transforms in the reused buffers)
