@@ -5,10 +5,12 @@ weights (``conv_with_batch_norm``), as inference engines do: the pass runs one G
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..layers.norm import BatchNorm, GroupNorm, LayerNorm, LayerNorm2d, TransformInput
-from .base import _add_bias, _channel_shape, _float_dtype, kernel
+from .base import _add_bias, _channel_shape, _float_dtype, _view, kernel
 from .derived import derived
 from .memory import _empty
 
@@ -51,18 +53,40 @@ def group_norm(x, num_groups, weight, bias, eps):
     return y
 
 
+#: Bytes of input per block of rows of ``layer_norm``: a block's values, its output and its statistics
+#: stay in cache through the norm's five passes.  One thread, best of 7: convnext_tiny's LayerNorm of
+#: 56x56 rows of 96 at batch 1 0.63 ms, against 1.25 for whole-array passes with whole-array temporaries
+#: (torch 0.26); 8x14x14 rows of 384 1.1 against 2.6 ms; ViT's 197 rows of 768 0.27 against 0.29.
+NORM_BLOCK_BYTES = 256 << 10
+
+
 def layer_norm(x, normalized_ndim, weight, bias, eps):
     """Layer norm over the last ``normalized_ndim`` axes of ``x (N, ...)``.
 
-    Biased variance, as PyTorch; weight/bias of that trailing shape, or None.
+    Biased variance, as PyTorch; weight/bias of that trailing shape, or None.  Rows (the
+    normalised values of one position) in blocks of NORM_BLOCK_BYTES: mean, centre into the output,
+    variance as a row dot product, scale, then the affine map -- no temporaries the size of x.
     """
     x = np.asarray(x, _float_dtype(x))
-    y = _normalize(x, tuple(range(x.ndim - normalized_ndim, x.ndim)), eps)
-    if weight is not None:
-        y *= np.asarray(weight, y.dtype)
-    if bias is not None:
-        y += np.asarray(bias, y.dtype)
-    return y
+    shape, size = x.shape, math.prod(x.shape[x.ndim - normalized_ndim:])
+    rows = x.reshape(-1, size)  # (positions, normalised values); a copy only if x is not contiguous
+    out = _empty(shape, x.dtype)
+    out_rows = _view(out, rows.shape)
+    w = None if weight is None else np.asarray(weight, x.dtype).reshape(-1)
+    b = None if bias is None else np.asarray(bias, x.dtype).reshape(-1)
+    step = max(1, NORM_BLOCK_BYTES // max(1, size * x.dtype.itemsize))
+    for r in range(0, len(rows), step):
+        xb, ob = rows[r:r + step], out_rows[r:r + step]                 # (rows, size)
+        np.subtract(xb, np.add.reduce(xb, axis=1, keepdims=True) / size, out=ob)
+        scale = np.einsum("ij,ij->i", ob, ob) / size                   # the biased variance
+        scale += eps
+        np.sqrt(scale, out=scale)
+        ob /= scale[:, None]
+        if w is not None:
+            ob *= w
+        if b is not None:
+            ob += b
+    return out
 
 
 # --------------------------------------------------------------------------- kernels by layer type

@@ -175,8 +175,11 @@ def _flatten(layer, x, p, owned):
 
 @kernel(Permute, copies=True)
 def _permute(layer, x, p, owned):
-    # a contiguous copy, as the kernels after it (GEMMs over the last axis, norms) read rows
-    return np.ascontiguousarray(x.transpose(0, *(axis + 1 for axis in layer.perm(x.shape[1:]))))
+    # a contiguous copy (from the block pool), as the kernels after it (GEMMs over the last axis, norms) read rows
+    moved = x.transpose(0, *(axis + 1 for axis in layer.perm(x.shape[1:])))
+    out = _empty(moved.shape, moved.dtype)
+    np.copyto(out, moved)
+    return out
 
 
 @kernel(Unflatten)
