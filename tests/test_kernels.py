@@ -201,6 +201,7 @@ CONV_CASES = [  # x shape, weight shape, stride, pads, dilation, groups
     ((2, 5, 9, 20), (5, 1, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 5),  # depthwise 7x7: rows in 2 bands
     ((1, 3, 10, 35), (3, 1, 3, 5), (2, 1), ((0, 1), (4, 2)), (2, 3), 3),  # bands overhanging the row
     ((2, 4, 8, 8), (4, 1, 2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), 4),  # depthwise 2x2/2, nothing padded
+    ((3, 4, 7, 7), (4, 1, 5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1), 4),  # small planes: samples in one GEMM
     ((1, 3, 9), (3, 1, 3), (1,), ((1, 1),), (1,), 3),  # depthwise 1-D: tap by tap
     ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise
     ((2, 3, 5, 4), (8, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise, widening: bias in the GEMM

@@ -539,10 +539,12 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
     kernel row, gathered (with a 1 for the bias) as one GEMM row: ``(bands of a channel, depth) @
     (depth, band)`` against the channel's banded weights (``_banded_weight``), whose zeros skip
     the taps a column does not see.  So the taps are summed by BLAS instead of by a multiply and
-    an add per tap over the planes: 96x56x56 7x7 2.95 ms against 8.5 (the ``_conv_depthwise`` way).
+    an add per tap over the planes: 96x56x56 7x7 2.0 ms against 4.1 (the ``_conv_depthwise`` way).
     The GEMM writes NCHW rows straight into ``out`` when the bands tile the row (else into a
     canvas).  Chunks of samples, or of one sample's channels, keep the gathered rows within
-    CHUNK_BYTES (one channel at least).
+    CHUNK_BYTES (one channel at least).  Small planes (``banded_merges``) put a chunk's samples
+    into one GEMM per channel, through a canvas and one transposing copy: a GEMM per channel and
+    sample costs more in calls than in flops there.
     """
     N, C, H, W = x.shape
     Ho, Wo = out.shape[2:]
@@ -550,7 +552,8 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
     w = _banded_weight(weight, bias, stride, dilation, band)  # (C, depth, band)
     (top, bottom), (left, right) = pads
     right = max(right, width - left - W)  # zeros under the last band's overhang
-    direct = bands * band == Wo
+    merged = banded_merges(N, Ho, bands)
+    direct = bands * band == Wo and not merged
     nb, cb = banded_chunk(N, C, Ho * bands * depth * x.dtype.itemsize)
     taps = weight.shape[2] * span
     for n0, c0 in itertools.product(range(0, N, nb), range(0, C, cb)):
@@ -560,17 +563,34 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
         # [n, c, ho, j, i, m] = xp[n, c, ho * sh + i * dh, j * band * sw + m]: a band's inputs, row by row
         win = as_strided(xp, (*xp.shape[:2], Ho, bands, weight.shape[2], span),
                          (sN, sC, stride[0] * sH, band * stride[1] * sW, dilation[0] * sH, sW), writeable=False)
-        cols = _scratch("cols", (*xp.shape[:2], Ho * bands, depth), x.dtype)
-        np.copyto(_view(cols[..., :taps], win.shape), win)
+        lead = xp.shape[1::-1] if merged else xp.shape[:2]  # GEMM rows of (channel, sample) or (sample, channel)
+        cols = _scratch("cols", (*lead, Ho * bands, depth), x.dtype)
+        np.copyto(_view(cols[..., :taps], (*lead, *win.shape[2:])), win.swapaxes(0, 1) if merged else win)
         if depth > taps:
             cols[..., taps] = 1  # against the bias row
         dst = out[ns, cs]
         if direct:
             _gemm(cols, w[cs], _view(dst, (*dst.shape[:2], Ho * bands, band)), accumulate)
+            continue
+        canvas = _scratch("canvas", (*lead, Ho, bands * band), x.dtype)
+        if merged:  # (channel, sample x rows x bands, depth) @ (channel, depth, band)
+            np.matmul(cols.reshape(lead[0], -1, depth), w[cs], out=canvas.reshape(lead[0], -1, band))
+            _put(dst, canvas[..., :Wo].swapaxes(0, 1), accumulate)
         else:
-            canvas = _scratch("canvas", (*dst.shape[:2], Ho, bands * band), x.dtype)
-            np.matmul(cols, w[cs], out=canvas.reshape(*dst.shape[:2], Ho * bands, band))
+            np.matmul(cols, w[cs], out=canvas.reshape(*lead, Ho * bands, band))
             _put(dst, canvas[..., :Wo], accumulate)
+
+
+#: A banded depthwise convolution with fewer GEMM rows per channel and sample (output rows x bands)
+#: puts the samples of a chunk into one GEMM per channel (``banded_merges``).  One thread, CPU time,
+#: batch 8, a GEMM per sample -> merged: 768x7x7 7x7 4.8 -> 4.2 ms, 1152x7x7 5x5 5.9 -> 4.7,
+#: 672x14x14 5x5/2 5.5 -> 4.9; at 14 rows (384x14x14 7x7) no gain (6.0 -> 6.3).
+BANDED_MERGE_ROWS = 14
+
+
+def banded_merges(N: int, Ho: int, bands: int) -> bool:
+    """Whether ``_conv_banded`` puts several samples into one GEMM per channel."""
+    return N > 1 and Ho * bands < BANDED_MERGE_ROWS
 
 
 def banded_chunk(N: int, C: int, channel_bytes: int) -> tuple[int, int]:

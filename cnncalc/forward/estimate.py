@@ -171,13 +171,13 @@ class _MemoryWalk:
     def _banded(self, layer, row: Row, padded: list[int]) -> None:
         """A banded depthwise convolution's chunks (conv.banded_chunk): the padded input in "pad" (as
         wide as the bands read), the gathered band rows in "cols", the output rows in "canvas" when
-        the bands overhang the row; and its banded weights, prepared once and kept."""
+        the bands overhang the row or samples share a GEMM; and its banded weights, prepared once and kept."""
         C, (Ho, Wo) = row.input[0], row.output[1:]
         bands = conv.banded_layout(row.weight, layer.stride, layer.dilation, Wo, True)
         per_channel = Ho * bands.bands
         nb, cb = conv.banded_chunk(self.batch, C, per_channel * bands.depth * self.itemsize)
         sizes = [("pad", padded[0] * max(padded[1], bands.width)), ("cols", per_channel * bands.depth)]
-        if bands.band * bands.bands != Wo:
+        if bands.band * bands.bands != Wo or conv.banded_merges(self.batch, Ho, bands.bands):
             sizes.append(("canvas", per_channel * bands.band))
         for buffer, size in sizes:
             self.buffers[buffer] = max(self.buffers.get(buffer, 0), nb * cb * size * self.itemsize)
