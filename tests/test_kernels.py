@@ -758,6 +758,26 @@ def test_float32_gelu_against_math_erfc():
     assert special[0] == np.inf and np.isnan(special[1]) and special[2] == 0
 
 
+@pytest.mark.parametrize("name", ["gelu", "silu", "sigmoid", "hardswish", "hardsigmoid"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_in_place_equals_a_new_array(name, dtype):
+    """With out=x (the pass's owned input) the result is written over x, block by block, and equals
+    the result into a new array exactly; an out that does not suit (another dtype, not contiguous)
+    is not used."""
+    fn = getattr(activation, name)
+    x = (rand(3, activation.ELEMENTWISE_BYTES // 8 + 7, seed=5) * 5).astype(dtype)
+    want = fn(x)
+    given = x.copy()
+    got = fn(given, out=given)
+    assert got is given
+    np.testing.assert_array_equal(got, want)
+    strided = x.copy()[:, ::2]
+    assert fn(strided, out=strided) is not strided
+    np.testing.assert_array_equal(fn(x.copy(), out=np.empty(x.shape, np.float16)), want)
+    if dtype == np.float64:  # scratch blocks as wide as the data
+        np.testing.assert_allclose(want, ACTIVATIONS[name][1](x), rtol=1e-12, atol=1e-12)
+
+
 def test_sigmoid_and_silu_saturate_without_nan():
     x = np.array([-1e4, -100.0, -88.8, 88.8, 100.0, 1e4], np.float32)
     assert activation.sigmoid(x).tolist() == [0.0, 0.0, pytest.approx(3.4e-39, rel=0.1), 1.0, 1.0, 1.0]
