@@ -306,8 +306,8 @@ class _Pass:
             return self.sequence(node.branches[""], x, owned)
         # Every branch reads x, so none may change it in place.
         branches = list(node.branches.values())
-        if isinstance(layer, Multiply):
-            return _product([self.sequence(nodes, x, False) for nodes in branches]), True
+        if isinstance(layer, Multiply):  # (every branch has read x: an owned x may take the product)
+            return _product([self.sequence(nodes, x, False) for nodes in branches], x if owned else None), True
         last = _summing_branch(branches) if isinstance(layer, Residual) and self.outputs is None else None
         outputs = [self.sequence(nodes, x, False) for j, nodes in enumerate(branches) if j != last]
         if isinstance(layer, Concat):
@@ -360,17 +360,22 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays, axis=1, out=_empty(shape, np.result_type(*arrays)))
 
 
-def _product(outputs: list[tuple[np.ndarray, bool]]) -> np.ndarray:
+def _product(outputs: list[tuple[np.ndarray, bool]], spare: np.ndarray | None = None) -> np.ndarray:
     """Elementwise product of the branches' outputs, broadcast as PyTorch does (an SE gate's (N, C, 1, 1)
-    over (N, C, H, W)), in place into an owned output of the full shape when there is one."""
+    over (N, C, H, W)), in place into an owned output of the full shape when there is one, else into
+    ``spare`` (the block's input, when the pass owns it and every branch has read it) when it suits,
+    else into a new array from the block pool."""
     shape = np.broadcast_shapes(*(y.shape for y, _ in outputs))
     outputs = sorted(outputs, key=lambda pair: not (pair[1] and pair[0].shape == shape))
     (total, owned), rest = outputs[0], [y for y, _ in outputs[1:]]
     if not (owned and total.shape == shape):
-        result = np.empty(shape, np.result_type(total, *rest))
+        dtype = np.result_type(total, *rest)
+        suits = (spare is not None and spare.shape == shape and spare.dtype == dtype and spare.flags.writeable
+                 and all(y is spare or not np.may_share_memory(y, spare) for y in (total, *rest)))
+        result = spare if suits else _empty(shape, dtype)
         if rest:
             np.multiply(total, rest.pop(0), out=result)
-        else:
+        elif result is not total:
             result[...] = total
         total = result
     for y in rest:
