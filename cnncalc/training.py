@@ -264,6 +264,7 @@ class _Walk:
         if allocates(row, training=True):
             promoted = max(x.itemsize, 4) if self.amp and layer.promotes else x.itemsize   # float32 parameters
             y = self.new(row.output, cast or promoted, grad)
+            y.elements = layer.output_elements(row.input, row.output, self.batch)
         else:                                     # a view or in place: the input's storage
             y = _Tensor(x.storage, x.elements, x.itemsize, grad)
         step = LayerStep(input_grad=x.grad)

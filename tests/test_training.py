@@ -461,6 +461,16 @@ def test_window_attention_keeps_a_copy_of_an_input_another_layer_keeps():
         _compare(_spec(2, [_first(2), "relu", entry]))
 
 
+@pytest.mark.parametrize("window, shift", [([2, 1], [0, 0]), ([2, 1], [1, 0]), ([3, 1], [0, 0]), ([1, 2], [0, 0]),
+                                           ([2, 2], [1, 1])])
+def test_window_attention_output_keeps_its_padded_map_when_the_crop_is_contiguous(window, shift):
+    """Found by hypothesis: `out[:, :H, :W].contiguous()` returns the padded map's own storage when the
+    crop is contiguous (H cropped, one sample), so the next layer keeps the whole padded map."""
+    entry = {"shiftedwindowattention": {"window_size": window, "shift_size": shift, "num_heads": 1}}
+    _compare(yaml.safe_dump({"input": "3x3x2", "layers": [{"linear": {"out_features": 2}}, entry,
+                                                          {"linear": {"out_features": 2}}]}), batches=(1, 2))
+
+
 def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
     text = "input: 8\nlayers:\n  - linear: {out_features: 4}\n  - batchnorm1d\n"
     report = cnncalc.analyse(cnncalc.parse(text))

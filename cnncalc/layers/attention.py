@@ -159,6 +159,19 @@ class ShiftedWindowAttention(Layer):
         """The shift applied: none along an axis that one window covers (as torchvision does)."""
         return tuple(0 if w >= n else s for s, w, n in zip(self.shift_size, self.window_size, self.padded(shape)))
 
+    def output_elements(self, shape, out, batch):
+        """The crop `out[:, :H, :W].contiguous()` is the padded map itself when that crop is contiguous
+        (cropping H only, one sample): then the output keeps the padded map's storage alive."""
+        (h, w, c), (ph, pw), (wh, ww) = shape, self.padded(shape), self.window_size
+        if (ph, pw) == (h, w):
+            return batch * h * w * c
+        # The padded map is contiguous (rolled, or windows merged back by a copy), except where merging
+        # the windows back is a view with W and the window rows swapped: one window row, windows one wide.
+        strides = (ph * pw * c, pw * c, c, 1)
+        if not any(self.shifts(shape)) and ph == wh and ww == 1 and pw > 1 and wh > 1:
+            strides = (ph * pw * c, c, wh * c, 1)
+        return batch * (ph * pw if _contiguous((batch, h, w, c), strides) else h * w) * c
+
     def tensors(self, shape: Shape) -> dict:
         c = shape[2]
         (wh, ww) = self.window_size
@@ -274,6 +287,22 @@ class PatchMerging(Layer):
 
     def label(self, shape: Shape) -> str:
         return f"PatchMerging ({shape[2]} → {2 * shape[2]})"
+
+
+def _contiguous(sizes: tuple, strides: tuple) -> bool:
+    """Whether a tensor of `sizes` and `strides` is contiguous, as PyTorch judges it (size-1 dimensions
+    aside): `.contiguous()` then returns it, and its whole storage, unchanged.
+
+    >>> _contiguous((1, 3, 2), (8, 2, 1)), _contiguous((2, 3, 2), (8, 2, 1))
+    (True, False)
+    """
+    expected = 1
+    for n, stride in zip(reversed(sizes), reversed(strides)):
+        if n != 1:
+            if stride != expected:
+                return False
+            expected *= n
+    return True
 
 
 def _view(tensor: tuple, new: tuple) -> bool:

@@ -184,6 +184,11 @@ class Layer:
         """"new", "view" or "inplace" for this instance, in training or at inference."""
         return self.storage
 
+    def output_elements(self, shape: Shape, out: Shape, batch: int) -> int:
+        """Elements of the storage a new output lives in, for the whole batch: its own, unless it is a
+        contiguous view of a larger tensor the layer made (window attention's crop of its padded map)."""
+        return batch * math.prod(out)
+
     def saved(self, shape: Shape, out: Shape, ctx: TrainContext) -> tuple[Saved, ...]:
         """The tensors autograd keeps for this layer's backward in training mode (parameters aside).
 
