@@ -14,11 +14,10 @@ from . import __version__
 from .analysis import DType
 from .errors import SpecError, Where, brief, clip
 from .homework import CheckFormat, SheetFormat
-from .training import Amp, Device, Optimizer
+from .train_options import Amp, Device, Optimizer
 from .pictures import Style
-from .render import Format, TableOrJson
+from .render import Format, ForwardDType, TableOrJson
 from .render.table import BarsOf
-from .render.forward import ForwardDType
 from .source import LARGEST, Limits, current_limits, set_limits
 
 

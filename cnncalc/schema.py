@@ -14,7 +14,7 @@ True
 """
 from __future__ import annotations
 
-from .layers.base import REGISTRY, REQUIRED, Layer
+from .layers.base import REQUIRED, Layer, all_types
 from .layers.conv import Conv
 from .layers.reshape import StochasticDepth, Upsample
 from .spec import COMPOSITES, ENTRY_KEYS, EXPECT_FIELDS
@@ -96,7 +96,7 @@ def spec_schema() -> dict:
         "block": _block(),
         "expr": {"type": "string", "pattern": r"\$",
                  "description": "A block argument: $name, or integer arithmetic such as $width * 4 // 2."},
-        **{f"args_{cls.kind}": _arguments(cls) for cls in REGISTRY.values()},
+        **{f"args_{cls.kind}": _arguments(cls) for cls in all_types().values()},
     }
     return {
         "$schema": DRAFT,
@@ -130,10 +130,10 @@ def spec_schema() -> dict:
 
 def _layer_types() -> dict[str, type[Layer]]:
     """Every registered type under its YAML name and its PyTorch spelling (`conv2d`, `Conv2d`)."""
-    names = {}
-    for name, cls in REGISTRY.items():
+    names, registry = {}, all_types()
+    for name, cls in registry.items():
         names[name] = cls
-        if REGISTRY.get(torch_name(cls).lower()) is cls:
+        if registry.get(torch_name(cls).lower()) is cls:
             names[torch_name(cls)] = cls
     return names
 

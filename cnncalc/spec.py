@@ -15,7 +15,7 @@ from . import keys
 from . import layers as _layers  # noqa: F401  (registers every layer type)
 from .errors import SpecError, Where, brief, clip, describe_layer
 from .expr import ExprError, substitute
-from .layers.base import REGISTRY, REQUIRED, ArgReader, Layer, lookup, suggest
+from .layers.base import REQUIRED, ArgReader, Layer, all_types, lookup, suggest
 from .layers.composite import Concat, Multiply, Residual, Sequential
 from .source import LARGEST, Limits, Map, Seq, current_limits, parse_yaml, position, read_text
 
@@ -358,7 +358,7 @@ class Parser:
     def _leaf(self, kind: str, args, item, where) -> Layer:
         cls = lookup(kind)
         if cls is None:
-            known = list(REGISTRY) + list(COMPOSITES) + list(self.blocks)
+            known = list(all_types()) + list(COMPOSITES) + list(self.blocks)
             fix = "see the README for the layer types; a block must be defined under `blocks:`"
             if re.search(r"\s-\s", kind):  # `- relu` indented under the item above folds into its text
                 fix = "a `- ` seems indented deeper than the item above it; align the `- ` of every layer"

@@ -17,46 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 
 from .analysis import DType, Report, Row, Warning, allocates
 from .errors import SpecError
 from .layers.base import Saved, TrainContext
 from .layers.composite import Multiply, broadcast
 from .spec import Node
-
-
-class Optimizer(str, Enum):
-    """torch.optim choices by the state they keep per trainable parameter."""
-
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
-    adamw = "adamw"
-
-    @property
-    def states(self) -> int:
-        """Tensors of state per parameter: SGD none, momentum its buffer, Adam(W) two moments."""
-        return {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.value]
-
-
-class Amp(str, Enum):
-    """torch.autocast's half-precision type, or none."""
-
-    none = "none"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-
-
-class Device(str, Enum):
-    """Whose kernels decide the saved tensors: CUDA's fused dropout keeps a bool mask, the CPU's a float one."""
-
-    cuda = "cuda"
-    cpu = "cpu"
+from .train_options import DEFAULT_OPTIMIZER, Amp, Device, Optimizer  # noqa: F401 - part of this module's API
 
 
 ITEMSIZE = {"int64": 8}
-DEFAULT_OPTIMIZER = Optimizer.adam
 
 
 @dataclass
@@ -138,8 +108,14 @@ def train(report: Report, batch: int | None = None, optimizer: Optimizer | str =
     if budget is not None:
         totals.budget = budget
         totals.max_batch = _largest(budget, totals, walk.fixed, batch)
+        # One walk per distinct precision: both autocast types keep 2-byte copies, and this step's
+        # own choice is already answered.
+        answers = {(dtype, amp is not Amp.none): totals.max_batch}
         for label, (other, half) in PRECISIONS.items():
-            fits[label] = max_batch(report, budget, optimizer, half, device, other)
+            key = (other, half is not Amp.none)
+            if key not in answers:
+                answers[key] = max_batch(report, budget, optimizer, half, device, other)
+            fits[label] = answers[key]
     return Training(report, batch, optimizer, amp, device, walk.steps, totals, dtype, fits, walk.warnings)
 
 

@@ -65,3 +65,18 @@ def test_summary_does_not_import_numpy(args):
             "assert 'numpy' not in sys.modules, 'numpy imported on the summary path'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_a_cnn_summary_imports_only_what_it_uses():
+    """Start-up: LeNet-5's summary compiles none of the modules it does not need (the training walk,
+    the transformer-era layer types, the forward pass's renderer); a spec that names a later type
+    loads its module on first use."""
+    later = ["cnncalc.training", "cnncalc.layers.attention", "cnncalc.layers.learned", "cnncalc.layers.rearrange",
+             "cnncalc.render.forward"]
+    code = ("import sys; from cnncalc.cli import main\n"
+            "try:\n    main(['summary'])\nexcept SystemExit:\n    pass\n"
+            f"print([m for m in {later!r} if m in sys.modules])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr
+    result = cli("summary", "vit_b_16", "--train")
+    assert result.exit_code == 0 and "MultiheadAttention" in result.stdout

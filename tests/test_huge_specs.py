@@ -162,7 +162,7 @@ def test_plots_that_share_bars_show_the_largest_of_each_run(spec, monkeypatch):
 
 def test_budget_is_closed_form_not_a_search(monkeypatch):
     """--budget finds the largest batch from the per-sample and fixed parts (the peak is linear in the
-    batch): the walk over the layers runs once per precision, never once per candidate batch."""
+    batch): the walk over the layers runs once per distinct precision, never once per candidate batch."""
     import cnncalc.training as T
     report = cnncalc.analyse(load("resnet18"))
     walks = counting(monkeypatch, T._Walk, "run")
@@ -170,5 +170,8 @@ def test_budget_is_closed_form_not_a_search(monkeypatch):
     count_small = len(walks)
     walks.clear()
     huge = train(report, 1, budget=2**60)
-    assert len(walks) == count_small == 1 + len(T.PRECISIONS)
+    # this step's own (float32) and each other distinct precision: float16, and autocast (float16 and
+    # bfloat16 alike keep 2-byte copies)
+    distinct = {(dtype, amp is not T.Amp.none) for dtype, amp in T.PRECISIONS.values()}
+    assert len(walks) == count_small == len(distinct) == 3
     assert huge.totals.max_batch > 2**20 * small.totals.max_batch

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnncalc.layers.base import REGISTRY, REQUIRED
+from cnncalc.layers import REGISTRY
+from cnncalc.layers.base import REQUIRED
 from cnncalc.schema import spec_schema, torch_name
 from util import cli
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
@@ -13,6 +14,10 @@ from ..source import LARGEST
 Shape = tuple  # per-sample shape, e.g. (C, H, W)
 REQUIRED = object()
 REGISTRY: dict[str, type["Layer"]] = {}
+#: Modules of cnncalc.layers imported on first need (a type name missing from REGISTRY is looked up,
+#: or every type is listed: `all_types`), not with the package: the CNN types load on every start-up,
+#: these only when a spec uses one.
+LATER = ("attention", "learned", "rearrange")
 
 
 def register(*names: str, ranks: tuple[int, ...] = ()) -> Callable[[type], type]:
@@ -32,7 +37,17 @@ def register(*names: str, ranks: tuple[int, ...] = ()) -> Callable[[type], type]
 
 def lookup(kind: str) -> type["Layer"] | None:
     """The class for a type name, case-insensitively (`Conv2d` and `conv2d` alike)."""
-    return REGISTRY.get(kind.lower()) if isinstance(kind, str) else None
+    if not isinstance(kind, str):
+        return None
+    cls = REGISTRY.get(kind.lower())
+    return cls if cls is not None else all_types().get(kind.lower())
+
+
+def all_types() -> dict[str, type["Layer"]]:
+    """REGISTRY with every layer module imported (the LATER ones too)."""
+    for name in LATER:
+        importlib.import_module(f"{__package__}.{name}")
+    return REGISTRY
 
 
 def suggest(word: str, choices) -> str:

@@ -11,6 +11,13 @@ class TableOrJson(str, Enum):
     json = "json"
 
 
+class ForwardDType(str, Enum):
+    """Element types the NumPy pass computes in (`forward --dtype`)."""
+
+    float32 = "float32"
+    float64 = "float64"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
