@@ -7,7 +7,8 @@ Each tree (default: this checkout) runs each command (default: `summary lenet5` 
 bytecode (PYTHONDONTWRITEBYTECODE=1, every module compiled on every run, as on this project's
 machines) and with a warm bytecode cache (PYTHONPYCACHEPREFIX in a temporary folder, filled by one
 run first, so the trees stay clean). Runs are interleaved, tree after tree, round after round, so a
-change in the machine's load hits every tree alike; the best and median wall times are printed.
+change in the machine's load hits every tree alike; the best and median wall and CPU (user + system)
+times are printed. Give options of the command after `--`: `startup.py -- summary resnet50 --train`.
 """
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ from pathlib import Path
 DEFAULT_COMMANDS = [["summary", "lenet5"], ["summary", "resnet50", "--train", "--batch", "32"]]
 
 
-def run(cmd: list[str], env: dict) -> float:
+def run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one child process."""
     start = time.perf_counter()
     # (in the tree itself: `python -m` puts the working folder first on the path)
-    done = subprocess.run(cmd, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.decode()}")
-    return elapsed
+    if status:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+    proc.stderr.close()
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -58,7 +62,9 @@ def main() -> None:
                     times[key].append(run(cmd, env))
             print(f"cnncalc {' '.join(command)}  ({args.runs} interleaved runs)")
             for (label, mode), values in times.items():
-                print(f"  {label:12} {mode:12} best {min(values):.3f} s  median {statistics.median(values):.3f} s")
+                wall, cpu = [v[0] for v in values], [v[1] for v in values]
+                print(f"  {label:12} {mode:12} wall best {min(wall):.3f} s, median {statistics.median(wall):.3f} s;"
+                      f"  CPU best {min(cpu):.3f} s, median {statistics.median(cpu):.3f} s")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 
 from . import keys
@@ -75,12 +74,13 @@ class Network:
 
 # --- loading ---------------------------------------------------------------------------------------
 
-def _architectures():
-    """The folder of built-in specs: package data when installed, ../architectures in a checkout."""
-    try:
-        return resources.files("cnncalc.architectures")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "architectures"
+def _architectures() -> Path:
+    """The folder of built-in specs: package data when installed (cnncalc/architectures), else
+    ../architectures in a checkout. (A path, not importlib.resources, whose import takes tempfile,
+    shutil and the compression modules into every start-up.)"""
+    here = Path(__file__).resolve().parent
+    installed = here / "architectures"
+    return installed if installed.is_dir() else here.parent / "architectures"
 
 
 def builtin_names() -> list[str]:
