@@ -1,6 +1,5 @@
 """The command line: each command parses options, calls the library, renders. Errors from bad input
 become exit status 2 here, in one place (`_Commands.invoke`)."""
-from __future__ import annotations
 
 import sys
 from dataclasses import replace
