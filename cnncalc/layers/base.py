@@ -4,8 +4,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import Callable, ClassVar, NamedTuple, Optional
 
 from ..arith import Field, channel_axis
 from ..errors import SpecError, brief
@@ -56,8 +55,7 @@ def suggest(word: str, choices) -> str:
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """One tensor PyTorch's autograd keeps for a layer's backward pass in training mode.
 
     `of` is "input" or "output" (the layer keeps that very tensor, so a storage kept by two layers is
@@ -81,8 +79,7 @@ class Saved:
     cast: str = "layer"
 
 
-@dataclass(frozen=True)
-class TrainContext:
+class TrainContext(NamedTuple):
     """What a saved-tensor rule may depend on besides shapes: the device whose kernels run ("cuda" or
     "cpu"), whether the layer's input requires a gradient (false before the first parameter), whether
     torch.autocast is on, and the batch (whether a reshape is a view can depend on it: attention's
