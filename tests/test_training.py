@@ -471,6 +471,14 @@ def test_window_attention_output_keeps_its_padded_map_when_the_crop_is_contiguou
                                                           {"linear": {"out_features": 2}}]}), batches=(1, 2))
 
 
+@pytest.mark.parametrize("tokens", ["2x1", "1x4", "3x4"])
+def test_attention_keeps_a_copy_of_its_input_unless_the_transpose_is_a_view(tokens):
+    """Found by hypothesis: in_proj reads the input transposed to L×N×E and folded to (L·N)×E, a copy
+    unless L or N is 1, so a ReLU's kept output is shared only then."""
+    entry = {"multiheadattention": {"num_heads": 1, "add_bias_kv": True, "add_zero_attn": True, "bias": False}}
+    _compare(yaml.safe_dump({"input": tokens, "layers": ["relu", entry]}), batches=(1, 8))
+
+
 def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
     text = "input: 8\nlayers:\n  - linear: {out_features: 4}\n  - batchnorm1d\n"
     report = cnncalc.analyse(cnncalc.parse(text))

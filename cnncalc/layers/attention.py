@@ -109,7 +109,10 @@ class MultiheadAttention(Layer):
             dropped += (Saved("new", "a half-precision copy of the attention weights, AV's input", (heads, n, s)),)
         projections = (Saved("weight", "in_proj's weight, for the input's gradient", (3 * e, e)),) * ctx.input_grad + \
             (Saved("weight", "out_proj's weight, for its input's gradient", (e, e)),)
-        return (Saved("input", "its input, for in_proj's weight gradient"), *kv,
+        # in_proj reads the input transposed to L×N×E, folded to (L·N)×E: a view only when L or N is 1
+        folded = Saved("input", "its input, for in_proj's weight gradient") if n == 1 or ctx.batch == 1 else \
+            Saved("new", "its input transposed to L×N×E and copied by in_proj, for its weight gradient", (n, e))
+        return (folded, *kv,
                 Saved("new", "Q scaled by 1/√d", (n, e)), weights, *dropped,
                 Saved("new", "the heads' outputs side by side, out_proj's input", (n, e)), *projections)
 
