@@ -324,7 +324,7 @@ def spelled_and_sized(draw, item, shape):
         # statistics never looks at num_features; the contract still calls it an error)
         wrong = size_arg in ("in_channels", "in_features") and sometimes(draw, 0.2)
         args = {size_arg: size + wrong, **args}
-    if sometimes(draw, 0.15):
+    if kind.lower() in tm.TORCH_CLASSES and sometimes(draw, 0.15):     # (composites have no torch spelling)
         kind = tm.TORCH_CLASSES[kind.lower()].__name__
     return {kind: args} if args else kind
 
