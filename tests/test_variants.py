@@ -69,6 +69,21 @@ def test_key_fields_and_zero_fields_left_out():
     assert cli("key", "--fields", "output,paramz").exit_code == 2
 
 
+def test_key_asks_the_training_figures_check_grades(tmp_path):
+    text = cli("key", "--fields", "output,saved,backward_macs").stdout
+    # conv1 keeps its 1x28x28 input (3,136 B); its backward needs only the weight gradient (no input
+    # gradient for the first layer): 20*28*28 * 1*5*5 = 392,000; ReLU keeps its 20x28x28 output
+    assert "expect: {output: 20x28x28, saved: 3136, backward_macs: 392000}" in text
+    assert "- relu:\n    expect: {output: 20x28x28, saved: 62720, backward_macs: 0}" in text
+    assert "\nexpect: {output: 10, saved: 183496, backward_macs: 12652000}" in text
+    key, wrong = tmp_path / "key.yaml", tmp_path / "wrong.yaml"
+    key.write_text(text)
+    wrong.write_text(text.replace("saved: 3136,", "saved: 6272,"))    # the input counted twice
+    graded = cli("check", str(key))
+    assert graded.exit_code == 0 and "33 of 33 correct" in graded.stdout
+    assert "32 of 33 correct" in cli("check", str(wrong)).stdout
+
+
 def test_flops_are_twice_the_macs_and_labelled(tmp_path):
     sheet = tmp_path / "s.yaml"
     sheet.write_text("input: 3x32x32\nlayers:\n  - conv2d: {out_channels: 10, kernel_size: 5, padding: 2}\n"

@@ -29,26 +29,43 @@ class EditFailed(Exception):
     """The text could not be edited cleanly (falls back to re-dumping)."""
 
 
-FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory")
+FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory", "saved", "backward_macs")
 DEFAULT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
+TRAINING_FIELDS = ("saved", "backward_macs")     # graded as `check` grades them: batch 1, no autocast
 
 
-def row_answers(row: Row, dtype_bytes: int, fields: tuple | None = None) -> dict:
+def training_for(report: Report, fields: tuple | None):
+    """The training analysis a key asking `saved` or `backward_macs` is filled from (None when it asks
+    neither: the analysis is then not made). The same figures `check` grades against."""
+    if not fields or not any(f in TRAINING_FIELDS for f in fields):
+        return None
+    from ..training import train
+
+    return train(report, batch=1)
+
+
+def row_answers(row: Row, dtype_bytes: int, fields: tuple | None = None, training=None) -> dict:
     """The answers of one row, as `expect:` values: shapes as 20x28x28, counts and bytes as integers.
     `fields` None: the default fields, leaving out what a layer trivially lacks (a weight or bias it does not
-    have, zero params or MACs); named fields are all written (zeros included), a missing tensor as none."""
+    have, zero params or MACs); named fields are all written (zeros included), a missing tensor as none.
+    `training` (see `training_for`) gives the `saved` and `backward_macs` fields."""
     values = {"output": _shape(row.output), "weight": _shape(row.weight) if row.weight else None,
               "bias": _shape(row.bias) if row.bias else None, "params": row.params, "macs": row.macs,
               "flops": 2 * row.macs, "rf": _field(row.rf), "memory": math.prod(row.output) * dtype_bytes}
+    if training is not None:
+        step = training.rows[row.path]
+        values.update(saved=step.saved_bytes, backward_macs=step.backward_macs)
     if fields is None:
         return {k: values[k] for k in DEFAULT_FIELDS if values[k] not in (None, 0)}
     return {k: "none" if values[k] is None else values[k] for k in fields}
 
 
-def total_answers(report: Report, fields: tuple | None = None) -> dict:
+def total_answers(report: Report, fields: tuple | None = None, training=None) -> dict:
     t = report.totals
     values = {"output": _shape(report.output), "params": t.params, "macs": t.macs, "flops": 2 * t.macs,
               "rf": _field(report.rf), "memory": t.activation_bytes}
+    if training is not None:
+        values.update(saved=training.totals.saved_bytes, backward_macs=training.totals.backward_macs)
     return {k: values[k] for k in (fields or ("output", "params", "macs", "rf", "memory")) if k in values}
 
 
@@ -126,9 +143,10 @@ def write_key(text: str, output: str | None, force: bool, spec: str | None) -> N
 
 def answer_key(network: Network, report: Report, text: str, fields: tuple | None = None) -> tuple[str, bool]:
     """(the key's text, whether the layout was kept). `text` is the spec's source."""
+    training = training_for(report, fields)
     try:
-        key = _filled(text, network, report, fields)
-        _verify(key, network, report, fields)
+        key = _filled(text, network, report, fields, training)
+        _verify(key, network, report, fields, training)
         return key, True
     except (EditFailed, yaml.YAMLError):
         pass
@@ -136,8 +154,8 @@ def answer_key(network: Network, report: Report, text: str, fields: tuple | None
     plain = yaml.dump(_plain(yaml.load(text, Loader=_Loader), {}), Dumper=yaml.SafeDumper, sort_keys=False,
                       allow_unicode=True, default_flow_style=False)
     try:
-        key = _filled(plain, network, report, fields)
-        _verify(key, network, report, fields)
+        key = _filled(plain, network, report, fields, training)
+        _verify(key, network, report, fields, training)
     except (EditFailed, yaml.YAMLError) as e:
         raise SpecError(f"cannot write an answer key for this spec: {e}", where=Where(network.source),
                         fix="simplify the spec's layout (plain block-style YAML), or write the `expect:` answers by "
@@ -161,7 +179,7 @@ def _plain(data, seen: dict):
     return seen[id(data)]
 
 
-def _verify(key: str, network: Network, report: Report, fields: tuple | None = None) -> None:
+def _verify(key: str, network: Network, report: Report, fields: tuple | None = None, training=None) -> None:
     """The key must describe the same network and grade with no failures. The network is compared node
     by node (type, arguments, path); an answer written as intended (the text of `row_answers`, re-read) is
     right by construction, and any other (one the edit left in place) is graded on the spec's own analysis.
@@ -182,8 +200,8 @@ def _verify(key: str, network: Network, report: Report, fields: tuple | None = N
             for a, b in zip(nodes, edited))
         rows, size = {r.path: r for r in report.rows}, report.dtype.bytes
         others = {n.path: n.expect for n in edited if n.expect and not
-                  _as_written(n.expect, row_answers(rows[n.path], size, fields))}
-        if again.expect and not _as_written(again.expect, total_answers(report, fields)):
+                  _as_written(n.expect, row_answers(rows[n.path], size, fields, training))}
+        if again.expect and not _as_written(again.expect, total_answers(report, fields, training)):
             others[""] = again.expect
         graded = check.grade(report, others) if same and others else None
     except Exception as e:  # any failure here means the edit went wrong, never the user's input
@@ -211,7 +229,7 @@ def _as_written(read: dict, intended: dict) -> bool:
 
 # --- editing the text ------------------------------------------------------------------------------
 
-def _filled(text: str, network: Network, report: Report, fields: tuple | None = None) -> str:
+def _filled(text: str, network: Network, report: Report, fields: tuple | None = None, training=None) -> str:
     root = yaml.compose(text, Loader=_Loader)
     if not isinstance(root, yaml.MappingNode):
         raise EditFailed("the spec is not a mapping")
@@ -223,10 +241,10 @@ def _filled(text: str, network: Network, report: Report, fields: tuple | None = 
         counts[id(item)] = counts.get(id(item), 0) + 1
     for node, item, parent, depth in pairs:
         if counts[id(item)] == 1:       # an aliased entry stands for several layers: leave it alone
-            answers = row_answers(rows[node.path], report.dtype.bytes, fields)
+            answers = row_answers(rows[node.path], report.dtype.bytes, fields, training)
             if answers:
                 edits += _expect_edits(text, item, parent, flow(answers), depth)
-    totals = total_answers(report, fields)
+    totals = total_answers(report, fields, training)
     if totals:
         edits += _expect_edits(text, root, None, flow(totals), -1)
     # applied from the end backwards (see _expect_edits), the text is put together once, in order
