@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import yaml  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 
 import cnncalc  # noqa: E402
 import torch_training as tt  # noqa: E402
@@ -181,8 +181,21 @@ def _torch_counted(report, batch: int) -> int:
     return ours + extra
 
 
+# Found by a non-CI run (before d1195fb): the conv keeps Swin's whole 1x3x1 padded map at batch 1 (12 B, not 8)
+SWIN_THEN_RESIDUAL = """input: 1x2x1
+layers:
+- shiftedwindowattention: {window_size: [1, 3], shift_size: [0, 0], num_heads: 1}
+- residual:
+    body:
+    - conv2d: {out_channels: 1, kernel_size: 1}
+    - batchnorm2d
+    - relu
+"""
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(stacks())
+@example(SWIN_THEN_RESIDUAL)
 def test_random_stacks_save_and_count_what_pytorch_does(text):
     try:
         network = cnncalc.parse(text)
@@ -477,6 +490,17 @@ def test_attention_keeps_a_copy_of_its_input_unless_the_transpose_is_a_view(toke
     unless L or N is 1, so a ReLU's kept output is shared only then."""
     entry = {"multiheadattention": {"num_heads": 1, "add_bias_kv": True, "add_zero_attn": True, "bias": False}}
     _compare(yaml.safe_dump({"input": tokens, "layers": ["relu", entry]}), batches=(1, 8))
+
+
+def test_a_layer_after_window_attention_keeps_the_padded_map_its_output_lives_in():
+    """The crop of the 1x3x1 padded map to 1x2x1 is contiguous at batch 1, so `.contiguous()` returns the
+    padded map itself: the conv after it keeps 3 values (12 B), not its input's 2; at batch 2 the crop is
+    copied (16 B)."""
+    network = cnncalc.parse(SWIN_THEN_RESIDUAL)
+    report = cnncalc.analyse(network)
+    for batch, kept in ((1, 12), (2, 16)):
+        assert own_bytes(report, train(report, batch, device="cpu"))["1.body.0"] == kept
+        assert tt.saved(network, batch)[1]["1.body.0"] == kept
 
 
 def test_a_batchnorm_with_one_value_per_channel_warns_in_training():
