@@ -17,13 +17,16 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from torch import nn  # noqa: E402
 
 import cnncalc  # noqa: E402
 import torch_model as tm  # noqa: E402
 from cnncalc import arith  # noqa: E402
+from cnncalc.homework import working  # noqa: E402
+from cnncalc.layers.composite import Concat  # noqa: E402
+from cnncalc.layers.rearrange import _Slice  # noqa: E402
 
 
 # --- the measurement -----------------------------------------------------------------------------------
@@ -139,12 +142,17 @@ def assert_exact(text: str, need_units: bool = True) -> cnncalc.Report | None:
     """For every entry with a local field (inner layers and composites too, measured at their own
     module's output): size, centre and jump of interior units equal the measured span, its middle
     and the spacing between neighbours' middles. The network's output must have two interior
-    neighbours on every axis unless `need_units` is off (then None when none of it was checked)."""
+    neighbours on every axis unless `need_units` is off (then None when none of it was checked).
+    From a slice of the channels after a concat on, the field is one for all the channels the concat
+    joined (README): there the measured span must lie inside the reported one, the jump still exact."""
     report = cnncalc.analyse(cnncalc.parse(text))
     model, shape = gradient_model(text), report.network.input
     final = [row for row in report.rows if row.node.depth == 0][-1]
-    checked = 0
+    checked, joined, bound = 0, False, False
     for row in report.rows:
+        layer = row.node.layer
+        joined = joined or isinstance(layer, Concat)
+        bound = bound or (joined and isinstance(layer, _Slice) and layer.span(row.input)[0] == 0)
         if row.rf is None:
             continue
         axes = interior_units(row.rf, shape, row.output)
@@ -159,6 +167,10 @@ def assert_exact(text: str, need_units: bool = True) -> cnncalc.Report | None:
             spans = measure(model, shape, unit, row.path, channel)
             for axis, (field, span, i) in enumerate(zip(row.rf, spans, unit)):
                 where = f"{row.path} unit {unit} axis {axis}: measured {span}, rf {field}"
+                if bound:
+                    lo, hi = reported_interval(field, i)
+                    assert lo <= span[0] and span[1] <= hi, where
+                    continue
                 assert span[1] - span[0] + 1 == field.size, where
                 assert centre(span) == field.start + i * Fraction(field.jump), where
         first = tuple(a[0] for a in axes)
@@ -531,8 +543,26 @@ def window_stacks(draw):
     return "x".join(map(str, shape)), layers
 
 
+CONCAT_THEN_NARROW = ("1x30", [{"concat": {"a": [], "b": [{"maxpool1d": {"kernel_size": 3, "stride": 1, "padding": 1}}]}},
+                                {"narrow": {"dim": 1, "start": 0, "length": 1}}])
+
+
+def test_a_channel_slice_after_a_concat_reports_the_widest_field_of_the_concat():
+    """Found by a non-CI run: the identity branch's channel alone sees 1 pixel, the maxpool's 3; cnncalc
+    keeps one field per tensor, the widest, and says so."""
+    shape, layers = CONCAT_THEN_NARROW
+    text = yaml.safe_dump({"input": shape, "layers": layers}, sort_keys=False)
+    report = assert_exact(text)
+    assert report.rf[0].size == 3
+    model = gradient_model(text)
+    assert measure(model, report.network.input, (10,), channel=0) == [(10, 10)]
+    step = working.steps(report)["1"]
+    assert "widest over all the channels" in working.explain(step)["rf"]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(window_stacks())
+@example(CONCAT_THEN_NARROW)
 def test_every_row_of_random_window_stacks_has_the_measured_field(stack):
     """Every row's field (inner layers of composites too) against the gradient at that module."""
     shape, layers = stack

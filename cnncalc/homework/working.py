@@ -475,14 +475,24 @@ def _chunk(layer: Chunk, step: Step) -> dict:
     axis, start, length = layer.span(step.row.input)
     n = step.row.input[axis]
     return {"output": f"output = {fmt_shape(step.row.output)}: chunk {layer.index % layer.chunks} of {layer.chunks} "
-                      f"along dim {layer.dim}, {n}/{layer.chunks} = {length} positions from {start}"}
+                      f"along dim {layer.dim}, {n}/{layer.chunks} = {length} positions from {start}",
+            **_channel_slice_rf(axis, step)}
 
 
 @explains(Narrow)
 def _narrow(layer: Narrow, step: Step) -> dict:
     axis, start, length = layer.span(step.row.input)
     return {"output": f"output = {fmt_shape(step.row.output)}: positions {start} … {start + length - 1} of dim "
-                      f"{layer.dim} ({step.row.input[axis]} → {length})"}
+                      f"{layer.dim} ({step.row.input[axis]} → {length})", **_channel_slice_rf(axis, step)}
+
+
+def _channel_slice_rf(axis: int, step: Step) -> dict:
+    """A slice of the channels keeps the one field cnncalc tracks per tensor: the widest over all the
+    channels it arrived with, so after a concat of unequal branches an upper bound for the ones kept."""
+    if axis or step.row.rf is None:
+        return {}
+    return {"rf": f"rf = the field arriving = {_sizes(step.row.rf)} (the widest over all the channels; "
+                  "after a concat of unequal branches the channels kept may see less)"}
 
 
 @explains(ChannelShuffle)
