@@ -5,6 +5,7 @@ check) works on Nodes and never sees YAML. Every problem is a SpecError with fil
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -180,16 +181,30 @@ class _Frame:
     needs: dict = field(default_factory=dict)    # branch -> the sibling branches it is sized like
 
     def order(self, where: Where) -> tuple[str, ...]:
-        """The branches in an order where every branch comes after the siblings it is sized like."""
+        """The branches in an order where every branch comes after the siblings it is sized like: each
+        time the first ready one in document order (Kahn's sort over a heap of positions, so a concat of
+        thousands of branches costs n log n, not a rescan of them all per branch)."""
+        position = {b: i for i, b in enumerate(self.branches)}
+        waiting = {b: len(self.needs.get(b, ())) for b in self.branches}
+        dependents: dict[str, list[str]] = {}
+        for branch, needs in self.needs.items():
+            for need in needs:
+                dependents.setdefault(need, []).append(branch)
+        ready = [position[b] for b in self.branches if not waiting[b]]
+        heapq.heapify(ready)
         done: list[str] = []
-        while len(done) < len(self.branches):
-            ready = [b for b in self.branches if b not in done and self.needs.get(b, set()) <= set(done)]
-            if not ready:
-                cycle = ", ".join(f"{b} like {' and '.join(sorted(self.needs[b]))}" for b in self.branches
-                                  if b not in done and b in self.needs)
-                raise SpecError(f"branches are sized like each other in a circle ({cycle})", where=where,
-                                fix="one branch must have sizes of its own: give its crop a `size:` instead")
-            done.append(ready[0])
+        while ready:
+            branch = self.branches[heapq.heappop(ready)]
+            done.append(branch)
+            for dependent in dependents.get(branch, ()):
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    heapq.heappush(ready, position[dependent])
+        if len(done) < len(self.branches):
+            cycle = ", ".join(f"{b} like {' and '.join(sorted(self.needs[b]))}" for b in self.branches
+                              if waiting[b] and b in self.needs)
+            raise SpecError(f"branches are sized like each other in a circle ({cycle})", where=where,
+                            fix="one branch must have sizes of its own: give its crop a `size:` instead")
         return tuple(done)
 
 

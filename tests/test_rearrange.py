@@ -361,3 +361,19 @@ def test_kernels_against_naive_loops():
 def test_forward_pass_equals_torch(text, tmp_path):
     from test_forward import assert_equivalent
     assert_equivalent(text, tmp_path)
+
+
+def test_branches_sized_like_siblings_are_ordered_in_n_log_n():
+    """The walking order of a concat with a crop sized like a sibling: 4,000 branches took minutes when
+    every step rescanned every branch (3,000: 135 s); now well under a second."""
+    import time
+
+    branches = "".join(f"      c{i}: []\n" for i in range(4000))
+    text = (f"input: 4x8x8\nlayers:\n  - concat:\n      a: [{{centercrop: {{like: z}}}}]\n{branches}"
+            "      z: [{conv2d: {out_channels: 2, kernel_size: 3, padding: 1}}]\n")
+    start = time.process_time()
+    network = cnncalc.parse(text)
+    report = cnncalc.analyse(network)
+    assert time.process_time() - start < 5
+    assert network.root.branches[""][0].order[-2:] == ("z", "a")          # the crop after its sibling
+    assert report.rows[1].output == (4, 8, 8) and report.output == (4 + 4000 * 4 + 2, 8, 8)
