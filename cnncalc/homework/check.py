@@ -45,6 +45,14 @@ TOTAL_FIELDS = ("output", "params", "trainable_params", "macs", "flops", "rf", "
 MISSING = object()          # no answer given
 
 
+def graded_training(report: Report):
+    """The training figures `saved` and `backward_macs` are graded against (and a key's are filled from):
+    batch 1, no autocast, CUDA's rules (the same as the CPU's but for dropout's mask)."""
+    from ..training import train
+
+    return train(report, batch=1)
+
+
 # --- questions and results ---------------------------------------------------------------------------------
 
 @dataclass
@@ -234,11 +242,7 @@ class Grader:
 
     @cached_property
     def training(self):
-        """The training figures `saved` and `backward_macs` are graded against: batch 1, no autocast,
-        CUDA's rules (the same as the CPU's but for dropout's mask)."""
-        from ..training import train
-
-        return train(self.report, batch=1)
+        return graded_training(self.report)
 
     def sheet(self, answers: dict, asks: list[Ask] | None = None, rounding: Rounding = Rounding(),
               source: str | None = None, name: str | None = None) -> Sheet:

@@ -31,17 +31,15 @@ class EditFailed(Exception):
 
 FIELDS = ("output", "weight", "bias", "params", "macs", "flops", "rf", "memory", "saved", "backward_macs")
 DEFAULT_FIELDS = ("output", "weight", "bias", "params", "macs", "rf", "memory")
-TRAINING_FIELDS = ("saved", "backward_macs")     # graded as `check` grades them: batch 1, no autocast
+TRAINING_FIELDS = ("saved", "backward_macs")     # filled as `check` grades them (check.graded_training)
 
 
 def training_for(report: Report, fields: tuple | None):
     """The training analysis a key asking `saved` or `backward_macs` is filled from (None when it asks
-    neither: the analysis is then not made). The same figures `check` grades against."""
+    neither: the analysis is then not made): the figures `check` grades against."""
     if not fields or not any(f in TRAINING_FIELDS for f in fields):
         return None
-    from ..training import train
-
-    return train(report, batch=1)
+    return check.graded_training(report)
 
 
 def row_answers(row: Row, dtype_bytes: int, fields: tuple | None = None, training=None) -> dict:
