@@ -514,13 +514,12 @@ def banded_layout(weight_shape, stride, dilation, out_width: int, bias: bool) ->
     return Bands(band, bands, span, Kh * span + int(bias), stride[1] * band * (bands - 1) + span)
 
 
-def _banded_weight(weight, bias, stride, dilation, band) -> np.ndarray:
+def _banded_weight(weight, bias, stride, dilation, band, span) -> np.ndarray:
     """``(C, depth, band)`` banded GEMM weights of a depthwise convolution: row ``i * span + m`` and
     column ``q`` hold tap ``(i, k)`` where ``m = q * stride + k * dilation`` (0 elsewhere); a last
     row holds the bias, against a column of ones (prepared once per weight array)."""
     def make():
         C, _, Kh, Kw = weight.shape
-        span = stride[1] * (band - 1) + dilation[1] * (Kw - 1) + 1
         w = np.zeros((C, Kh, span, band), weight.dtype)
         for q, k in itertools.product(range(band), range(Kw)):
             w[:, :, q * stride[1] + k * dilation[1], q] = weight[:, 0, :, k]
@@ -549,7 +548,7 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
     N, C, H, W = x.shape
     Ho, Wo = out.shape[2:]
     band, bands, span, depth, width = banded_layout(weight.shape, stride, dilation, Wo, bias is not None)
-    w = _banded_weight(weight, bias, stride, dilation, band)  # (C, depth, band)
+    w = _banded_weight(weight, bias, stride, dilation, band, span)  # (C, depth, band)
     (top, bottom), (left, right) = pads
     right = max(right, width - left - W)  # zeros under the last band's overhang
     merged = banded_merges(N, Ho, bands)
@@ -596,10 +595,16 @@ def banded_merges(N: int, Ho: int, bands: int) -> bool:
 def banded_chunk(N: int, C: int, channel_bytes: int) -> tuple[int, int]:
     """(samples, channels) per chunk of ``_conv_banded``: whole samples while their gathered rows
     (``channel_bytes`` per channel) fit CHUNK_BYTES, else channels of one (one at least)."""
+    return _samples_or_channels(N, C, channel_bytes, CHUNK_BYTES)
+
+
+def _samples_or_channels(N: int, C: int, channel_bytes: int, limit: int) -> tuple[int, int]:
+    """(samples, channels) per chunk of a per-channel kernel: whole samples while their ``channel_bytes``
+    per channel fit ``limit``, else channels of one sample (one at least)."""
     per_sample = C * channel_bytes
-    if per_sample <= CHUNK_BYTES:
-        return min(N, max(1, CHUNK_BYTES // max(per_sample, 1))), C
-    return 1, min(C, max(1, CHUNK_BYTES // max(channel_bytes, 1)))
+    if per_sample <= limit:
+        return min(N, max(1, limit // max(per_sample, 1))), C
+    return 1, min(C, max(1, limit // max(channel_bytes, 1)))
 
 
 def _conv_depthwise(x, pads, weight, stride, dilation, out, accumulate=False) -> None:
@@ -656,10 +661,7 @@ def _conv_depthwise(x, pads, weight, stride, dilation, out, accumulate=False) ->
 def depthwise_chunk(N: int, C: int, plane_bytes: int) -> tuple[int, int]:
     """(samples, channels) per chunk of ``_conv_depthwise``: whole samples while their planes
     (``plane_bytes`` each, per scratch array) fit DEPTHWISE_CHUNK_BYTES, else channels of one."""
-    per_sample = C * plane_bytes
-    if per_sample <= DEPTHWISE_CHUNK_BYTES:
-        return min(N, max(1, DEPTHWISE_CHUNK_BYTES // max(per_sample, 1))), C
-    return 1, min(C, max(1, DEPTHWISE_CHUNK_BYTES // max(plane_bytes, 1)))
+    return _samples_or_channels(N, C, plane_bytes, DEPTHWISE_CHUNK_BYTES)
 
 
 # --------------------------------------------------------------------------- Winograd F(4x4, 3x3)
