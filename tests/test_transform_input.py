@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 import cnncalc  # noqa: E402
 import torch_model as tm  # noqa: E402
-from cnncalc.forward.norm import transform_input  # noqa: E402
+from cnncalc.forward.norm import channel_affine  # noqa: E402
 from test_forward import assert_equivalent  # noqa: E402
 from util import analyse, cli  # noqa: E402
 
@@ -35,9 +35,9 @@ def test_kernel_against_the_definition():
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
     want = np.stack([x[:, c] * np.float32(s) + np.float32(t)
                      for c, (s, t) in enumerate(zip((0.458, 0.448, 0.45), (-0.03, -0.088, -0.188)))], 1)
-    assert np.allclose(transform_input(x, (0.458, 0.448, 0.45), (-0.03, -0.088, -0.188)), want, rtol=1e-6, atol=1e-7)
+    assert np.allclose(channel_affine(x, (0.458, 0.448, 0.45), (-0.03, -0.088, -0.188)), want, rtol=1e-6, atol=1e-7)
     copy = x.copy()
-    assert transform_input(copy, (2.0, 2.0, 2.0), (1.0, 1.0, 1.0), owned=True) is copy   # in place when owned
+    assert channel_affine(copy, (2.0, 2.0, 2.0), (1.0, 1.0, 1.0), owned=True) is copy   # in place when owned
     assert np.array_equal(copy, x * 2 + 1)
 
 

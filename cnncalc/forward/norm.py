@@ -20,17 +20,23 @@ def batch_norm(x, running_mean, running_var, weight, bias, eps):
 
     Folded into one per-channel scale and shift (computed in float64); weight/bias may be None.
     """
-    N, C, *S = x.shape
-    x = np.asarray(x, _float_dtype(x))
     scale = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
     if weight is not None:
         scale = scale * weight
     shift = -np.asarray(running_mean, np.float64) * scale
     if bias is not None:
         shift = shift + bias
-    y = np.multiply(x, _channel_shape(scale.astype(x.dtype), x.ndim), out=_empty(x.shape, x.dtype))
-    y += _channel_shape(shift.astype(x.dtype), x.ndim)
-    return y
+    return channel_affine(x, scale, shift)
+
+
+def channel_affine(x, scale, shift, owned: bool = False) -> np.ndarray:
+    """``x (N, C, *S)`` times ``scale[c]`` plus ``shift[c]`` on each channel c, in x's float type: into a
+    new array, or over ``x`` when the pass owns it."""
+    x = np.asarray(x, _float_dtype(x))
+    out = x if owned else _empty(x.shape, x.dtype)
+    np.multiply(x, _channel_shape(np.asarray(scale, x.dtype), x.ndim), out=out)
+    out += _channel_shape(np.asarray(shift, x.dtype), x.ndim)
+    return out
 
 
 def _normalize(x, axes, eps):
@@ -153,16 +159,7 @@ def _layer_norm_2d(layer, x, p, owned):
     return layer_norm_2d(x, p.get("weight"), p.get("bias"), layer.eps)
 
 
-def transform_input(x: np.ndarray, scale, shift, owned: bool = False) -> np.ndarray:
-    """``x (N, C, *S)`` times ``scale[c]`` plus ``shift[c]`` on each channel c, in x's float type (in place
-    when the pass owns x): torchvision's ``x[:, c] * (std/0.5) + (mean - 0.5)/0.5``."""
-    dtype = _float_dtype(x)
-    y = x if owned and x.dtype == dtype else np.array(x, dtype)
-    y *= _channel_shape(np.asarray(scale, dtype), y.ndim)
-    y += _channel_shape(np.asarray(shift, dtype), y.ndim)
-    return y
-
-
 @kernel(TransformInput)
 def _transform_input(layer, x, p, owned):
-    return transform_input(x, *layer.scale_shift(), owned=owned)
+    # torchvision's x[:, c] * (std/0.5) + (mean - 0.5)/0.5
+    return channel_affine(x, *layer.scale_shift(), owned=owned)
