@@ -1200,6 +1200,33 @@ def test_shifted_window_attention_vs_naive(size, window, shift, heads):
     assert rel_err(ours, naive_window_attention(x, window, shift, heads, table, w_qkv, b_qkv, w_proj, b_proj)) < 1e-12
 
 
+def test_masked_softmax_has_no_subnormal_weights():
+    # Swin's -100 mask makes float32 weights of e-44, subnormal (10-100x slower to multiply on x86):
+    # with the floor they are e-80 relative to their row's largest at least, and the rows still agree
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((4, 2, 9, 9)).astype(np.float32)
+    scores[..., ::2, 1::2] -= 100.0
+    expected = np.exp(scores.astype(np.float64) - scores.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    ours = attention.softmax_last(scores.copy(), attention.MASKED_FLOOR)
+    assert np.abs(ours - expected).max() < 1e-7
+    assert (np.abs(ours) >= np.finfo(np.float32).tiny).all()
+    plain = attention.softmax_last(scores.copy())
+    assert ((np.abs(plain) < np.finfo(np.float32).tiny) & (plain != 0)).any()  # what the floor avoids
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (3, 0), (0, 4), (3, 4), (-3, -4), (7, 9), (-1, 2), (8, -10)])
+def test_rolled_is_numpy_roll(shift):
+    x = np.arange(2 * 7 * 9 * 3, dtype=np.float32).reshape(2, 7, 9, 3)
+    assert np.array_equal(attention._rolled(x, shift), np.roll(x, shift, axis=(1, 2)))
+
+
+def test_shift_mask_is_made_once_and_read_only():
+    mask = attention.shift_mask((14, 14), (7, 7), (3, 3), np.dtype(np.float32))
+    assert mask is attention.shift_mask((14, 14), (7, 7), (3, 3), np.dtype(np.float32))
+    assert not mask.flags.writeable and mask.shape == (4, 49, 49)
+
+
 def test_relative_position_index_vs_naive():
     wh, ww = 3, 4
     cells = [(a, b) for a in range(wh) for b in range(ww)]

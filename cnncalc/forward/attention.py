@@ -7,6 +7,7 @@ windows or tokens.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -14,30 +15,64 @@ import numpy as np
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from .base import _float_dtype, kernel
 from .linear import linear
+from .memory import _empty
 from .norm import layer_norm
 from .weights import fixed, initialiser, uniform
 
 
-def softmax_last(scores: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, in place (max subtracted first, as PyTorch does)."""
-    scores -= scores.max(-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(-1, keepdims=True)
+def softmax_last(scores: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """Softmax over the last axis of a C-contiguous array, in place (max subtracted first, as
+    PyTorch does).  ``floor``: scores more than this far below their row's maximum count as that
+    far below (see ``MASKED_FLOOR``).  The row sums are one matrix-vector product: NumPy's sum over
+    a short last axis took 0.19 ms for Swin's (9408, 49) scores, the product 0.02."""
+    n = scores.shape[-1]
+    rows = scores.reshape(-1, n)
+    rows -= rows.max(-1, keepdims=True)
+    if floor is not None:
+        np.maximum(rows, np.asarray(-floor, rows.dtype), out=rows)
+    np.exp(rows, out=rows)
+    total = rows @ np.ones((n, 1), rows.dtype)
+    rows *= np.reciprocal(total, out=total)
     return scores
 
 
-def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias=None) -> np.ndarray:
-    """softmax(q·kᵀ/√d + bias)·v over stacked heads: q (..., L, d), k and v (..., S, d) -> (..., L, d).
+#: How far below its row's maximum a masked score may go before its softmax.  Swin's shift mask adds
+#: -100, so exp gives ~e-44: a float32 subnormal, on which x86 arithmetic is 10-100x slower -- Swin-T's
+#: first shifted block took 11.3 ms against 5.9 unshifted, its AV product 3.0 ms against 0.3.  A weight
+#: of e-80 (1.8e-35) instead changes an output by less than 1e-33 of the values it averages.
+MASKED_FLOOR = 80.0
 
-    Every operand is made contiguous first: NumPy's stacked matmul calls BLAS only for slices it can
-    pass as they are, and loops in C otherwise (QKᵀ of ViT-B/16 measured 5× slower on the strided
-    views of the qkv projection)."""
-    d = q.shape[-1]
-    q = q * np.asarray(d ** -0.5, q.dtype)                                    # a contiguous copy
-    scores = np.matmul(q, np.ascontiguousarray(np.swapaxes(k, -1, -2)))       # (..., L, S)
-    if bias is not None:
+
+def split_heads(qkv: np.ndarray, num_heads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q, kᵀ and v of a ``(B, L, 3E)`` projection, contiguous: q and v ``(B, heads, L, d)``, q
+    already scaled by 1/√d, and kᵀ ``(B, heads, d, L)``.  Contiguous, because NumPy's stacked matmul
+    calls BLAS only for slices it can pass as they are and loops in C otherwise (QKᵀ of ViT-B/16
+    measured 5× slower on the strided views of the projection); kᵀ, because a transposed k is
+    still slower (Swin-T's first block: 0.44 ms for QKᵀ on k's transposed view, 0.37 for a copy of
+    kᵀ and the product)."""
+    b, length, e3 = qkv.shape
+    d = e3 // (3 * num_heads)
+    view = qkv.reshape(b, length, 3, num_heads, d)
+    q, kt, v = (_empty(shape, qkv.dtype) for shape in ((b, num_heads, length, d), (b, num_heads, d, length),
+                                                        (b, num_heads, length, d)))
+    np.multiply(view[:, :, 0].transpose(0, 2, 1, 3), np.asarray(d ** -0.5, qkv.dtype), out=q)
+    np.copyto(kt, view[:, :, 1].transpose(0, 2, 3, 1))
+    np.copyto(v, view[:, :, 2].transpose(0, 2, 1, 3))
+    return q, kt, v
+
+
+def attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, biases=(), floor=None) -> np.ndarray:
+    """softmax(q·kᵀ + biases)·v over stacked heads, from ``split_heads``: q (..., heads, L, d) already
+    scaled by 1/√d, kᵀ (..., heads, d, S), v (..., heads, S, d) -> (..., L, heads·d), the heads side
+    by side (each head's product written into its columns: no copy after); ``floor`` as in
+    ``softmax_last``.  Each bias broadcasts against the scores (..., heads, L, S), added in turn."""
+    *lead, heads, length, d = q.shape
+    scores = np.matmul(q, kt, out=_empty((*lead, heads, length, kt.shape[-1]), q.dtype))
+    for bias in biases:
         scores += bias
-    return np.matmul(softmax_last(scores), np.ascontiguousarray(v))
+    out = _empty((*lead, length, heads * d), q.dtype)
+    np.matmul(softmax_last(scores, floor), v, out=np.swapaxes(out.reshape(*lead, length, heads, d), -2, -3))
+    return out
 
 
 def multihead_attention(x, num_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
@@ -46,17 +81,15 @@ def multihead_attention(x, num_heads, in_proj_weight, in_proj_bias, out_proj_wei
     bias_k/bias_v (1, 1, E) append a learned key/value, add_zero_attn a zero one."""
     n, length, e = x.shape
     d = e // num_heads
-    qkv = linear(x, in_proj_weight, in_proj_bias)                                  # (N, L, 3E)
-    q, k, v = qkv.reshape(n, length, 3, num_heads, d).transpose(2, 0, 3, 1, 4)       # each (N, h, L, d)
-    added = [np.broadcast_to(np.asarray(t, qkv.dtype).reshape(1, num_heads, 1, d), (n, num_heads, 1, d))
+    q, kt, v = split_heads(linear(x, in_proj_weight, in_proj_bias), num_heads)     # (N, h, L|d, d|L)
+    added = [np.broadcast_to(np.asarray(t, q.dtype).reshape(1, num_heads, 1, d), (n, num_heads, 1, d))
              for t in (bias_k, bias_v) if t is not None]
     if add_zero_attn:
-        added += [np.zeros((n, num_heads, 1, d), qkv.dtype)] * 2
-    if added:                                                                      # (N, h, S, d)
-        k = np.concatenate([k, *added[0::2]], axis=2)
+        added += [np.zeros((n, num_heads, 1, d), q.dtype)] * 2
+    if added:                                                                      # S = L + added
+        kt = np.concatenate([kt, *(np.swapaxes(t, 2, 3) for t in added[0::2])], axis=3)
         v = np.concatenate([v, *added[1::2]], axis=2)
-    out = attend(q, k, v).transpose(0, 2, 1, 3).reshape(n, length, e)              # heads side by side
-    return linear(out, out_proj_weight, out_proj_bias)
+    return linear(attend(q, kt, v), out_proj_weight, out_proj_bias)
 
 
 def relative_position_index(window) -> np.ndarray:
@@ -71,16 +104,20 @@ def relative_position_index(window) -> np.ndarray:
     return ((rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + cols[:, None] - cols[None, :] + ww - 1).ravel()
 
 
+@functools.lru_cache(maxsize=32)
 def shift_mask(padded, window, shift, dtype) -> np.ndarray:
     """(windows, N, N): -100 between two tokens of a window that the cyclic roll brought from
-    different regions of the map, 0 within one (torchvision's regions and value)."""
+    different regions of the map, 0 within one (torchvision's regions and value).  Made once per
+    map size, window and shift (read-only): every shifted block of a stage has the same."""
     (ph, pw), (wh, ww) = padded, window
     region = np.zeros((ph, pw), np.int64)
     for i, rows in enumerate(_bands(wh, shift[0])):
         for j, cols in enumerate(_bands(ww, shift[1])):
             region[rows, cols] = 3 * i + j
     region = region.reshape(ph // wh, wh, pw // ww, ww).transpose(0, 2, 1, 3).reshape(-1, wh * ww)
-    return np.where(region[:, None, :] != region[:, :, None], dtype.type(-100.0), dtype.type(0.0))
+    mask = np.where(region[:, None, :] != region[:, :, None], dtype.type(-100.0), dtype.type(0.0))
+    mask.flags.writeable = False
+    return mask
 
 
 def _bands(window: int, shift: int):
@@ -99,25 +136,49 @@ def shifted_window_attention(x, window, shift, num_heads, table, index, qkv_weig
     shift = [0 if win >= size else s for s, win, size in zip(shift, window, (ph, pw))]
     if (ph, pw) != (h, w):
         x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)))
-    if any(shift):
-        x = np.roll(x, (-shift[0], -shift[1]), axis=(1, 2))
-    # (N, H/wh, wh, W/ww, ww, C) -> windows (N·nW, N_tokens, C)
-    windows = x.reshape(n, ph // wh, wh, pw // ww, ww, c).transpose(0, 1, 3, 2, 4, 5).reshape(-1, tokens, c)
+    # rolled by -shift, as windows (N·nW, N_tokens, C): the map's (N, H/wh, wh, W/ww, ww, C) in window order
+    windows = _copy(_rolled(x, [-s for s in shift]).reshape(n, ph // wh, wh, pw // ww, ww, c).transpose(0, 1, 3, 2, 4, 5))
+    windows = windows.reshape(-1, tokens, c)
     qkv = linear(windows, qkv_weight, qkv_bias)
-    q, k, v = qkv.reshape(-1, tokens, 3, num_heads, d).transpose(2, 0, 3, 1, 4)      # each (N·nW, h, Nt, d)
+    q, kt, v = split_heads(qkv, num_heads)                                         # (N·nW, h, Nt|d, d|Nt)
     bias = np.asarray(table, qkv.dtype)[np.asarray(index).astype(np.int64)]
-    bias = bias.reshape(tokens, tokens, num_heads).transpose(2, 0, 1)              # (h, Nt, Nt)
-    if any(shift):                                                                 # + mask, per window
-        mask = shift_mask((ph, pw), window, shift, qkv.dtype)                      # (nW, Nt, Nt)
-        bias = (bias[None] + mask[:, None]).reshape(1, -1, num_heads, tokens, tokens)
-        q, k, v = (t.reshape(n, -1, num_heads, tokens, d) for t in (q, k, v))
-    out = attend(q, k, v, bias).reshape(-1, num_heads, tokens, d).transpose(0, 2, 1, 3).reshape(-1, tokens, c)
+    biases = [bias.reshape(tokens, tokens, num_heads).transpose(2, 0, 1)]         # (h, Nt, Nt)
+    if any(shift):  # + the mask, per window: scores as (N, nW, h, Nt, Nt), the mask (nW, 1, Nt, Nt)
+        biases.append(shift_mask((ph, pw), tuple(window), tuple(shift), qkv.dtype)[:, None])
+        q, kt, v = (t.reshape(n, -1, *t.shape[1:]) for t in (q, kt, v))
+    out = attend(q, kt, v, biases, MASKED_FLOOR if any(shift) else None).reshape(-1, tokens, c)
     out = linear(out, proj_weight, proj_bias)
-    # windows back to the map: (N, H/wh, W/ww, wh, ww, C) -> (N, H, W, C)
-    out = out.reshape(n, ph // wh, pw // ww, wh, ww, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, ph, pw, c)
-    if any(shift):
-        out = np.roll(out, (shift[0], shift[1]), axis=(1, 2))
-    return np.ascontiguousarray(out[:, :h, :w])
+    # windows back to the map: (N, H/wh, W/ww, wh, ww, C) -> (N, H, W, C), rolled back
+    out = _copy(out.reshape(n, ph // wh, pw // ww, wh, ww, c).transpose(0, 1, 3, 2, 4, 5)).reshape(n, ph, pw, c)
+    return np.ascontiguousarray(_rolled(out, shift)[:, :h, :w])
+
+
+def _copy(view: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``view`` in a block from the pass's pool (``np.ascontiguousarray`` asks
+    the allocator for fresh pages, faulted in again on every call)."""
+    out = _empty(view.shape, view.dtype)
+    np.copyto(out, view)
+    return out
+
+
+def _rolled(x: np.ndarray, shift) -> np.ndarray:
+    """``np.roll(x, shift, axis=(1, 2))`` as four block copies into a pooled array; ``x`` itself when
+    ``shift`` is zero."""
+    if not any(shift):
+        return x
+    out = _empty(x.shape, x.dtype)
+    rows, cols = (_roll_pieces(step % size) for step, size in zip(shift, x.shape[1:3]))
+    for dst_rows, src_rows in rows:
+        for dst_cols, src_cols in cols:
+            out[:, dst_rows, dst_cols] = x[:, src_rows, src_cols]
+    return out
+
+
+def _roll_pieces(step: int) -> list:
+    """(destination, source) slice pairs of a roll by ``0 <= step < size`` along one axis."""
+    if not step:
+        return [(slice(None), slice(None))]
+    return [(slice(step, None), slice(None, -step)), (slice(None, step), slice(-step, None))]
 
 
 def patch_merging(x, reduction_weight, norm_weight, norm_bias, eps):
