@@ -1,4 +1,5 @@
-"""cnncalc.forward.blas: ``c += a @ b`` in one BLAS call (beta = 1), or False when that cannot be done.
+"""cnncalc.forward.blas: ``c += a @ b`` in one BLAS call (beta = 1), and a blocked transpose, or False
+when that cannot be done.
 
 Worked example: a (2x3) of ones times b (3x4) of ones is 3 in every entry; added to c of ones,
 c becomes 4 everywhere -- and a (2x3) block of a larger matrix, read through its leading
@@ -80,4 +81,25 @@ def test_shapes_that_do_not_chain_are_an_error():
 
 def test_cnncalc_blas_numpy_turns_it_off(monkeypatch):
     monkeypatch.setenv("CNNCALC_BLAS", "numpy")
-    assert blas._load() == {}
+    assert blas._load() == ({}, {})
+
+
+@needs_blas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, cols", [(3, 4), (1, 5), (5, 1), (96, 3136), (0, 3)])
+def test_transpose_is_numpy_transpose(rows, cols, dtype):
+    a = rand(rows, cols, dtype=dtype)
+    out = np.full((cols, rows), np.nan, dtype)
+    assert blas.transpose(a, out)
+    np.testing.assert_array_equal(out, a.T)
+
+
+@needs_blas
+def test_transpose_refuses_what_it_cannot_do():
+    a = rand(3, 4)
+    for out in (np.zeros((3, 4), np.float32), np.zeros((4, 3), np.float64), np.zeros((3, 4), np.float32).T):
+        assert not blas.transpose(a, out)          # not a's transposed shape, dtype, or not contiguous
+    assert not blas.transpose(a[:, ::2], np.zeros((2, 3), np.float32))
+    assert not blas.transpose(rand(3, 4, dtype=np.int64), np.zeros((4, 3), np.int64))  # (not float)
+    square = rand(3, 3)
+    assert not blas.transpose(square, square)   # in place

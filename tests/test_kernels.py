@@ -1200,6 +1200,29 @@ def test_shifted_window_attention_vs_naive(size, window, shift, heads):
     assert rel_err(ours, naive_window_attention(x, window, shift, heads, table, w_qkv, b_qkv, w_proj, b_proj)) < 1e-12
 
 
+class _PermuteLike:
+    """A permute layer's one method the kernel calls."""
+    def __init__(self, perm):
+        self._perm = perm
+
+    def perm(self, shape):
+        return self._perm
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
+def test_permute_kernel_is_numpy_transpose(perm, dtype):
+    x = np.arange(2 * 3 * 4 * 5).astype(dtype).reshape(2, 3, 4, 5)
+    for source in (x, x[:, :, ::2], x[::-1]):  # contiguous or not
+        expected = np.transpose(source, (0, *(a + 1 for a in perm)))
+        ours = reshape._permute(_PermuteLike(perm), source, {}, False)
+        assert ours.flags.c_contiguous and np.array_equal(ours, expected)
+
+
+def test_permute_turns_are_matrix_transposes():
+    assert [reshape._turn(p) for p in [(1, 2, 0), (2, 0, 1), (1, 0), (0, 1, 2), (2, 1, 0), (0, 2, 1)]] == [1, 2, 1, 0, 0, 0]
+
+
 def test_masked_softmax_has_no_subnormal_weights():
     # Swin's -100 mask makes float32 weights of e-44, subnormal (10-100x slower to multiply on x86):
     # with the floor they are e-80 relative to their row's largest at least, and the rows still agree

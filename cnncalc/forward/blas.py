@@ -1,4 +1,5 @@
-"""``c += a @ b`` in one GEMM (beta = 1), through the OpenBLAS that NumPy's own wheels carry.
+"""``c += a @ b`` in one GEMM (beta = 1), and a cache-blocked transpose, through the OpenBLAS
+that NumPy's own wheels carry.
 
 ``np.matmul`` always overwrites its ``out`` -- and OpenBLAS zero-fills ``out`` before it
 multiplies -- so a sum with a product (a residual block's last convolution plus its shortcut,
@@ -24,34 +25,36 @@ from pathlib import Path
 
 import numpy as np
 
-_ROW_MAJOR, _NO_TRANS = 101, 111  # CBLAS enum values
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enum values
 
 
-def _load() -> dict:
-    """{dtype char: the CBLAS gemm for it}, empty when NumPy's scipy-openblas is not found."""
+def _load() -> tuple[dict, dict]:
+    """({dtype char: CBLAS gemm}, {dtype char: OpenBLAS omatcopy}), empty when NumPy's
+    scipy-openblas is not found."""
     if os.environ.get("CNNCALC_BLAS", "").lower() == "numpy":
-        return {}
+        return {}, {}
     root = Path(np.__file__).parent
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for folder in (root.parent / "numpy.libs", root / ".dylibs"):  # Linux / Windows wheels, macOS
         for path in sorted(folder.glob("libscipy_openblas64_*")):
             try:
                 lib = ctypes.CDLL(str(path))
-                found = {"f": (lib.scipy_cblas_sgemm64_, ctypes.c_float),
-                         "d": (lib.scipy_cblas_dgemm64_, ctypes.c_double)}
+                found = {"f": (lib.scipy_cblas_sgemm64_, lib.scipy_cblas_somatcopy64_, ctypes.c_float),
+                         "d": (lib.scipy_cblas_dgemm64_, lib.scipy_cblas_domatcopy64_, ctypes.c_double)}
             except (OSError, AttributeError):
                 continue
-            gemms = {}
-            for char, (fn, scalar) in found.items():
-                i64, ptr = ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64,
-                               scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
-                fn.restype = None
-                gemms[char] = fn
-            return gemms
-    return {}
+            gemms, copies = {}, {}
+            for char, (gemm, omatcopy, scalar) in found.items():
+                gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64,
+                                 scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
+                omatcopy.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, scalar, ptr, i64, ptr, i64]
+                gemm.restype = omatcopy.restype = None
+                gemms[char], copies[char] = gemm, omatcopy
+            return gemms, copies
+    return {}, {}
 
 
-_GEMMS = _load()
+_GEMMS, _TRANSPOSES = _load()
 
 
 def available() -> bool:
@@ -88,4 +91,20 @@ def gemm_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
             or np.may_share_memory(c, a) or np.may_share_memory(c, b)):
         return False
     gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, K, 1.0, pa, lda, pb, ldb, 1.0, pc, ldc)
+    return True
+
+
+def transpose(a: np.ndarray, out: np.ndarray) -> bool:
+    """``out[...] = a.T`` for C-contiguous 2-D ``a (R, C)`` and ``out (C, R)`` of one float dtype, by
+    OpenBLAS's blocked out-of-place transpose (omatcopy); False (``out`` untouched) when it is not
+    available or the arrays do not suit it.  NumPy's strided copy does not block for the cache:
+    (3136, 96) -> (96, 3136), a ConvNeXt permute, took 0.22 ms by ``np.copyto``, 0.07 here."""
+    omatcopy = _TRANSPOSES.get(out.dtype.char)
+    if (omatcopy is None or a.dtype != out.dtype or a.ndim != 2 or out.shape != a.shape[::-1]
+            or not (a.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable)
+            or np.may_share_memory(a, out)):
+        return False
+    rows, cols = a.shape
+    if rows and cols:
+        omatcopy(_ROW_MAJOR, _TRANS, rows, cols, 1.0, a.ctypes.data, max(cols, 1), out.ctypes.data, max(rows, 1))
     return True

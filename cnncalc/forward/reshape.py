@@ -2,10 +2,13 @@
 permute, unflatten, select and stochastic depth."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..layers.reshape import (Flatten, Identity, Permute, Select, StochasticDepth, Unflatten, Upsample, ZeroPad,
                               _Dropout)
+from . import blas
 from .base import _axis_chunks, _float_dtype, kernel, out_size
 from .memory import _empty
 
@@ -176,10 +179,27 @@ def _flatten(layer, x, p, owned):
 @kernel(Permute, copies=True)
 def _permute(layer, x, p, owned):
     # a contiguous copy (from the block pool), as the kernels after it (GEMMs over the last axis, norms) read rows
-    moved = x.transpose(0, *(axis + 1 for axis in layer.perm(x.shape[1:])))
+    perm = layer.perm(x.shape[1:])
+    moved = x.transpose(0, *(axis + 1 for axis in perm))
     out = _empty(moved.shape, moved.dtype)
+    turn = _turn(perm)
+    if turn and x.flags.c_contiguous:  # each sample (R, C) -> (C, R): ConvNeXt's NCHW <-> NHWC
+        rows = math.prod(x.shape[1:turn + 1])
+        pairs = zip(x.reshape(len(x), rows, -1), out.reshape(len(x), -1, rows))
+        if all(blas.transpose(a, b) for a, b in pairs):
+            return out
     np.copyto(out, moved)
     return out
+
+
+def _turn(perm) -> int:
+    """k when ``perm`` moves its first k axes after the others, in order (a transpose of a matrix
+    whose rows are the first k axes), else 0."""
+    n = len(perm)
+    for k in range(1, n):
+        if tuple(perm) == (*range(k, n), *range(k)):
+            return k
+    return 0
 
 
 @kernel(Unflatten)
