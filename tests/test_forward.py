@@ -1064,8 +1064,9 @@ def test_memory_estimate_counts_the_prepared_weights():
 
 
 def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch):
-    """At 3x112x112 three of vgg16's convs (128 channels at 56x56, 256 at 28x28) take Winograd
-    F(4x4, 3x3): every layer still equals torch's within 1e-4, the error carried through the net."""
+    """At 3x112x112 nine of vgg16's thirteen convs (all but the first and the 7x7 ones, 4 tiles each)
+    take Winograd F(4x4, 3x3): every layer still equals torch's within 1e-4, the error carried
+    through the net."""
     from cnncalc.spec import resolve
 
     calls = []
@@ -1073,7 +1074,9 @@ def test_vgg16_at_112_with_winograd_layers_equals_pytorch(tmp_path, monkeypatch)
     monkeypatch.setattr(fw.conv, "_conv_winograd", lambda *a: (calls.append(a[0].shape), real(*a)))
     text = resolve("vgg16")[1].replace("input: 3x224x224", "input: 3x112x112", 1)
     assert_equivalent(text, tmp_path, batch=1, via_npz=False)
-    assert [shape[1:] for shape in calls] == [(128, 56, 56), (256, 28, 28), (256, 28, 28)]
+    assert [shape[1:] for shape in calls] == [(64, 112, 112), (64, 56, 56), (128, 56, 56), (128, 28, 28),
+                                              (256, 28, 28), (256, 28, 28), (256, 14, 14), (512, 14, 14),
+                                              (512, 14, 14)]
 
 
 RESIDUALS = spec(

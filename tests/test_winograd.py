@@ -37,9 +37,7 @@ def relative_error(got, want):
 def winograd_everywhere(monkeypatch):
     """Thresholds lowered so every float32 3x3 stride-1 conv takes the Winograd path; counts its calls."""
     monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_SIDE", 1)
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_WORK", 1)
-    monkeypatch.setattr(conv, "MERGE_PIXELS", 0)  # batches of tiny outputs would otherwise be merged
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
     calls = []
     real = conv._conv_winograd
     monkeypatch.setattr(conv, "_conv_winograd", lambda *args: (calls.append(args[0].shape), real(*args)))
@@ -90,20 +88,39 @@ def test_winograd_equals_torch_on_a_vgg_layer():
     assert relative_error(got, want.numpy()) <= 1e-4
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 36 * 16 * 9 * 4 * 2])  # one sample per chunk; two
+def test_winograd_goes_through_the_batch_in_chunks(winograd_everywhere, monkeypatch, chunk_bytes):
+    """Samples go through in chunks of WINOGRAD_CHUNK_BYTES of transforms (5 samples of 9 tiles,
+    16 channels: chunks of 1 or 2, the last one short), into a fresh output or added into add_to."""
+    monkeypatch.setattr(conv, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
+    x, w, b = rand(5, 8, 11, 10), rand(16, 8, 3, 3, seed=1), rand(16, seed=2)
+    pads = ((1, 1), (1, 1))
+    assert conv.winograd_chunk(x.shape, w.shape, (11, 10)) == (1 if chunk_bytes == 1 else 2)
+    want = taps_reference(x, w, b, pads)
+    assert relative_error(conv.conv(x, w, b, (1, 1), pads, (1, 1), 1), want) <= 1e-4
+    total = rand(*want.shape, seed=3)
+    conv.conv(x, w, b, (1, 1), pads, (1, 1), 1, add_to=total)
+    assert relative_error(total, want + rand(*want.shape, seed=3)) <= 1e-4
+    assert winograd_everywhere == [x.shape, x.shape]
+
+
 @pytest.mark.parametrize("change", [
     dict(dtype=np.float64), dict(stride=(2, 1)), dict(dilation=(1, 2)), dict(groups=2),
-    dict(kernel=(3, 1)), dict(channels=64), dict(out_size=(27, 28)), dict(batch=64), dict(channels=128)])
+    dict(kernel=(3, 1)), dict(channels=32), dict(out_size=(7, 7)), dict(out_size=(11, 12), batch=1),
+    dict(out_size=(128, 128))])
 def test_winograd_is_chosen_only_where_it_pays(change):
-    """256 channels at 28x28 qualify (and 128 at batch 2: 128 * 98 tiles); float64, strides, dilation,
-    groups, other kernels, few channels, small outputs, GEMMs too small (128 channels, 49 tiles) and
-    transforms too large for the cache do not."""
+    """256 channels at 28x28 qualify, and so do 64 channels, 16 tiles (7x7 at batch 4: 4 per sample,
+    in one chunk) and a batch of 64 (in chunks); float64, strides, dilation, groups, other kernels,
+    few channels, too few tiles (one 7x7 or 11x12 sample: 4 or 9) and transforms of one sample too
+    large for the cache (128x128: 36 MiB) do not."""
     base = dict(dtype=np.float32, stride=(1, 1), dilation=(1, 1), groups=1, kernel=(3, 3), channels=256,
                 out_size=(28, 28), batch=1)
 
     def suits(a):
         return conv.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
                                 a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"])
-    assert suits(base) and suits({**base, "channels": 128, "batch": 2})
+    assert suits(base) and suits({**base, "channels": 64}) and suits({**base, "batch": 64})
+    assert suits({**base, "out_size": (7, 7), "batch": 4})
     assert not suits({**base, **change})
 
 
@@ -128,16 +145,16 @@ def test_transformed_filters_are_prepared_once_per_weight_array(winograd_everywh
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 9), co=st.integers(1, 9), h=st.integers(1, 19), w=st.integers(1, 19),
        pads=st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
-       seed=st.integers(0, 2 ** 16))
-def test_winograd_property(n, c, co, h, w, pads, seed):
+       seed=st.integers(0, 2 ** 16), chunk=st.sampled_from([1, 4000, 4 << 20]))
+def test_winograd_property(n, c, co, h, w, pads, seed, chunk):
     pads = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return  # no output: the kernel is larger than the padded input
-    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS
-    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS = 1, 1, 1, 0
+    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES
+    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = 1, 1, chunk
     try:
         x, weight, bias = rand(n, c, h, w, seed=seed), rand(co, c, 3, 3, seed=seed + 1), rand(co, seed=seed + 2)
         got = conv.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
     finally:
-        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_WORK, conv.MERGE_PIXELS = saved
+        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = saved
     assert relative_error(got, taps_reference(x, weight, bias, pads)) <= 1e-4

@@ -205,11 +205,11 @@ def conv(x, weight, bias, stride, padding, dilation, groups, padding_mode="zeros
     elif depthwise:
         _conv_depthwise(x, pads, weight, stride, dilation, out, accumulate)
         _add_bias(out, b)
-    elif merged:
-        _conv_merged(x, pads, weight, b, stride, dilation, groups, out, accumulate)
     elif winograd_suits(x.shape, weight.shape, stride, dilation, groups, O, dtype):
         _conv_winograd(x, pads, weight, out, accumulate)
         _add_bias(out, b)
+    elif merged:
+        _conv_merged(x, pads, weight, b, stride, dilation, groups, out, accumulate)
     elif pointwise:
         _conv_pointwise(x, weight, b, groups, out, bool(relu_input), accumulate)
     elif (stride[0] == 1 and K[0] > 1 and O[0] >= STACK_MIN_ROWS
@@ -680,18 +680,20 @@ _WINO_OUTPUT = np.kron(_WINO_AT, _WINO_AT).astype(np.float32)    # (16, 36): (xi
 _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (k, l) -> (xi, nu)
 
 #: Winograd is used for float32 3x3 stride-1 undilated ungrouped 2-D convolutions with at least
-#: WINOGRAD_MIN_CHANNELS input channels, output sides of at least WINOGRAD_MIN_SIDE, and
-#: transformed tensors (36 x channels x tiles) of at most WINOGRAD_MAX_BYTES: past that its
-#: transforms run from main memory and the direct GEMM is faster; with fewer channels the
-#: transforms cost more than the flops saved, and with fewer tiles the GEMMs are bound by reading
-#: the transformed filters, 4x the size of the weights (measured in whole vgg16/resnet50 passes).
-#: Each of its 36 GEMMs multiplies (C_out x C_in) by (C_in x tiles): below WINOGRAD_MIN_WORK =
-#: C_in * tiles they are too small for BLAS to run at speed (resnet50's 128-channel 28x28 layers
-#: at batch 1, 49 tiles: 1.37 ms against 1.2 ms direct; vgg16's 512-channel ones still gain 5 ms).
-#: float64 keeps the direct path: Winograd's error (about 1e-5 relative in float32) is above the
-#: 1e-12 agreement float64 promises.
-WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MAX_BYTES = 128, 28, 16 << 20
-WINOGRAD_MIN_WORK = 1 << 13
+#: WINOGRAD_MIN_CHANNELS input channels, at least WINOGRAD_MIN_TILES 4x4 output tiles per chunk of
+#: samples, and transformed tensors (36 x channels x tiles) of at most WINOGRAD_MAX_BYTES per
+#: sample: past that its transforms run from main memory and the direct GEMM is faster.  Samples go
+#: through it in chunks of at most WINOGRAD_CHUNK_BYTES of transforms (``winograd_chunk``).  With
+#: fewer channels the transforms cost more than the flops saved; with fewer tiles its 36 GEMMs,
+#: (C_out x C_in) @ (C_in x tiles), are bound by reading the transformed filters (4x the weights).
+#: Measured one thread, best of several, against the direct paths: at batch 1, 64 channels at
+#: 56x56 1.6 ms against 2.1, 128 at 28x28 1.2 against 1.9, 256 at 14x14 (16 tiles) 1.5 against 1.9,
+#: 512 at 7x7 (4 tiles) 4.9 against 2.7; at batch 32 in 4 MiB chunks, alexnet's 13x13 layers 39,
+#: 57 and 38 ms against 53, 76 and 49, resnet18's 128 at 28x28 39 against 58 (16 MiB chunks: 45,
+#: 65, 47, 51).  float64 keeps the direct path: Winograd's error (about 1e-5 relative in float32)
+#: is above the 1e-12 agreement float64 promises.
+WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES = 64, 16
+WINOGRAD_MAX_BYTES, WINOGRAD_CHUNK_BYTES = 16 << 20, 4 << 20
 
 
 def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dtype) -> bool:
@@ -701,17 +703,28 @@ def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dt
     if (tuple(K) != (3, 3) or groups != 1 or np.dtype(dtype) != np.float32
             or any(s != 1 for s in stride) or any(d != 1 for d in dilation)):
         return False
-    Ho, Wo = out_size
-    tiles = N * -(-Ho // 4) * -(-Wo // 4)
-    return (C >= WINOGRAD_MIN_CHANNELS and min(Ho, Wo) >= WINOGRAD_MIN_SIDE and C * tiles >= WINOGRAD_MIN_WORK
-            and winograd_bytes(x_shape, weight_shape, out_size) <= WINOGRAD_MAX_BYTES)
+    per_sample = _winograd_sample_bytes(x_shape, weight_shape, out_size)
+    tiles = winograd_chunk(x_shape, weight_shape, out_size) * math.prod(-(-o // 4) for o in out_size)
+    return C >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES and per_sample <= WINOGRAD_MAX_BYTES
 
 
 def winograd_bytes(x_shape, weight_shape, out_size) -> int:
-    """Bytes of the largest Winograd scratch array (36 transformed values per tile and channel;
-    the padded input, 4 + 2 rows and columns per tile, and the output tiles are smaller)."""
-    tiles = x_shape[0] * math.prod(-(-o // 4) for o in out_size)
-    return 36 * max(x_shape[1], weight_shape[0]) * tiles * 4
+    """Bytes of the largest Winograd scratch array of one chunk of samples (``winograd_chunk``): 36
+    transformed values per tile and channel (the padded input, 4 + 2 rows and columns per tile,
+    and the output tiles are smaller)."""
+    return winograd_chunk(x_shape, weight_shape, out_size) * _winograd_sample_bytes(x_shape, weight_shape, out_size)
+
+
+def winograd_chunk(x_shape, weight_shape, out_size) -> int:
+    """Samples per chunk of ``_conv_winograd``: as many as keep its transforms within
+    WINOGRAD_CHUNK_BYTES (one at least)."""
+    per_sample = _winograd_sample_bytes(x_shape, weight_shape, out_size)
+    return min(x_shape[0], max(1, WINOGRAD_CHUNK_BYTES // per_sample))
+
+
+def _winograd_sample_bytes(x_shape, weight_shape, out_size) -> int:
+    """Bytes of 36 transformed float32 values per tile and channel of one sample."""
+    return 36 * max(x_shape[1], weight_shape[0]) * math.prod(-(-o // 4) for o in out_size) * 4
 
 
 def _winograd_filters(weight: np.ndarray) -> np.ndarray:
@@ -726,17 +739,27 @@ def _winograd_filters(weight: np.ndarray) -> np.ndarray:
 def _conv_winograd(x, pads, weight, out, accumulate=False) -> None:
     """3x3 stride-1 convolution by Winograd F(4x4, 3x3) (see ``winograd_suits``) into ``out``.
 
-    The input is zero-padded to whole 6x6 tiles at stride 4; the tiles are gathered with tap
+    Chunks of samples (``winograd_chunk``) keep the transformed tensors near the cache.  Per chunk
+    the input is zero-padded to whole 6x6 tiles at stride 4; the tiles are gathered with tap
     pairs first, transformed by one GEMM, multiplied by the filters as 36 GEMMs (one per
     transformed tap), transformed back by one GEMM and scattered into ``out`` (through a scratch
     canvas when the output sides are not multiples of 4) -- or with ``accumulate`` added to it.
     """
+    N = x.shape[0]
+    nb = winograd_chunk(x.shape, weight.shape, out.shape[2:])
+    filters = _winograd_filters(weight)
+    for n0 in range(0, N, nb):
+        ns = slice(n0, min(N, n0 + nb))
+        _winograd_samples(x[ns], pads, filters, out[ns], accumulate)
+
+
+def _winograd_samples(x, pads, filters, out, accumulate) -> None:
+    """``_conv_winograd`` of one chunk of samples, with the transformed ``filters``."""
     N, C, H, W = x.shape
-    Co = weight.shape[0]
+    Co = filters.shape[1]
     Ho, Wo = out.shape[2:]
     th, tw = -(-Ho // 4), -(-Wo // 4)  # tiles per column and row
     P = N * th * tw
-    filters = _winograd_filters(weight)
     (top, _), (left, _) = pads
     Hp, Wp = 4 * th + 2, 4 * tw + 2
     tile_pads = [(top, Hp - H - top), (left, Wp - W - left)]
