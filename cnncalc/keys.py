@@ -15,6 +15,10 @@ The rule (README, "Weights and state_dict keys"):
    it count on from its last copy (`repeat: 0` takes none): torchvision's flat
    `nn.Sequential(first, *[block] * (n - 1))` gives `layer1.1.conv1`, where the path is `4.1.0...`. A
    named repeat is its copies' namespace (`layer1.0`, `layer1.1`); each copy is one of its own.
+5. `{i}` in a name stands for the entry's position in its list; in a repeat's name, for each copy's
+   position, the copies then numbered in the list as in rule 4 but each named: after `block2-0`,
+   `{block: ..., repeat: 2, name: "block2-{i}"}` gives `block2-1` and `block2-2` (torchvision's
+   RegNet names a stage's blocks so).
 A spec without names or repeats gets its positional paths as keys, so `path` and `key` agree.
 
 >>> from cnncalc.spec import parse
@@ -61,14 +65,17 @@ def assign(root: "Node") -> None:
         # An unnamed composite with named entries in its branches is no namespace for them (rule 2).
         through = node.name is None and any(c.name is not None for nodes in node.branches.values() for c in nodes)
         copies = node.kind == "repeat"
+        template = node.name if copies and _numbered(node) else None  # names each copy (rule 5)
         pushed = []
         for branch, nodes in node.branches.items():
             inner = _join(key, branch) if branch else namespace    # a list is its parent's namespace itself
             attach = home if through and branch else inner
             position = first if not branch else 0
             for child in nodes:
-                if child.name is not None:
-                    child_key = _join(attach, child.name[:len(child.path) + MAX_KEY + 1])  # enough to refuse
+                if template is not None:
+                    child_key = _join(home, _named(template, position, child))
+                elif child.name is not None:
+                    child_key = _join(attach, _named(child.name, position, child))
                 else:
                     child_key = inner if child.single else _join(inner, str(position))
                 flat = _flat(child)
@@ -80,9 +87,20 @@ def assign(root: "Node") -> None:
 
 
 def _flat(node: "Node") -> bool:
-    """An unnamed repeat (in a list, not a branch of its own): its copies take the positions of the list
-    around it, as torchvision's `nn.Sequential(first, *[block] * (n - 1))` numbers them."""
-    return node.kind == "repeat" and node.name is None and not node.single
+    """An unnamed repeat, or one whose name numbers its copies (in a list, not a branch of its own): its
+    copies take the positions of the list around it, as torchvision's `nn.Sequential(first, *[block] *
+    (n - 1))` numbers them."""
+    return node.kind == "repeat" and (node.name is None or _numbered(node)) and not node.single
+
+
+def _numbered(node: "Node") -> bool:
+    """Whether the entry's name holds the position placeholder `{i}` (rule 5)."""
+    return node.name is not None and "{i}" in node.name
+
+
+def _named(name: str, position: int, node: "Node") -> str:
+    """A name as a key segment: `{i}` replaced by the position, cut to what is enough to refuse it."""
+    return name.replace("{i}", str(position))[:len(node.path) + MAX_KEY + 1]
 
 
 def _join(key: str, segment: str) -> str:

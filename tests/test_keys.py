@@ -120,6 +120,39 @@ def test_an_unnamed_repeat_numbers_its_copies_in_the_list_around_it():
         "1.1.1": "2.1", "2": "3", "3": "3", "4": "layer2", "4.0": "layer2.0", "4.1": "layer2.1"}
 
 
+def test_a_numbered_name_names_each_copy_of_a_repeat_by_its_position():
+    """torchvision's RegNet: a stage's blocks are `block2-0`, `block2-1`, ... (rule 5)."""
+    spec = """
+        input: 2x6x6
+        blocks:
+          unit:
+            layers:
+              - conv2d: {out_channels: 2, kernel_size: 1}
+                name: conv
+        layers:
+          - name: block2
+            sequential:
+              - unit: {}
+                name: block2-0
+              - unit: {}
+                repeat: 2
+                name: "block2-{i}"
+              - {conv2d: {out_channels: 2, kernel_size: 1}}
+              - unit: {}
+                repeat: 0
+                name: "never-{i}"
+              - {conv2d: {out_channels: 2, kernel_size: 1}, name: "last{i}"}
+    """
+    report = analyse(spec)
+    assert [key for key, _ in keyed(report)] == [
+        f"block2.{segment}.{tensor}" for segment in ("block2-0.conv", "block2-1.conv", "block2-2.conv", "3", "last4")
+        for tensor in ("weight", "bias")]
+    paths = {row.path: row.node.key for row in report.rows}
+    assert (paths["0.1"], paths["0.1.0"], paths["0.1.1"], paths["0.1.1.0"]) == \
+        ("block2.block2-1", "block2.block2-1", "block2.block2-2", "block2.block2-2.conv")
+    assert torch_model.disagreements(textwrap.dedent(spec)) == []
+
+
 def test_a_stage_of_repeated_bottlenecks_gets_torchvisions_keys_and_loads_either_way(tmp_path):
     """wide_resnet50_2's stage is `[bottleneck_down, {bottleneck, repeat: n - 1}]`: its keys are
     torchvision's flat layer1.1.conv1 (tests/data/torchvision), and the same weights load by those keys and
