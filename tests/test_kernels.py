@@ -223,7 +223,8 @@ CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
     "stacked": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=1, STACK_MIN_DEPTH=1, STACK_MAX_DEPTH=10 ** 9),
     "default": {},
     "tap by tap": dict(BANDED_MIN_SIDE=10 ** 9),  # depthwise: a multiply-add per tap, not banded GEMMs
-    "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64),  # chunks of samples, then channels
+    "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64,  # chunks of samples, then channels
+                         SMALL_POINTWISE=0),  # (and small 1x1 outputs the long way too)
 }
 
 
@@ -321,6 +322,7 @@ def test_pointwise_bias_first_then_the_products(gemm_sums, monkeypatch, chunk, c
     adds the bias after (without); widening ones take it in the GEMM -- the result the same."""
     x, w, b = rand(1, 9, 4, 4), rand(cout, 9, 1, 1, seed=1), rand(cout, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(conv, "SMALL_POINTWISE", 0)  # (else these small outputs take a plain matmul)
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
     assert_close(conv.conv(x, *args), naive_conv(x, *args))
 
@@ -333,9 +335,32 @@ def test_pointwise_relu_input_in_every_chunking(monkeypatch, batch, chunk, cout)
     than a chunk, into a ReLU'd copy -- narrowing or widening (bias row), the result the same."""
     x, w, b = rand(batch, 3, 4, 4), rand(cout, 3, 1, 1, seed=1), rand(cout, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(conv, "SMALL_POINTWISE", 0)  # (else these small outputs take a plain matmul)
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
     monkeypatch.setattr(conv, "MERGE_PIXELS", 0)  # (small outputs of several samples go merged)
     assert_close(conv.conv(x, *args, relu_input=True), naive_conv(np.maximum(x, 0), *args))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("relu_input", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("cout", [2, 12])
+def test_small_pointwise_is_a_matmul_and_a_bias_add(monkeypatch, groups, relu_input, bias, cout):
+    """1x1 convs with at most SMALL_POINTWISE output values (squeeze-and-excitation's 1x1 maps) skip
+    the bias column and BLAS's beta = 1: narrowing or widening, grouped, with a ReLU'd input, the
+    result is the definition's; one value over the limit takes the long way, with the same result."""
+    x, w = rand(1, 6, 1, 2), rand(cout, 6 // groups, 1, 1, seed=1)  # (batches of small maps go merged)
+    args = (w, rand(cout, seed=2) if bias else None, (1, 1), ((0, 0), (0, 0)), (1, 1), groups)
+    want = naive_conv(np.maximum(x, 0) if relu_input else x, *args)
+    long_way = []
+    monkeypatch.setattr(conv, "_chunks", lambda *a: long_way.append(1) or iter([(slice(0, 1), slice(0, 1))]))
+    monkeypatch.setattr(conv.blas, "gemm_add", lambda *a: long_way.append(1) or False)
+    monkeypatch.setattr(conv, "SMALL_POINTWISE", 2 * cout)
+    assert_close(conv.conv(x, *args, relu_input=relu_input), want)
+    assert not long_way
+    monkeypatch.setattr(conv, "SMALL_POINTWISE", 2 * cout - 1)
+    assert_close(conv.conv(x, *args, relu_input=relu_input), want)
+    assert long_way or not bias and not relu_input  # (no bias, no ReLU: one matmul either way)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
@@ -365,6 +390,7 @@ def test_widening_pointwise_bias_per_sample_chunk(monkeypatch, chunk):
     than a chunk) the bias added afterwards -- the same result each way."""
     x, w, b = rand(3, 3, 4, 4), rand(9, 3, 1, 1, seed=1), rand(9, seed=2)
     args = (w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(conv, "SMALL_POINTWISE", 0)  # (else these small outputs take a plain matmul)
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk)
     assert_close(conv.conv(x, *args), naive_conv(x, *args))
 

@@ -49,6 +49,11 @@ CHUNK_BYTES = 8 << 20
 #: interleaved on the loaded machine: 12.5 ms in 128 KiB chunks, 13.3 in 256 KiB, 70-115 ms in 1-2 MiB
 #: (its 96x112x112/2 layer 3.0 against 57-73 ms).
 DEPTHWISE_CHUNK_BYTES = 128 << 10
+#: 1x1 convolutions with at most SMALL_POINTWISE output values (squeeze-and-excitation's 1x1 maps)
+#: are a matmul and a bias add: the bias column or BLAS's beta = 1 save a pass over the output that
+#: costs less than their own calls.  Cold (caches flushed between calls, as in a pass), 672 -> 28
+#: channels at 1x1 took 103 us the long way.
+SMALL_POINTWISE = 1 << 12
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
 #: Convolutions with C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
@@ -235,6 +240,10 @@ def _conv_pointwise(x, weight, bias, groups, out, relu_input=False, accumulate=F
     Co, P = weight.shape[0], math.prod(S)
     xg = x.reshape(N, groups, C // groups, P)  # (N, G, Cin/G, P); a copy only if x is not contiguous
     out_g = _view(out, (N, groups, Co // groups, P))
+    if out.size <= SMALL_POINTWISE and not accumulate:  # e.g. squeeze-and-excitation's 1x1 maps
+        _gemm(weight.reshape(groups, Co // groups, C // groups), relu(xg) if relu_input else xg, out_g)
+        _add_bias(out, bias)
+        return
     ones = int(bias is not None and C < Co)  # GEMM rows of ones per group, against a bias column
     if bias is not None and not ones and not accumulate and blas.available():
         np.copyto(out, _channel_shape(bias, out.ndim))
@@ -585,6 +594,7 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
 #: batch 8, a GEMM per sample -> merged: 768x7x7 7x7 4.8 -> 4.2 ms, 1152x7x7 5x5 5.9 -> 4.7,
 #: 672x14x14 5x5/2 5.5 -> 4.9; at 14 rows (384x14x14 7x7) no gain (6.0 -> 6.3).
 BANDED_MERGE_ROWS = 14
+BANDED_CHUNK_BYTES = CHUNK_BYTES
 
 
 def banded_merges(N: int, Ho: int, bands: int) -> bool:
@@ -595,7 +605,7 @@ def banded_merges(N: int, Ho: int, bands: int) -> bool:
 def banded_chunk(N: int, C: int, channel_bytes: int) -> tuple[int, int]:
     """(samples, channels) per chunk of ``_conv_banded``: whole samples while their gathered rows
     (``channel_bytes`` per channel) fit CHUNK_BYTES, else channels of one (one at least)."""
-    return _samples_or_channels(N, C, channel_bytes, CHUNK_BYTES)
+    return _samples_or_channels(N, C, channel_bytes, BANDED_CHUNK_BYTES)
 
 
 def _samples_or_channels(N: int, C: int, channel_bytes: int, limit: int) -> tuple[int, int]:
