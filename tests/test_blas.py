@@ -81,7 +81,21 @@ def test_shapes_that_do_not_chain_are_an_error():
 
 def test_cnncalc_blas_numpy_turns_it_off(monkeypatch):
     monkeypatch.setenv("CNNCALC_BLAS", "numpy")
-    assert blas._load() == ({}, {})
+    assert blas._load() == ({}, {}, ())
+
+
+@needs_blas
+def test_single_threaded_sets_openblas_to_one_thread_and_back():
+    get, _ = blas._THREADS
+    before = get()
+    with blas.single_threaded():
+        assert get() == 1
+        c = rand(64, 64)
+        assert blas.gemm_add(rand(64, 64), rand(64, 64), c)
+    assert get() == before
+    with pytest.raises(KeyError), blas.single_threaded():
+        raise KeyError("restored even so")
+    assert get() == before
 
 
 @needs_blas

@@ -16,6 +16,7 @@ from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAt
 from .base import _float_dtype, kernel
 from .linear import linear
 from .memory import _empty
+from .parallel import halves
 from .norm import layer_norm
 from .weights import fixed, initialiser, uniform
 
@@ -61,17 +62,41 @@ def split_heads(qkv: np.ndarray, num_heads: int) -> tuple[np.ndarray, np.ndarray
     return q, kt, v
 
 
+#: Scores (values) from which ``attend`` splits its work over two threads (``parallel.halves``).
+PARALLEL_SCORES = 1 << 16
+
+
 def attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, biases=(), floor=None) -> np.ndarray:
     """softmax(q·kᵀ + biases)·v over stacked heads, from ``split_heads``: q (..., heads, L, d) already
     scaled by 1/√d, kᵀ (..., heads, d, S), v (..., heads, S, d) -> (..., L, heads·d), the heads side
     by side (each head's product written into its columns: no copy after); ``floor`` as in
-    ``softmax_last``.  Each bias broadcasts against the scores (..., heads, L, S), added in turn."""
+    ``softmax_last``.  Each bias broadcasts against the scores (..., heads, L, S), added in turn.
+
+    Halves of the first stacked axis longer than 1 (samples, windows or heads) run on two threads,
+    each with single-threaded BLAS: the products are many small GEMMs (ViT-B/16: 12 per sample, of
+    197×64×197), which OpenBLAS threads one by one, and the softmax's passes otherwise run on one
+    core.  ViT-B/16's attention at batch 8 took 17 ms so, 32-36 ms before (best of 9, the other
+    core busy)."""
     *lead, heads, length, d = q.shape
-    scores = np.matmul(q, kt, out=_empty((*lead, heads, length, kt.shape[-1]), q.dtype))
-    for bias in biases:
-        scores += bias
     out = _empty((*lead, length, heads * d), q.dtype)
-    np.matmul(softmax_last(scores, floor), v, out=np.swapaxes(out.reshape(*lead, length, heads, d), -2, -3))
+    heads_apart = np.swapaxes(out.reshape(*lead, length, heads, d), -2, -3)       # (..., heads, L, d) view
+    stacked = q.shape[:-2]
+    axis = next((i for i, n in enumerate(stacked) if n > 1), 0)
+
+    def run(part: slice) -> None:
+        def cut(a: np.ndarray) -> np.ndarray:                   # a's part, a broadcasting along axis whole
+            at = axis - (q.ndim - a.ndim)
+            return a[(slice(None),) * at + (part,)] if at >= 0 and a.shape[at] > 1 else a
+        qp, ktp = cut(q), cut(kt)
+        scores = np.matmul(qp, ktp, out=_empty(qp.shape[:-1] + ktp.shape[-1:], q.dtype))   # (..., L, S)
+        for bias in biases:
+            scores += cut(bias)
+        np.matmul(softmax_last(scores, floor), cut(v), out=cut(heads_apart))
+
+    if math.prod(stacked) * length * kt.shape[-1] >= PARALLEL_SCORES:
+        halves(run, stacked[axis] if stacked else 1)
+    else:
+        run(slice(None))
     return out
 
 

@@ -19,8 +19,10 @@ and the caller uses ``np.matmul`` and an add.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,11 @@ import numpy as np
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enum values
 
 
-def _load() -> tuple[dict, dict]:
-    """({dtype char: CBLAS gemm}, {dtype char: OpenBLAS omatcopy}), empty when NumPy's
-    scipy-openblas is not found."""
+def _load() -> tuple[dict, dict, tuple]:
+    """({dtype char: CBLAS gemm}, {dtype char: OpenBLAS omatcopy}, (get, set) of OpenBLAS's thread
+    count), empty when NumPy's scipy-openblas is not found."""
     if os.environ.get("CNNCALC_BLAS", "").lower() == "numpy":
-        return {}, {}
+        return {}, {}, ()
     root = Path(np.__file__).parent
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for folder in (root.parent / "numpy.libs", root / ".dylibs"):  # Linux / Windows wheels, macOS
@@ -41,6 +43,7 @@ def _load() -> tuple[dict, dict]:
                 lib = ctypes.CDLL(str(path))
                 found = {"f": (lib.scipy_cblas_sgemm64_, lib.scipy_cblas_somatcopy64_, ctypes.c_float),
                          "d": (lib.scipy_cblas_dgemm64_, lib.scipy_cblas_domatcopy64_, ctypes.c_double)}
+                threads = (lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_)
             except (OSError, AttributeError):
                 continue
             gemms, copies = {}, {}
@@ -50,11 +53,13 @@ def _load() -> tuple[dict, dict]:
                 omatcopy.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, scalar, ptr, i64, ptr, i64]
                 gemm.restype = omatcopy.restype = None
                 gemms[char], copies[char] = gemm, omatcopy
-            return gemms, copies
-    return {}, {}
+            threads[0].restype, threads[1].argtypes, threads[1].restype = ctypes.c_int, [ctypes.c_int], None
+            return gemms, copies, threads
+    return {}, {}, ()
 
 
-_GEMMS, _TRANSPOSES = _load()
+_GEMMS, _TRANSPOSES, _THREADS = _load()
+_threads_lock = threading.Lock()
 
 
 def available() -> bool:
@@ -108,3 +113,23 @@ def transpose(a: np.ndarray, out: np.ndarray) -> bool:
     if rows and cols:
         omatcopy(_ROW_MAJOR, _TRANS, rows, cols, 1.0, a.ctypes.data, max(cols, 1), out.ctypes.data, max(rows, 1))
     return True
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Each BLAS call inside runs on its calling thread alone (OpenBLAS's thread count 1, restored
+    after), for work split over Python threads (``parallel.halves``): two threads each running many
+    small GEMMs get both cores without OpenBLAS waking and joining its workers for every one of
+    them.  Does nothing where OpenBLAS's controls are not reachable."""
+    if not _THREADS:
+        yield
+        return
+    get, set_ = _THREADS
+    with _threads_lock:
+        before = get()
+        set_(1)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            set_(before)
