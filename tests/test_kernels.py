@@ -223,8 +223,8 @@ CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
     "stacked": dict(MERGE_PIXELS=0, STACK_MIN_ROWS=1, STACK_MIN_DEPTH=1, STACK_MAX_DEPTH=10 ** 9),
     "default": {},
     "tap by tap": dict(BANDED_MIN_SIDE=10 ** 9),  # depthwise: a multiply-add per tap, not banded GEMMs
-    "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64,  # chunks of samples, then channels
-                         SMALL_POINTWISE=0),  # (and small 1x1 outputs the long way too)
+    "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64, BANDED_CHUNK_BYTES=512,  # chunks of samples,
+                         SMALL_POINTWISE=0),  # then channels (and small 1x1 outputs the long way too)
 }
 
 
@@ -915,13 +915,13 @@ def test_conv_property_vs_torch(torch, problem, path, chunk, seed):
     xs, ws, stride, pads, dil, groups, mode, bias = problem
     x, w = rand(*xs, seed=seed), rand(*ws, seed=seed + 1)
     b = rand(ws[0], seed=seed + 2) if bias else None
-    saved = conv.CHUNK_BYTES
+    saved = conv.CHUNK_BYTES, conv.BANDED_CHUNK_BYTES
     try:
-        conv.CHUNK_BYTES = chunk or saved
+        conv.CHUNK_BYTES, conv.BANDED_CHUNK_BYTES = (chunk, chunk) if chunk else saved
         with conv_path_forced(path):
             got = conv.conv(x, w, b, stride, pads, dil, groups, padding_mode=mode)
     finally:
-        conv.CHUNK_BYTES = saved
+        conv.CHUNK_BYTES, conv.BANDED_CHUNK_BYTES = saved
     assert_close(got, _torch_conv(torch, x, w, b, stride, pads, dil, groups, mode))
 
 

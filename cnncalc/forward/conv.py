@@ -550,7 +550,7 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
     an add per tap over the planes: 96x56x56 7x7 2.0 ms against 4.1 (the ``_conv_depthwise`` way).
     The GEMM writes NCHW rows straight into ``out`` when the bands tile the row (else into a
     canvas).  Chunks of samples, or of one sample's channels, keep the gathered rows within
-    CHUNK_BYTES (one channel at least).  Small planes (``banded_merges``) put a chunk's samples
+    BANDED_CHUNK_BYTES (one channel at least).  Small planes (``banded_merges``) put a chunk's samples
     into one GEMM per channel, through a canvas and one transposing copy: a GEMM per channel and
     sample costs more in calls than in flops there.
     """
@@ -594,7 +594,13 @@ def _conv_banded(x, pads, weight, bias, stride, dilation, out, accumulate=False)
 #: batch 8, a GEMM per sample -> merged: 768x7x7 7x7 4.8 -> 4.2 ms, 1152x7x7 5x5 5.9 -> 4.7,
 #: 672x14x14 5x5/2 5.5 -> 4.9; at 14 rows (384x14x14 7x7) no gain (6.0 -> 6.3).
 BANDED_MERGE_ROWS = 14
-BANDED_CHUNK_BYTES = CHUNK_BYTES
+#: Bytes of gathered rows per chunk of a banded depthwise convolution (one channel at least): its
+#: padded input, gathered rows and GEMM output stay in the L2 cache (2 MiB per core here) from the
+#: padding copy to the GEMM.  One thread, depthwise layers timed inside whole passes, settings
+#: alternating pass by pass in one process, best of 8 (batch 8: of 3), CHUNK_BYTES (8 MiB) -> 1 MiB:
+#: convnext_tiny 23.8 -> 20.1 ms (batch 8: 156 -> 139), efficientnet_b0 13.9 -> 13.5 (batch 8: 100 ->
+#: 99), mobilenet_v2 10.0 -> 9.9; 2 MiB and 512 KiB were no better.
+BANDED_CHUNK_BYTES = 1 << 20
 
 
 def banded_merges(N: int, Ho: int, bands: int) -> bool:
@@ -604,7 +610,7 @@ def banded_merges(N: int, Ho: int, bands: int) -> bool:
 
 def banded_chunk(N: int, C: int, channel_bytes: int) -> tuple[int, int]:
     """(samples, channels) per chunk of ``_conv_banded``: whole samples while their gathered rows
-    (``channel_bytes`` per channel) fit CHUNK_BYTES, else channels of one (one at least)."""
+    (``channel_bytes`` per channel) fit BANDED_CHUNK_BYTES, else channels of one (one at least)."""
     return _samples_or_channels(N, C, channel_bytes, BANDED_CHUNK_BYTES)
 
 
