@@ -49,11 +49,16 @@ CHUNK_BYTES = 8 << 20
 #: interleaved on the loaded machine: 12.5 ms in 128 KiB chunks, 13.3 in 256 KiB, 70-115 ms in 1-2 MiB
 #: (its 96x112x112/2 layer 3.0 against 57-73 ms).
 DEPTHWISE_CHUNK_BYTES = 128 << 10
-#: 1x1 convolutions with at most SMALL_POINTWISE output values (squeeze-and-excitation's 1x1 maps)
-#: are a matmul and a bias add: the bias column or BLAS's beta = 1 save a pass over the output that
-#: costs less than their own calls.  Cold (caches flushed between calls, as in a pass), 672 -> 28
-#: channels at 1x1 took 103 us the long way.
-SMALL_POINTWISE = 1 << 12
+#: 1x1 convolutions with at most SMALL_POINTWISE output values per call (1 MiB of float32) are a
+#: matmul and a bias add: the bias column (a copy of the input with a row of ones) and BLAS's beta
+#: = 1 (a copy of the bias first, a ctypes call) each save a pass over the output, which for an
+#: output that stays in L2 costs less than they do.  Cold (caches flushed between calls, as in a
+#: pass), 672 -> 28 channels at 1x1 took 103 us the long way and 46 this way.  One thread, the 1x1
+#: convolutions timed inside passes, limits alternating pass by pass, best of 6 (batch 8: of 3),
+#: 4096 -> 2^18: efficientnet_b0 11.6 -> 10.4 ms (batch 8 71.2 -> 70.3), mobilenet_v2 8.3 -> 7.6
+#: (58.5 -> 56.2), mobilenet_v3_large 7.2, 7.1 -> 6.4, 6.4, resnet50 level (38.9, 38.5 -> 38.9,
+#: 38.0); no limit at all lost at batch 8 (efficientnet_b0 74-75 ms).
+SMALL_POINTWISE = 1 << 18
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
 #: Convolutions with C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
@@ -234,13 +239,14 @@ def _conv_pointwise(x, weight, bias, groups, out, relu_input=False, accumulate=F
     one over the wider output.  Otherwise, with BLAS's beta = 1 (``cnncalc.forward.blas``), the output
     starts as the bias and the GEMM adds its products in: a pass BLAS would spend zero-filling
     the output instead of one adding the bias afterwards.  With ``relu_input`` the input is
-    copied (through the ReLU) per chunk too.
+    copied (through the ReLU) per chunk too.  Outputs of at most SMALL_POINTWISE values that are
+    not added into ``add_to`` skip both: a matmul (of a ReLU'd copy) and a bias add.
     """
     N, C, *S = x.shape
     Co, P = weight.shape[0], math.prod(S)
     xg = x.reshape(N, groups, C // groups, P)  # (N, G, Cin/G, P); a copy only if x is not contiguous
     out_g = _view(out, (N, groups, Co // groups, P))
-    if out.size <= SMALL_POINTWISE and not accumulate:  # e.g. squeeze-and-excitation's 1x1 maps
+    if out.size <= SMALL_POINTWISE and not accumulate:  # (a residual's sum still adds in the GEMM)
         _gemm(weight.reshape(groups, Co // groups, C // groups), relu(xg) if relu_input else xg, out_g)
         _add_bias(out, bias)
         return
