@@ -262,6 +262,9 @@ def forward(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", show_default=False,
                                                       help="Refuse above this estimate, e.g. 4G "
                                                            "(default 80% of available RAM; none: no limit).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, metavar="N", show_default=False,
+                                                   help="CPU threads for the pass (default: every CPU "
+                                                        "this process may use).")] = None,
     format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
 ) -> None:
     """Run the network in NumPy: each layer's predicted vs actual shape (✓/✗) and the time."""
@@ -271,6 +274,8 @@ def forward(
     from .spec import load
 
     network = load(spec, input)
+    if threads is not None:
+        fw.set_threads(threads)
     target = save_output and Output(save_output, force=force, inputs=[spec, weights, data],
                                     size=fw.output_bytes(network, batch, dtype.value))
     with view.LayerProgress(console(stderr=True), enabled=format is TableOrJson.table) as progress:

@@ -311,6 +311,24 @@ def test_cli_json_is_the_contract_and_nothing_else():
     assert [layer["path"] for layer in data["layers"]] == LENET_PATHS
 
 
+def test_cli_threads_limits_blas_and_the_pass_and_is_checked(monkeypatch):
+    from cnncalc.forward import blas, parallel
+    get = blas._THREADS[0] if blas._THREADS else None
+    before = (get() if get else None, parallel.TWO_CORES)
+    try:
+        one = json.loads(cli("forward", "vit_b_16", "--input", "3x32x32", "--threads", "1", "-f", "json").stdout)
+        assert one["ok"] and one["output"] == [1000] and parallel.TWO_CORES is False
+        assert get is None or get() == 1
+        cli("forward", "--threads", "2", "-f", "json")
+        assert parallel.TWO_CORES is True and (get is None or get() == 2)
+    finally:
+        parallel.TWO_CORES = before[1]
+        if get:
+            blas.set_threads(before[0])
+    bad = cli("forward", "--threads", "0")
+    assert bad.exit_code == 2 and "--threads" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_cli_composites_are_rows_too(tmp_path):
     net = tmp_path / "net.yaml"
     net.write_text(spec("4x6x6", "residual: {body: [conv2d: {out_channels: 4, kernel_size: 3, padding: 1}]}",

@@ -29,9 +29,10 @@ Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`
 from . import activation, attention, conv, learned, linear, norm, pool, rearrange, reshape  # noqa: F401  (registers the kernels)
 from .data import load_data, output_bytes, save_output
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
+from .parallel import set_threads
 from .session import DTYPES, Check, Result, Session, run
 from .weights import Weights, checked_weights, expected_tensors, initial_weights, load_weights
 
 __all__ = ["DTYPES", "Check", "Memory", "Result", "Session", "Weights", "check_memory",
            "checked_weights", "default_memory_limit", "estimate_memory", "expected_tensors", "initial_weights",
-           "load_data", "load_weights", "output_bytes", "parse_size", "run", "save_output"]
+           "load_data", "load_weights", "output_bytes", "parse_size", "run", "save_output", "set_threads"]

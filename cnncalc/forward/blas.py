@@ -133,3 +133,13 @@ def single_threaded():
     finally:
         with _threads_lock:
             set_(before)
+
+
+def set_threads(n: int) -> bool:
+    """OpenBLAS's thread count for the calls after this one (``cnncalc forward --threads``); False
+    where OpenBLAS's controls are not reachable (then OMP_NUM_THREADS and the like still apply)."""
+    if not _THREADS:
+        return False
+    with _threads_lock:
+        _THREADS[1](n)
+    return True

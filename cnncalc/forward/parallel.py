@@ -29,6 +29,15 @@ def _cpus() -> int:
 
 
 TWO_CORES = _cpus() >= 2
+
+
+def set_threads(n: int) -> None:
+    """Use at most ``n`` threads from now on: this module's halves and OpenBLAS's own (``cnncalc
+    forward --threads``)."""
+    global TWO_CORES
+    TWO_CORES = n >= 2
+    blas.set_threads(n)
+
 _worker: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 _busy = threading.local()  # set while a thread runs a half: halves inside halves run serially
