@@ -1158,8 +1158,17 @@ def naive_self_attention(x, heads, w_in, b_in, w_out, b_out, extra_k=(), extra_v
     return y
 
 
+def _split_attention(monkeypatch, split: bool) -> None:
+    """Split (or not) every attention's work over two threads, however small (see forward/parallel.py)."""
+    from cnncalc.forward import parallel
+    monkeypatch.setattr(attention, "PARALLEL_SCORES", 0 if split else 1 << 60)
+    monkeypatch.setattr(parallel, "TWO_CORES", split)
+
+
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("bias_kv, zero", [(False, False), (True, False), (True, True), (False, True)])
-def test_multihead_attention_vs_naive(bias_kv, zero):
+def test_multihead_attention_vs_naive(monkeypatch, bias_kv, zero, split):
+    _split_attention(monkeypatch, split)
     rng = np.random.default_rng(0)
     n, length, e, heads = 2, 5, 12, 3
     x, w_in, b_in, w_out, b_out = (rng.standard_normal(s) for s in ((n, length, e), (3 * e, e), (3 * e,), (e, e), (e,)))
@@ -1214,11 +1223,13 @@ def naive_window_attention(x, window, shift, heads, table, w_qkv, b_qkv, w_proj,
 
 @pytest.mark.parametrize("size, window, shift, heads", [((6, 6), (3, 3), (1, 1), 2), ((5, 7), (2, 3), (1, 2), 1),
                                                         ((4, 5), (2, 5), (1, 0), 2), ((3, 3), (4, 4), (2, 2), 1)])
-def test_shifted_window_attention_vs_naive(size, window, shift, heads):
+@pytest.mark.parametrize("split, batch", [(False, 2), (True, 2), (True, 1)])
+def test_shifted_window_attention_vs_naive(monkeypatch, size, window, shift, heads, split, batch):
+    _split_attention(monkeypatch, split)
     rng = np.random.default_rng(1)
     c = 4
     (wh, ww) = window
-    x = rng.standard_normal((2, *size, c))
+    x = rng.standard_normal((batch, *size, c))
     table = rng.standard_normal(((2 * wh - 1) * (2 * ww - 1), heads))
     w_qkv, b_qkv, w_proj, b_proj = (rng.standard_normal(s) for s in ((3 * c, c), (3 * c,), (c, c), (c,)))
     index = attention.relative_position_index(window)
