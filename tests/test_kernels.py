@@ -224,7 +224,8 @@ CONV_PATHS = {  # kernel thresholds that force each GEMM layout of conv
     "default": {},
     "tap by tap": dict(BANDED_MIN_SIDE=10 ** 9),  # depthwise: a multiply-add per tap, not banded GEMMs
     "small chunks": dict(CHUNK_BYTES=512, DEPTHWISE_CHUNK_BYTES=64, BANDED_CHUNK_BYTES=512,  # chunks of samples,
-                         SMALL_POINTWISE=0),  # then channels (and small 1x1 outputs the long way too)
+                         SMALL_POINTWISE=0,  # then channels (and small 1x1 outputs the long way too,
+                         PAD_FILL_WIDTH=0),  # and only the borders of padded chunks zero-filled)
 }
 
 

@@ -59,6 +59,14 @@ DEPTHWISE_CHUNK_BYTES = 128 << 10
 #: (58.5 -> 56.2), mobilenet_v3_large 7.2, 7.1 -> 6.4, 6.4, resnet50 level (38.9, 38.5 -> 38.9,
 #: 38.0); no limit at all lost at batch 8 (efficientnet_b0 74-75 ms).
 SMALL_POINTWISE = 1 << 18
+#: A chunk padded to rows of at most PAD_FILL_WIDTH values is zero-filled whole and its input
+#: copied in; wider ones get only their border slabs filled (``_pad_constant``).  Filling the left
+#: and right borders is a strided write of a few values per row, which costs as much as the copy on
+#: short rows (127x14x14 padded by 3: 23 us against 12 for the fill and copy).  One thread, depthwise
+#: convolutions timed inside passes, 0 and 64 alternating (benchmarks/conv_in_pass.py, best of 14;
+#: batch 8: of 3-4): efficientnet_b0 16.4 -> 15.7 ms (batch 8 113 -> 110), convnext_tiny 23.6 ->
+#: 22.8 (153 -> 145), mobilenet_v3_large 10.2 -> 9.7; resnet18's convolutions level (batch 8 241).
+PAD_FILL_WIDTH = 64
 #: Convolutions with fewer output pixels per sample put several samples side by side in one GEMM.
 MERGE_PIXELS = 256
 #: Convolutions with C_in/groups * taps of the other axes within [STACK_MIN_DEPTH,
@@ -153,7 +161,12 @@ def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
         return part
     shape = part.shape[:2] + tuple(m + p_lo + p_hi
                                    for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
-    return _pad_constant(part, slab_pads, 0, out=_scratch("pad", shape, x.dtype))
+    out = _scratch("pad", shape, x.dtype)
+    if shape[-1] <= PAD_FILL_WIDTH and any(slab_pads[-1]):
+        out.fill(0)  # short rows: one contiguous fill beats a strided one per row and side
+        out[(Ellipsis, *(slice(lo, lo + m) for (lo, _), m in zip(slab_pads, part.shape[2:])))] = part
+        return out
+    return _pad_constant(part, slab_pads, 0, out=out)
 
 
 def _slab(x: np.ndarray, ns: slice, pads, rows=None):
