@@ -161,12 +161,17 @@ def _padded_chunk(x: np.ndarray, ns: slice, pads, rows=None) -> np.ndarray:
         return part
     shape = part.shape[:2] + tuple(m + p_lo + p_hi
                                    for (p_lo, p_hi), m in zip(slab_pads, part.shape[2:]))
-    out = _scratch("pad", shape, x.dtype)
-    if shape[-1] <= PAD_FILL_WIDTH and any(slab_pads[-1]):
-        out.fill(0)  # short rows: one contiguous fill beats a strided one per row and side
-        out[(Ellipsis, *(slice(lo, lo + m) for (lo, _), m in zip(slab_pads, part.shape[2:])))] = part
-        return out
-    return _pad_constant(part, slab_pads, 0, out=out)
+    return _pad_into(part, slab_pads, _scratch("pad", shape, x.dtype))
+
+
+def _pad_into(part: np.ndarray, pads, out: np.ndarray) -> np.ndarray:
+    """``part (nb, C, *S)`` zero-padded by per-axis ``pads`` into ``out``: filled whole, then the input
+    copied in, when its rows are at most PAD_FILL_WIDTH long (else only its border slabs filled)."""
+    if out.shape[-1] > PAD_FILL_WIDTH or not any(pads[-1]):
+        return _pad_constant(part, pads, 0, out=out)
+    out.fill(0)  # short rows: one contiguous fill beats a strided one per row and side
+    out[(Ellipsis, *(slice(lo, lo + m) for (lo, _), m in zip(pads, part.shape[2:])))] = part
+    return out
 
 
 def _slab(x: np.ndarray, ns: slice, pads, rows=None):
@@ -798,7 +803,7 @@ def _winograd_samples(x, pads, filters, out, accumulate) -> None:
     (top, _), (left, _) = pads
     Hp, Wp = 4 * th + 2, 4 * tw + 2
     tile_pads = [(top, Hp - H - top), (left, Wp - W - left)]
-    xp = _pad_constant(x, tile_pads, 0, out=_scratch("pad", (N, C, Hp, Wp), x.dtype))
+    xp = _pad_into(x, tile_pads, _scratch("pad", (N, C, Hp, Wp), x.dtype))
     sN, sC, sH, sW = xp.strides
     tiles = _scratch("cols", (6, 6, C, N, th, tw), x.dtype)  # [i, j, c, n, ty, tx] = xp[n, c, 4ty+i, 4tx+j]
     np.copyto(tiles, as_strided(xp, tiles.shape, (sH, sW, sC, sN, 4 * sH, 4 * sW), writeable=False))
