@@ -38,6 +38,7 @@ def winograd_everywhere(monkeypatch):
     """Thresholds lowered so every float32 3x3 stride-1 conv takes the Winograd path; counts its calls."""
     monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_SIDE", 1)
     calls = []
     real = conv._conv_winograd
     monkeypatch.setattr(conv, "_conv_winograd", lambda *args: (calls.append(args[0].shape), real(*args)))
@@ -106,21 +107,20 @@ def test_winograd_goes_through_the_batch_in_chunks(winograd_everywhere, monkeypa
 
 @pytest.mark.parametrize("change", [
     dict(dtype=np.float64), dict(stride=(2, 1)), dict(dilation=(1, 2)), dict(groups=2),
-    dict(kernel=(3, 1)), dict(channels=32), dict(out_size=(7, 7)), dict(out_size=(11, 12), batch=1),
+    dict(kernel=(3, 1)), dict(channels=64), dict(out_size=(14, 14)), dict(out_size=(28, 27)),
     dict(out_size=(128, 128))])
 def test_winograd_is_chosen_only_where_it_pays(change):
-    """256 channels at 28x28 qualify, and so do 64 channels, 16 tiles (7x7 at batch 4: 4 per sample,
-    in one chunk) and a batch of 64 (in chunks); float64, strides, dilation, groups, other kernels,
-    few channels, too few tiles (one 7x7 or 11x12 sample: 4 or 9) and transforms of one sample too
-    large for the cache (128x128: 36 MiB) do not."""
+    """256 channels at 28x28 qualify, and so do 128 channels and a batch of 64 (in chunks); float64,
+    strides, dilation, groups, other kernels, fewer than 128 channels, outputs under 28 on a side
+    (where two threads gain nothing from it) and transforms of one sample too large for the cache
+    (128x128: 36 MiB) do not."""
     base = dict(dtype=np.float32, stride=(1, 1), dilation=(1, 1), groups=1, kernel=(3, 3), channels=256,
                 out_size=(28, 28), batch=1)
 
     def suits(a):
         return conv.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
                                 a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"])
-    assert suits(base) and suits({**base, "channels": 64}) and suits({**base, "batch": 64})
-    assert suits({**base, "out_size": (7, 7), "batch": 4})
+    assert suits(base) and suits({**base, "channels": 128}) and suits({**base, "batch": 64})
     assert not suits({**base, **change})
 
 
@@ -150,11 +150,11 @@ def test_winograd_property(n, c, co, h, w, pads, seed, chunk):
     pads = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return  # no output: the kernel is larger than the padded input
-    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES
-    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = 1, 1, chunk
+    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES
+    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = 1, 1, 1, chunk
     try:
         x, weight, bias = rand(n, c, h, w, seed=seed), rand(co, c, 3, 3, seed=seed + 1), rand(co, seed=seed + 2)
         got = conv.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
     finally:
-        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = saved
+        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = saved
     assert relative_error(got, taps_reference(x, weight, bias, pads)) <= 1e-4

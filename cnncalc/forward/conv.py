@@ -720,7 +720,8 @@ _WINO_OUTPUT = np.kron(_WINO_AT, _WINO_AT).astype(np.float32)    # (16, 36): (xi
 _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (k, l) -> (xi, nu)
 
 #: Winograd is used for float32 3x3 stride-1 undilated ungrouped 2-D convolutions with at least
-#: WINOGRAD_MIN_CHANNELS input channels, at least WINOGRAD_MIN_TILES 4x4 output tiles per chunk of
+#: WINOGRAD_MIN_CHANNELS input channels, outputs at least WINOGRAD_MIN_SIDE on each side, at least
+#: WINOGRAD_MIN_TILES 4x4 output tiles per chunk of
 #: samples, and transformed tensors (36 x channels x tiles) of at most WINOGRAD_MAX_BYTES per
 #: sample: past that its transforms run from main memory and the direct GEMM is faster.  Samples go
 #: through it in chunks of at most WINOGRAD_CHUNK_BYTES of transforms (``winograd_chunk``).  With
@@ -732,7 +733,12 @@ _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (
 #: 57 and 38 ms against 53, 76 and 49, resnet18's 128 at 28x28 39 against 58 (16 MiB chunks: 45,
 #: 65, 47, 51).  float64 keeps the direct path: Winograd's error (about 1e-5 relative in float32)
 #: is above the 1e-12 agreement float64 promises.
-WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES = 64, 16
+#: Those one-thread gains shrink or turn on two threads (the default), where its 36 small GEMMs and
+#: transforms scale worse than one large GEMM: from 64 channels and 16 tiles, resnet18's batch-1
+#: pass took 31 ms against 28-30 with these limits, alexnet's 19 against 17-18, resnet50's 61-63
+#: against 59-60 (two rounds alternating, idle); at batch 32 level (resnet18 0.77-0.79 s against
+#: 0.76-0.78, alexnet 0.28-0.29 both), with less memory kept for transformed filters.
+WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MIN_TILES = 128, 28, 16
 WINOGRAD_MAX_BYTES, WINOGRAD_CHUNK_BYTES = 16 << 20, 4 << 20
 
 
@@ -745,7 +751,8 @@ def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dt
         return False
     per_sample = _winograd_sample_bytes(x_shape, weight_shape, out_size)
     tiles = winograd_chunk(x_shape, weight_shape, out_size) * math.prod(-(-o // 4) for o in out_size)
-    return C >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES and per_sample <= WINOGRAD_MAX_BYTES
+    return (C >= WINOGRAD_MIN_CHANNELS and min(out_size) >= WINOGRAD_MIN_SIDE and tiles >= WINOGRAD_MIN_TILES
+            and per_sample <= WINOGRAD_MAX_BYTES)
 
 
 def winograd_bytes(x_shape, weight_shape, out_size) -> int:
