@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import yaml  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import cnncalc  # noqa: E402
@@ -398,6 +398,9 @@ def torch_refusal(text):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(stacks())
+# found outside CI: an entry left out by `repeat: 0` is still checked (a strided 'same' conv refused)
+@example(text="input: 2x1x1\nlayers:\n- Conv2d: {out_channels: 1, kernel_size: 1, stride: [1, 2], padding: same}\n"
+              "  repeat: 0\n")
 def test_random_stacks_agree_with_torch(text):
     agree_with_torch(text)
 
