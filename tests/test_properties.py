@@ -398,8 +398,11 @@ def torch_refusal(text):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(stacks())
-# found outside CI: an entry left out by `repeat: 0` is still checked (a strided 'same' conv refused)
+# found outside CI: cnncalc checks the arguments of an entry that `repeat: 0` leaves out (a strided 'same'
+# conv is refused), not its shapes (BatchNorm1d on a 3-d sample is not); torch never builds it
 @example(text="input: 2x1x1\nlayers:\n- Conv2d: {out_channels: 1, kernel_size: 1, stride: [1, 2], padding: same}\n"
+              "  repeat: 0\n")
+@example(text="input: 1x1x1\nlayers:\n- BatchNorm1d: {num_features: 1, affine: false, track_running_stats: false}\n"
               "  repeat: 0\n")
 def test_random_stacks_agree_with_torch(text):
     agree_with_torch(text)
@@ -417,7 +420,9 @@ def agree_with_torch(text):
         cnncalc.analyse(cnncalc.parse(text))
     except cnncalc.SpecError as ours:
         theirs = torch_refusal(text)
-        assert theirs is not None, f"cnncalc refuses what torch accepts:\n{ours}"
+        # An entry that `repeat: 0` leaves out has its arguments checked by cnncalc (README) while torch never
+        # builds it, and some torch checks only run in forward: no oracle for such a refusal.
+        assert theirs is not None or "repeat: 0" in text, f"cnncalc refuses what torch accepts:\n{ours}"
         return
     theirs = torch_refusal(text)
     assert theirs is None, f"torch refuses what cnncalc accepts: {type(theirs).__name__}: {theirs}"

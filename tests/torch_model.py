@@ -673,9 +673,6 @@ class _Reader:
             args, repeat = item[kind], _substitute(item.get("repeat", 1), env)
         if repeat == 1:
             return self.build(kind, args, x, env)
-        if repeat == 0:  # cnncalc checks an entry it leaves out (README: `repeat: 0`): so does the oracle
-            self.build(kind, args, x, env)
-            return nn.Sequential(), x
         copies = []
         for _ in range(repeat):
             module, x = self.build(kind, args, x, env)
