@@ -15,7 +15,7 @@ import numpy as np
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from .base import _float_dtype, kernel
 from .linear import linear
-from .memory import _empty
+from .memory import _copy, _empty
 from .parallel import halves
 from .norm import layer_norm
 from .weights import fixed, initialiser, uniform
@@ -81,7 +81,7 @@ def attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, biases=(), floor=None) 
     out = _empty((*lead, length, heads * d), q.dtype)
     heads_apart = np.swapaxes(out.reshape(*lead, length, heads, d), -2, -3)       # (..., heads, L, d) view
     stacked = q.shape[:-2]
-    axis = next((i for i, n in enumerate(stacked) if n > 1), 0)
+    axis = next((i for i, n in enumerate(stacked) if n > 1), 0)             # (stacked: at least the heads)
 
     def run(part: slice) -> None:
         def cut(a: np.ndarray) -> np.ndarray:                   # a's part, a broadcasting along axis whole
@@ -94,7 +94,7 @@ def attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, biases=(), floor=None) 
         np.matmul(softmax_last(scores, floor), cut(v), out=cut(heads_apart))
 
     if math.prod(stacked) * length * kt.shape[-1] >= PARALLEL_SCORES:
-        halves(run, stacked[axis] if stacked else 1)
+        halves(run, stacked[axis])
     else:
         run(slice(None))
     return out
@@ -176,14 +176,6 @@ def shifted_window_attention(x, window, shift, num_heads, table, index, qkv_weig
     # windows back to the map: (N, H/wh, W/ww, wh, ww, C) -> (N, H, W, C), rolled back
     out = _copy(out.reshape(n, ph // wh, pw // ww, wh, ww, c).transpose(0, 1, 3, 2, 4, 5)).reshape(n, ph, pw, c)
     return np.ascontiguousarray(_rolled(out, shift)[:, :h, :w])
-
-
-def _copy(view: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``view`` in a block from the pass's pool (``np.ascontiguousarray`` asks
-    the allocator for fresh pages, faulted in again on every call)."""
-    out = _empty(view.shape, view.dtype)
-    np.copyto(out, view)
-    return out
 
 
 def _rolled(x: np.ndarray, shift) -> np.ndarray:

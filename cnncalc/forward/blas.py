@@ -111,7 +111,7 @@ def transpose(a: np.ndarray, out: np.ndarray) -> bool:
         return False
     rows, cols = a.shape
     if rows and cols:
-        omatcopy(_ROW_MAJOR, _TRANS, rows, cols, 1.0, a.ctypes.data, max(cols, 1), out.ctypes.data, max(rows, 1))
+        omatcopy(_ROW_MAJOR, _TRANS, rows, cols, 1.0, a.ctypes.data, cols, out.ctypes.data, rows)
     return True
 
 

@@ -79,6 +79,14 @@ def _empty(shape, dtype) -> np.ndarray:
     return np.frombuffer(block, dtype, count).reshape(shape)  # views keep `block` referenced
 
 
+def _copy(view: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``view`` in an array from ``_empty`` (``np.ascontiguousarray`` asks the
+    allocator for fresh pages, faulted in again on every call)."""
+    out = _empty(view.shape, view.dtype)
+    np.copyto(out, view)
+    return out
+
+
 def _unmap_idle(idle: list[int], keep: int) -> None:
     """Unmap the idle blocks (indices into _pool) beyond ``keep`` bytes, oldest first."""
     for i in reversed(idle):

@@ -38,6 +38,7 @@ def set_threads(n: int) -> None:
     TWO_CORES = n >= 2
     blas.set_threads(n)
 
+
 _worker: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 _busy = threading.local()  # set while a thread runs a half: halves inside halves run serially

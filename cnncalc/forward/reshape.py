@@ -10,7 +10,7 @@ from ..layers.reshape import (Flatten, Identity, Permute, Select, StochasticDept
                               _Dropout)
 from . import blas
 from .base import _axis_chunks, _float_dtype, kernel, out_size
-from .memory import _empty
+from .memory import _copy, _empty
 
 
 # --------------------------------------------------------------------------- padding
@@ -181,15 +181,14 @@ def _permute(layer, x, p, owned):
     # a contiguous copy (from the block pool), as the kernels after it (GEMMs over the last axis, norms) read rows
     perm = layer.perm(x.shape[1:])
     moved = x.transpose(0, *(axis + 1 for axis in perm))
-    out = _empty(moved.shape, moved.dtype)
     turn = _turn(perm)
     if turn and x.flags.c_contiguous:  # each sample (R, C) -> (C, R): ConvNeXt's NCHW <-> NHWC
+        out = _empty(moved.shape, moved.dtype)
         rows = math.prod(x.shape[1:turn + 1])
         pairs = zip(x.reshape(len(x), rows, -1), out.reshape(len(x), -1, rows))
         if all(blas.transpose(a, b) for a, b in pairs):
             return out
-    np.copyto(out, moved)
-    return out
+    return _copy(moved)
 
 
 def _turn(perm) -> int:
