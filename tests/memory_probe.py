@@ -1,7 +1,7 @@
 """Measured peak memory of single-layer forward passes against the estimate (`forward.estimate_memory`).
 
 Run as a child process: `python tests/memory_probe.py [--scale S] [NAME ...]` prints one JSON line per
-case: {"name", "peak", "estimate"} in bytes. `peak` is the rise of the process's peak resident set
+case: {"name", "peak", "estimate"} in bytes, and the lanes of samples it ran in. `peak` is the rise of the process's peak resident set
 (VmHWM, reset through /proc/self/clear_refs before each case) over its resident set before the
 session is made -- the weights, the input, the pass and its scratch, as the estimate counts them.
 Between cases the output-block pool and the scratch buffers are emptied, so no case reuses the
@@ -88,7 +88,10 @@ CASES = {
     "centercrop": ("32x64xW", "centercrop: {size: [48, 40]}"),
     "centercrop, padding": ("32x64xW", "centercrop: {size: [80, 200]}"),
     "transforminput": ("3x512xW", "transforminput"),
+    "two lanes: conv 3x3, batch 8": ("32x64xW", "conv2d: {out_channels: 32, kernel_size: 3, padding: 1}"),
 }
+#: Cases run at batch 1 but these (a pass of 2.4 G multiply-adds at --scale 2: two lanes of samples).
+BATCHES = {"two lanes: conv 3x3, batch 8": 8}
 
 
 _LIBC = ctypes.CDLL("libc.so.6")
@@ -122,13 +125,14 @@ def measure(name: str, width: int, batch: int = 1) -> dict:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
     before = _status("VmRSS")
-    estimate = fw.estimate_memory(cnncalc.analyse(network, batch=batch), batch).total  # (after the baseline: nothing)
+    report = cnncalc.analyse(network, batch=batch)
+    estimate = fw.estimate_memory(report, batch).total  # (after the baseline: nothing)
     session = fw.Session(network, batch=batch, max_memory=estimate)
     result = session.run(batch=batch, max_memory=estimate)  # (the limit leaves the pool no idle blocks)
     assert result.ok, name
     peak = _status("VmHWM") - before
     del session, result
-    return {"name": name, "peak": peak, "estimate": estimate}
+    return {"name": name, "peak": peak, "estimate": estimate, "lanes": fw.estimate.lanes(report, batch)}
 
 
 def main(argv: list[str]) -> None:
@@ -138,7 +142,7 @@ def main(argv: list[str]) -> None:
     cnncalc.analyse(cnncalc.load("lenet5"))  # import and warm everything before the first baseline
     fw.run(cnncalc.load("lenet5"), max_memory=0)
     for name in argv or CASES:
-        print(json.dumps(measure(name, max(8, int(256 * scale)))), flush=True)
+        print(json.dumps(measure(name, max(8, int(256 * scale)), BATCHES.get(name, 1))), flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def test_the_estimate_bounds_the_measured_peak(measured, name):
         f"{name}: peak {case['peak'] / 2**20:.1f} MiB > estimate {case['estimate'] / 2**20:.1f} MiB")
 
 
+def test_a_pass_in_two_lanes_is_measured_where_two_cores_are(measured):
+    from cnncalc.forward import parallel
+    assert measured["two lanes: conv 3x3, batch 8"]["lanes"] == (2 if parallel.TWO_CORES else 1)
+
+
 def test_the_probe_measures_something(measured):
     """A control: the probe sees the arrays it is meant to see (each pass holds at least its input
     and output, 4 MiB and more here), so a bound that holds is not a probe that reads nothing."""

@@ -59,3 +59,90 @@ def test_attention_split_over_two_threads_is_the_same(monkeypatch, shape, biases
     split = attention.attend(q, kt, v, extra)
     np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-6)
 
+
+
+# --- a pass's samples in two lanes (session._in_lanes) --------------------------------------------------
+
+LANE_SPECS = {
+    "residual and concat": """input: 8x12x12
+layers:
+  - residual: {body: [conv2d: {out_channels: 8, kernel_size: 3, padding: 1}, batchnorm2d, relu]}
+  - concat: {a: [conv2d: {out_channels: 4, kernel_size: 1}], b: [maxpool2d: {kernel_size: 3, stride: 1, padding: 1}]}
+  - multiply: {gate: [adaptiveavgpool2d: {output_size: 1}, conv2d: {out_channels: 12, kernel_size: 1}, sigmoid], x: []}
+  - flatten
+  - linear: {out_features: 5}
+""",
+    "attention": """input: 16x6x6
+layers:
+  - flatten: {start_dim: 2}
+  - permute: {dims: [0, 2, 1]}
+  - classtoken: {}
+  - posembedding: {}
+  - multiheadattention: {num_heads: 4}
+  - layernorm: {normalized_shape: 16}
+  - select: {dim: 1, index: 0}
+  - gelu
+""",
+}
+
+
+@pytest.fixture
+def two_lanes(monkeypatch):
+    """Every pass of two samples or more in two lanes (on one core too: the threads still alternate)."""
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    monkeypatch.setattr(parallel, "LANE_MIN_MACS", 0)
+    monkeypatch.setattr(parallel, "LANE_MIN_LEAF_MACS", 0)
+
+
+@pytest.mark.parametrize("name", sorted(LANE_SPECS))
+@pytest.mark.parametrize("batch", [2, 3])
+def test_a_pass_in_two_lanes_gives_the_pass_in_one(monkeypatch, two_lanes, name, batch):
+    import cnncalc
+    from cnncalc import forward as fw
+
+    network = cnncalc.parse(LANE_SPECS[name])
+    session = fw.Session(network)
+    data = np.random.default_rng(1).standard_normal((batch, *network.input), dtype=np.float32)
+    threads = set()
+    real_run = fw.session._Pass.run
+    monkeypatch.setattr(fw.session._Pass, "run", lambda self, x, *a: threads.add(threading.get_ident()) or real_run(self, x, *a))
+    split = session.run(data)
+    assert len(threads) == 2 and fw.estimate.lanes(session.report(batch), batch) == 2
+    monkeypatch.setattr(parallel, "TWO_CORES", False)
+    whole = session.run(data)
+    assert split.ok and whole.ok and split.output.shape == whole.output.shape == (batch, *session.report(batch).output)
+    assert [c.actual for c in split.checks] == [c.actual for c in whole.checks]
+    np.testing.assert_allclose(split.output, whole.output, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failure_in_the_second_lane_is_reported(monkeypatch, two_lanes):
+    """Batch 3 splits 1 + 2: a kernel that fails on two samples fails in the second lane only."""
+    import cnncalc
+    from cnncalc import forward as fw
+
+    network = cnncalc.parse("input: 4x8x8\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n  - relu\n  - flatten\n")
+    relu = type(network.root.branches[""][1].layer)
+    real = fw.base.KERNELS[relu]
+
+    def fails_on_two(layer, x, p, owned, **options):
+        if len(x) == 2:
+            raise ValueError("two samples")
+        return real(layer, x, p, owned, **options)
+    monkeypatch.setitem(fw.base.KERNELS, relu, fails_on_two)
+    progress = []
+    result = fw.Session(network).run(batch=3, on_layer=lambda done, total, path: progress.append((done, total)))
+    assert not result.ok and result.output is None
+    failed = [c for c in result.checks if not c.ok]
+    assert [c.path for c in failed] == ["1", "2"] and "two samples" in failed[0].error
+    assert progress == [(1, 3), (2, 3), (3, 3)]  # the first lane's progress alone
+
+
+def test_lanes_need_two_cores_two_samples_and_long_kernels(monkeypatch):
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    big = parallel.LANE_MIN_MACS
+    assert parallel.lanes(2, big, 1) == 2
+    assert parallel.lanes(1, 2 * big, 1) == 1                    # one sample: nothing to split
+    assert parallel.lanes(2, big // 4, 1) == 1                   # too little work in all
+    assert parallel.lanes(2, big, 2 * big // parallel.LANE_MIN_LEAF_MACS + 1) == 1  # many short kernels
+    monkeypatch.setattr(parallel, "TWO_CORES", False)
+    assert parallel.lanes(32, big, 1) == 1

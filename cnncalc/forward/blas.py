@@ -116,18 +116,19 @@ def transpose(a: np.ndarray, out: np.ndarray) -> bool:
 
 
 @contextlib.contextmanager
-def single_threaded():
-    """Each BLAS call inside runs on its calling thread alone (OpenBLAS's thread count 1, restored
-    after), for work split over Python threads (``parallel.halves``): two threads each running many
-    small GEMMs get both cores without OpenBLAS waking and joining its workers for every one of
-    them.  Does nothing where OpenBLAS's controls are not reachable."""
+def single_threaded(threads: int = 1):
+    """Each BLAS call inside runs on at most ``threads`` threads, by default its calling thread alone
+    (OpenBLAS's thread count, restored after), for work split over Python threads
+    (``parallel.halves``): two threads each running many small GEMMs get both cores without
+    OpenBLAS waking and joining its workers for every one of them.  Does nothing where OpenBLAS's
+    controls are not reachable."""
     if not _THREADS:
         yield
         return
     get, set_ = _THREADS
     with _threads_lock:
         before = get()
-        set_(1)
+        set_(max(1, threads))
     try:
         yield
     finally:
