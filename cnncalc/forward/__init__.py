@@ -7,7 +7,7 @@ in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attentio
 .safetensors read key by key; pickles refused), `data.py` (input and saved output),
 `memory.py` (output-block pool, scratch), `estimate.py` (peak-memory estimate and limit),
 `base.py` (the kernel registry), `fusion.py` (which entries the pass fuses), `blas.py` (GEMMs that add into their output,
-a blocked transpose, OpenBLAS's thread count), `parallel.py` (a kernel's work in two halves on two threads), `derived.py`
+a blocked transpose, OpenBLAS's thread count), `parallel.py` (a pass in two lanes of samples, a kernel's work in two halves), `derived.py`
 (weights prepared once, e.g. BatchNorm folded into a conv).
 
 Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`):
