@@ -132,7 +132,7 @@ def measure(name: str, width: int, batch: int = 1) -> dict:
     assert result.ok, name
     peak = _status("VmHWM") - before
     del session, result
-    return {"name": name, "peak": peak, "estimate": estimate, "lanes": fw.estimate.lanes(report, batch)}
+    return {"name": name, "peak": peak, "estimate": estimate, "lanes": fw.lanes.count(report, batch)}
 
 
 def main(argv: list[str]) -> None:

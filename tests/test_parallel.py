@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnncalc.forward import attention, parallel
+from cnncalc.forward import attention, lanes, parallel
 
 
 @pytest.mark.parametrize("two", [True, False])
@@ -86,12 +86,18 @@ layers:
 }
 
 
+def _kernel_class(layer):
+    """The class a layer's kernel is registered under (its own, or a base class's)."""
+    from cnncalc.forward.base import KERNELS
+    return next(cls for cls in type(layer).__mro__ if cls in KERNELS)
+
+
 @pytest.fixture
 def two_lanes(monkeypatch):
     """Every pass of two samples or more in two lanes (on one core too: the threads still alternate)."""
     monkeypatch.setattr(parallel, "TWO_CORES", True)
-    monkeypatch.setattr(parallel, "LANE_MIN_MACS", 0)
-    monkeypatch.setattr(parallel, "LANE_MIN_LEAF_MACS", 0)
+    monkeypatch.setattr(lanes, "MIN_MACS", 0)
+    monkeypatch.setattr(lanes, "MIN_LEAF_MACS", 0)
 
 
 @pytest.mark.parametrize("name", sorted(LANE_SPECS))
@@ -107,7 +113,7 @@ def test_a_pass_in_two_lanes_gives_the_pass_in_one(monkeypatch, two_lanes, name,
     real_run = fw.session._Pass.run
     monkeypatch.setattr(fw.session._Pass, "run", lambda self, x, *a: threads.add(threading.get_ident()) or real_run(self, x, *a))
     split = session.run(data)
-    assert len(threads) == 2 and fw.estimate.lanes(session.report(batch), batch) == 2
+    assert len(threads) == 2 and lanes.count(session.report(batch), batch) == 2
     monkeypatch.setattr(parallel, "TWO_CORES", False)
     whole = session.run(data)
     assert split.ok and whole.ok and split.output.shape == whole.output.shape == (batch, *session.report(batch).output)
@@ -120,15 +126,16 @@ def test_a_failure_in_the_second_lane_is_reported(monkeypatch, two_lanes):
     import cnncalc
     from cnncalc import forward as fw
 
-    network = cnncalc.parse("input: 4x8x8\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n  - relu\n  - flatten\n")
-    relu = type(network.root.branches[""][1].layer)
-    real = fw.base.KERNELS[relu]
+    network = cnncalc.parse("input: 4x16x16\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n  - sigmoid\n"
+                            "  - conv2d: {out_channels: 4, kernel_size: 1}\n")
+    sigmoid = _kernel_class(network.root.branches[""][1].layer)
+    real = fw.base.KERNELS[sigmoid]
 
     def fails_on_two(layer, x, p, owned, **options):
         if len(x) == 2:
             raise ValueError("two samples")
         return real(layer, x, p, owned, **options)
-    monkeypatch.setitem(fw.base.KERNELS, relu, fails_on_two)
+    monkeypatch.setitem(fw.base.KERNELS, sigmoid, fails_on_two)
     progress = []
     result = fw.Session(network).run(batch=3, on_layer=lambda done, total, path: progress.append((done, total)))
     assert not result.ok and result.output is None
@@ -137,12 +144,43 @@ def test_a_failure_in_the_second_lane_is_reported(monkeypatch, two_lanes):
     assert progress == [(1, 3), (2, 3), (3, 3)]  # the first lane's progress alone
 
 
-def test_lanes_need_two_cores_two_samples_and_long_kernels(monkeypatch):
-    monkeypatch.setattr(parallel, "TWO_CORES", True)
-    big = parallel.LANE_MIN_MACS
-    assert parallel.lanes(2, big, 1) == 2
-    assert parallel.lanes(1, 2 * big, 1) == 1                    # one sample: nothing to split
-    assert parallel.lanes(2, big // 4, 1) == 1                   # too little work in all
-    assert parallel.lanes(2, big, 2 * big // parallel.LANE_MIN_LEAF_MACS + 1) == 1  # many short kernels
+def test_a_weight_bound_tail_runs_once_on_the_joined_lanes(monkeypatch, two_lanes):
+    """A classifier whose weights each lane would use on few samples (here 2 each, against
+    LANE_WEIGHT_REUSE) runs once on the whole batch; the convolutions before it run in lanes."""
+    import cnncalc
+    from cnncalc import forward as fw
+
+    network = cnncalc.parse("input: 3x16x16\nlayers:\n  - conv2d: {out_channels: 8, kernel_size: 3}\n"
+                            "  - adaptiveavgpool2d: {output_size: 2}\n  - flatten\n  - linear: {out_features: 6}\n")
+    linear, conv = (_kernel_class(network.root.branches[""][i].layer) for i in (3, 0))
+    seen = {}
+    for cls in (conv, linear):
+        real = fw.base.KERNELS[cls]
+        monkeypatch.setitem(fw.base.KERNELS, cls, lambda layer, x, p, owned, real=real, **o: (
+            seen.setdefault(_kernel_class(layer), []).append(len(x)), real(layer, x, p, owned, **o))[1])
+    session = fw.Session(network)
+    assert lanes.entries(session.report(4), 2) == 1
+    progress = []
+    data = np.random.default_rng(2).standard_normal((4, 3, 16, 16), dtype=np.float32)
+    split = session.run(data, on_layer=lambda done, total, path: progress.append((done, path)))
+    assert {cls: sorted(sizes) for cls, sizes in seen.items()} == {conv: [2, 2], linear: [4]}
+    assert progress == [(1, "0"), (2, "1"), (3, "2"), (4, "3")]
     monkeypatch.setattr(parallel, "TWO_CORES", False)
-    assert parallel.lanes(32, big, 1) == 1
+    whole = session.run(data)
+    assert split.ok and [c.actual for c in split.checks] == [c.actual for c in whole.checks]
+    np.testing.assert_allclose(split.output, whole.output, rtol=1e-5, atol=1e-6)
+
+
+def test_lanes_need_two_cores_two_samples_and_long_kernels(monkeypatch):
+    import cnncalc
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    report = cnncalc.analyse(cnncalc.load("resnet18"))          # 1.8 G MACs a sample
+    leaves = sum(1 for row in report.rows if row.leaf)
+    assert lanes.count(report, 2) == 2
+    assert lanes.count(report, 1) == 1                           # one sample: nothing to split
+    monkeypatch.setattr(lanes, "MIN_MACS", 4 * report.totals.macs)
+    assert lanes.count(report, 3) == 1 and lanes.count(report, 4) == 2   # too little work in all
+    monkeypatch.setattr(lanes, "MIN_LEAF_MACS", report.totals.macs * 4 // leaves + 1)
+    assert lanes.count(report, 4) == 1                           # many short kernels
+    monkeypatch.setattr(parallel, "TWO_CORES", False)
+    assert lanes.count(report, 32) == 1

@@ -7,7 +7,7 @@ in `forward/conv.py` (likewise pool, norm, linear, activation, reshape, attentio
 .safetensors read key by key; pickles refused), `data.py` (input and saved output),
 `memory.py` (output-block pool, scratch), `estimate.py` (peak-memory estimate and limit),
 `base.py` (the kernel registry), `fusion.py` (which entries the pass fuses), `blas.py` (GEMMs that add into their output,
-a blocked transpose, OpenBLAS's thread count), `parallel.py` (a pass in two lanes of samples, a kernel's work in two halves), `derived.py`
+a blocked transpose, OpenBLAS's thread count), `parallel.py` (work in two halves on two threads), `lanes.py` (which passes run in two lanes of samples), `derived.py`
 (weights prepared once, e.g. BatchNorm folded into a conv).
 
 Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`):
@@ -26,7 +26,7 @@ Adding a kernel for a new layer type (say `layers/reshape.py`'s `ChannelShuffle`
 >>> run(cnncalc.load("lenet5")).output.shape
 (1, 10)
 """
-from . import activation, attention, conv, learned, linear, norm, pool, rearrange, reshape  # noqa: F401  (registers the kernels)
+from . import activation, attention, conv, lanes, learned, linear, norm, pool, rearrange, reshape  # noqa: F401  (registers the kernels)
 from .data import load_data, output_bytes, save_output
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
 from .parallel import set_threads

@@ -17,7 +17,7 @@ from ..layers.reshape import Upsample
 from ..layers.base import Layer
 from ..spec import Node
 from . import blas
-from . import conv, parallel, pool
+from . import conv, lanes, pool
 from .base import allocates, gather_rows
 from .fusion import defers_relu, folds
 from .memory import size_text
@@ -48,21 +48,25 @@ def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
     storage, and the kernels that copy all the same); a residual or concat keeps its input and its
     finished branches' outputs while the next branch runs. Kernel scratch (im2col / col2im chunks) is bounded by
     conv.CHUNK_BYTES per chunk. Weights and buffers count once, whatever the batch. A pass in two
-    lanes of samples (``lanes``) holds each lane's activations and scratch, and the joined output.
+    lanes of samples (``lanes``) holds each lane's activations and scratch, and their joined outputs.
     """
     itemsize = np.dtype(dtype).itemsize
-    n = lanes(report, batch)
-    per_lane = -(-batch // n)  # (lanes of samples: each its own activations and scratch, then the outputs joined)
+    n = lanes.count(report, batch)
+    per_lane = -(-batch // n)  # (in lanes of samples: each its own activations and scratch)
     estimator = _MemoryWalk(report, per_lane, itemsize)
     peak = estimator.sequence(report.network.root.branches[""], math.prod(report.network.input)) * per_lane * n
-    joined = math.prod(report.output) * batch if n > 1 else 0
     weights = sum(math.prod(shape) for shape, _ in expected_tensors(report).values()) * itemsize
-    return Memory((peak + joined) * itemsize, estimator.workspace * n, weights)
+    return Memory((peak + _joined(report, batch, n)) * itemsize, estimator.workspace * n, weights)
 
 
-def lanes(report: Report, batch: int) -> int:
-    """Lanes of samples (1 or 2) a pass of ``batch`` runs in (``parallel.lanes``)."""
-    return parallel.lanes(batch, report.totals.macs, sum(1 for row in report.rows if row.leaf))
+def _joined(report: Report, batch: int, n: int) -> int:
+    """Elements of the lanes' outputs joined into one array (none in one lane)."""
+    if n == 1:
+        return 0
+    top = report.network.root.branches[""]
+    split = lanes.entries(report, -(-batch // n))
+    shape = report.network.input if split == 0 else next(r.output for r in report.rows if r.path == top[split - 1].path)
+    return math.prod(shape) * batch
 
 
 class _MemoryWalk:

@@ -41,25 +41,6 @@ def set_threads(n: int) -> None:
     blas.set_threads(n)
 
 
-#: A pass runs in two lanes of samples (``session._in_lanes``) from LANE_MIN_MACS multiply-adds (the
-#: whole batch's) and LANE_MIN_LEAF_MACS per leaf entry on average: each lane's kernel calls must be
-#: long.  Where the lanes' calls are short, they keep waiting for the GIL, and a thread woken from
-#: that wait takes 30-40 us on this VM (a lock ping-pong between two threads: 60-80 us a round
-#: trip), so two lanes ran slower than one: resnet18 at 3x64x64 batch 4 17 -> 30 ms, shufflenet
-#: batch 2 20 -> 25, mobilenet_v2 at 3x112x112 batch 2 16 -> 23, lenet5 batch 64 12 -> 19 (all
-#: below these limits); above them: alexnet batch 2 42 -> 31 ms, resnet18 batch 2 54 -> 48,
-#: googlenet 69 -> 58, vit_b_16 450 -> 420, every built-in at batch 32 by 25-40%.
-LANE_MIN_MACS = 1_000_000_000
-LANE_MIN_LEAF_MACS = 16_000_000
-
-
-def lanes(batch: int, macs: int, leaves: int) -> int:
-    """Lanes of samples (1 or 2) for a pass of ``batch`` samples of ``macs`` multiply-adds each
-    through ``leaves`` leaf entries."""
-    total = macs * batch
-    return 2 if TWO_CORES and batch >= 2 and total >= max(LANE_MIN_MACS, LANE_MIN_LEAF_MACS * leaves) else 1
-
-
 _worker: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 _busy = threading.local()  # set while a thread runs a half: halves inside halves run serially

@@ -37,7 +37,8 @@ from ..layers.composite import Concat, Multiply, Residual
 from ..spec import Network, Node
 from . import base, fusion, norm
 from .data import _data_batch, _given_data, _input, _what
-from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, lanes, parse_size
+from . import lanes
+from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
 from .memory import POOL_IDLE_BYTES, _empty, keep_idle, size_text
 from .parallel import halves
 from .weights import Weights, _leaf_rows, checked_weights, expected_tensors, initial_weights, load_weights
@@ -176,10 +177,11 @@ class Session:
             x, owned = _input(self.network, given, batch, self.dtype, seed)
             report = self.report(batch)
             folded = {} if keep_outputs else self._folded  # (keep_outputs folds nothing)
-            if keep_outputs or lanes(report, batch) == 1:
-                return _Pass(report, self._params, folded, on_layer, keep_outputs).run(x, owned, memory, list(self.warnings))
-            return _in_lanes(lambda first: _Pass(report, self._params, folded, on_layer if first else None),
-                             x, owned, memory, self.warnings)
+            new_pass = lambda progress=on_layer: _Pass(report, self._params, folded, progress, keep_outputs)  # noqa: E731
+            split = 0 if keep_outputs or lanes.count(report, batch) == 1 else lanes.entries(report, -(-batch // 2))
+            if not split:
+                return new_pass().run(x, owned, memory, list(self.warnings))
+            return _in_lanes(new_pass, split, on_layer, x, owned, memory, self.warnings)
         finally:
             keep_idle(None)
 
@@ -204,31 +206,38 @@ def _dtype(dtype) -> type:
     return DTYPES[name]
 
 
-def _in_lanes(new_pass: Callable[[bool], "_Pass"], x: np.ndarray, owned: bool, memory: Memory,
-              warnings: list[str]) -> Result:
+def _in_lanes(new_pass: Callable[..., "_Pass"], split: int, on_layer: OnLayer | None, x: np.ndarray, owned: bool,
+              memory: Memory, warnings: list[str]) -> Result:
     """The pass over x's samples in two lanes, one per core (``parallel.halves``), BLAS single-threaded
     in each: every kernel's work splits, not just the GEMMs that OpenBLAS threads itself -- the
     im2col copies, elementwise passes and softmaxes that NumPy runs on one thread.  (At batch 32,
     two lanes took resnet18's pass from 0.76 to 0.55 s, convnext_tiny's from 3.5 to 2.5.)  A lane
-    is a pass of its own (``new_pass(first)``; only the first reports progress); the result is
-    theirs joined: the output concatenated, each entry's check the first lane's unless only the
-    second's failed, the per-entry seconds the first lane's."""
-    lanes: dict[int, Result] = {}
+    is a pass of its own over the network's first ``split`` top-level entries, all but its
+    weight-bound tail (``lanes.entries``: a classifier whose weights both lanes would stream from
+    memory), which then runs once on the lanes' outputs joined, with BLAS's threads.  The first lane reports progress;
+    each entry's check is the first lane's unless only the second's failed, or the tail's; the
+    per-entry seconds are the first lane's."""
+    entries = new_pass().report.network.root.branches[""]
+    results: dict[int, Result] = {}
+    passes = []
     start = time.perf_counter()
 
     def lane(part: slice) -> None:
-        lanes[part.start] = new_pass(part.start == 0).run(x[part], owned, memory, list(warnings))
+        passes.append(new_pass(on_layer if part.start == 0 else None))
+        results[part.start] = passes[-1].run(x[part], owned, memory, list(warnings), entries[:split])
     halves(lane, len(x))
-    seconds = time.perf_counter() - start
-    if len(lanes) == 1:  # (run in one call: one core)
-        return lanes[0]
-    first, second = lanes[0], lanes[min(set(lanes) - {0})]
+    first, second = results[0], results[max(results)]  # (one lane only on one core: run in one call)
     checks = [b if a.ok and not b.ok else a for a, b in zip(first.checks, second.checks)]
-    output = None
-    if first.output is not None and second.output is not None:
-        pair = (first.output, second.output)
-        output = np.concatenate(pair, out=_empty((len(x), *first.output.shape[1:]), np.result_type(*pair)))
-    return Result(first.report, checks, output, seconds, memory, first.warnings)
+    outputs = [results[start].output for start in sorted(results)]
+    output = None if any(y is None for y in outputs) else outputs[0]
+    if output is not None and len(outputs) > 1:
+        output = np.concatenate(outputs, out=_empty((len(x), *output.shape[1:]), np.result_type(*outputs)))
+    if output is not None and split < len(entries):
+        rest = new_pass()
+        rest.done = next(p.done for p in passes if p.on_layer is on_layer)
+        tail = rest.run(output, True, memory, list(warnings), entries[split:])
+        output, checks = tail.output, [t if t.actual is not None or t.error else c for c, t in zip(checks, tail.checks)]
+    return Result(first.report, checks, output, time.perf_counter() - start, memory, first.warnings)
 
 
 # --- the pass -----------------------------------------------------------------------------------------
@@ -245,12 +254,16 @@ class _Pass:
         self.leaves = sum(1 for _ in _leaf_rows(report))
         self.done = 0
 
-    def run(self, x: np.ndarray, owned: bool, memory: Memory, warnings: list[str]) -> Result:
+    def run(self, x: np.ndarray, owned: bool, memory: Memory, warnings: list[str],
+            entries: list[Node] | None = None) -> Result:
+        """The pass over the network's top-level ``entries`` (all of them by default)."""
         batch = len(x)
         start = time.perf_counter()
+        if entries is None:
+            entries = self.report.network.root.branches[""]
         try:
             with np.errstate(all="ignore"):  # NaN or inf weights or data: a warning of their own, or none
-                y, _ = self.sequence(self.report.network.root.branches[""], x, owned)
+                y, _ = self.sequence(entries, x, owned)
         except _Stopped:
             y = None
         except MemoryError:
