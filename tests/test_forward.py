@@ -222,7 +222,7 @@ def test_scratch_estimate_covers_each_kernel_buffer(monkeypatch, bias):
     net = cnncalc.parse(spec("3x64x64", f"conv2d: {{out_channels: 8, kernel_size: 7, stride: 2, padding: 3, "
                                         f"bias: {bias}}}", "batchnorm2d", "relu"))
     assert fw.run(net, batch=2, max_memory=0).ok
-    walk = fw.estimate._MemoryWalk(cnncalc.analyse(net), 2, 4)
+    walk = fw.estimate._MemoryWalk(cnncalc.analyse(net), 2, 4, one_thread=False)
     walk.sequence(net.root.branches[""], 0)
     used = {name: buffer.nbytes for name, buffer in vars(fw.memory._tls).items()}
     assert used["cols"] == 2 * (3 * 7 * 7 + 1) * 32 * 32 * 4  # the whole batch, plus the row of ones

@@ -37,6 +37,7 @@ def relative_error(got, want):
 def winograd_everywhere(monkeypatch):
     """Thresholds lowered so every float32 3x3 stride-1 conv takes the Winograd path; counts its calls."""
     monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_ONE_THREAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(conv, "WINOGRAD_MIN_TILES", 1)
     monkeypatch.setattr(conv, "WINOGRAD_MIN_SIDE", 1)
     calls = []
@@ -113,15 +114,31 @@ def test_winograd_is_chosen_only_where_it_pays(change):
     """256 channels at 28x28 qualify, and so do 128 channels and a batch of 64 (in chunks); float64,
     strides, dilation, groups, other kernels, fewer than 128 channels, outputs under 28 on a side
     (where two threads gain nothing from it) and transforms of one sample too large for the cache
-    (128x128: 36 MiB) do not."""
+    (128x128: 36 MiB) do not -- on two threads per GEMM."""
     base = dict(dtype=np.float32, stride=(1, 1), dilation=(1, 1), groups=1, kernel=(3, 3), channels=256,
                 out_size=(28, 28), batch=1)
 
-    def suits(a):
+    def suits(a, one_thread=False):
         return conv.winograd_suits((a["batch"], a["channels"], 30, 30), (256, a["channels"] // a["groups"], *a["kernel"]),
-                                a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"])
+                                   a["stride"], a["dilation"], a["groups"], a["out_size"], a["dtype"], one_thread)
     assert suits(base) and suits({**base, "channels": 128}) and suits({**base, "batch": 64})
     assert not suits({**base, **change})
+    # each GEMM on one thread (a lane of samples, one core): from 64 channels on any side, 16 tiles still
+    assert suits({**base, **change}, True) is (change in (dict(channels=64), dict(out_size=(14, 14)), dict(out_size=(28, 27))))
+
+
+def test_winograd_takes_one_thread_limits_in_a_lane(monkeypatch):
+    """In a lane or half (BLAS single-threaded) or on one core, alexnet's 192 channels at 13x13 qualify."""
+    from cnncalc.forward import parallel
+    shape, w_shape = (1, 192, 13, 13), (384, 192, 3, 3)
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    assert not conv.winograd_suits(shape, w_shape, (1, 1), (1, 1), 1, (13, 13), np.float32)
+    seen = []
+    parallel.halves(lambda part: seen.append(conv.winograd_suits(shape, w_shape, (1, 1), (1, 1), 1, (13, 13),
+                                                                 np.float32)), 2)
+    assert seen == [True, True]
+    monkeypatch.setattr(parallel, "TWO_CORES", False)
+    assert conv.winograd_suits(shape, w_shape, (1, 1), (1, 1), 1, (13, 13), np.float32)
 
 
 def test_transformed_filters_are_prepared_once_per_weight_array(winograd_everywhere, monkeypatch):
@@ -150,11 +167,14 @@ def test_winograd_property(n, c, co, h, w, pads, seed, chunk):
     pads = ((pads[0], pads[1]), (pads[2], pads[3]))
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return  # no output: the kernel is larger than the padded input
-    saved = conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES
-    conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = 1, 1, 1, chunk
+    saved = (conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES,
+             conv.WINOGRAD_ONE_THREAD_MIN_CHANNELS)
+    (conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES,
+     conv.WINOGRAD_ONE_THREAD_MIN_CHANNELS) = 1, 1, 1, chunk, 1
     try:
         x, weight, bias = rand(n, c, h, w, seed=seed), rand(co, c, 3, 3, seed=seed + 1), rand(co, seed=seed + 2)
         got = conv.conv(x, weight, bias, (1, 1), pads, (1, 1), 1)
     finally:
-        conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES = saved
+        (conv.WINOGRAD_MIN_CHANNELS, conv.WINOGRAD_MIN_SIDE, conv.WINOGRAD_MIN_TILES, conv.WINOGRAD_CHUNK_BYTES,
+         conv.WINOGRAD_ONE_THREAD_MIN_CHANNELS) = saved
     assert relative_error(got, taps_reference(x, weight, bias, pads)) <= 1e-4

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..layers.conv import Conv, ConvTranspose
-from . import blas
+from . import blas, parallel
 from .activation import relu
 from .base import _add_bias, _channel_shape, _float_dtype, _view, kernel
 from .derived import derived
@@ -739,11 +739,20 @@ _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (
 #: against 59-60 (two rounds alternating, idle); at batch 32 level (resnet18 0.77-0.79 s against
 #: 0.76-0.78, alexnet 0.28-0.29 both), with less memory kept for transformed filters.
 WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE, WINOGRAD_MIN_TILES = 128, 28, 16
+#: Where each GEMM runs on one thread -- in a lane of samples or a half (``parallel.in_half``), or on
+#: one core -- the one-thread gains above hold: from 64 input channels, on outputs of any side.
+WINOGRAD_ONE_THREAD_MIN_CHANNELS = 64
 WINOGRAD_MAX_BYTES, WINOGRAD_CHUNK_BYTES = 16 << 20, 4 << 20
 
 
-def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dtype) -> bool:
-    """Whether ``conv`` computes this convolution with Winograd F(4x4, 3x3)."""
+def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dtype, one_thread=None) -> bool:
+    """Whether ``conv`` computes this convolution with Winograd F(4x4, 3x3); ``one_thread``: whether
+    each of its GEMMs runs on one thread (by default: whether this thread is a lane or a half, or
+    there is one core)."""
+    if one_thread is None:
+        one_thread = parallel.in_half() or not parallel.TWO_CORES
+    channels, side = ((WINOGRAD_ONE_THREAD_MIN_CHANNELS, 1) if one_thread
+                      else (WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE))
     N, C, *_ = x_shape
     Co, _, *K = weight_shape
     if (tuple(K) != (3, 3) or groups != 1 or np.dtype(dtype) != np.float32
@@ -751,7 +760,7 @@ def winograd_suits(x_shape, weight_shape, stride, dilation, groups, out_size, dt
         return False
     per_sample = _winograd_sample_bytes(x_shape, weight_shape, out_size)
     tiles = winograd_chunk(x_shape, weight_shape, out_size) * math.prod(-(-o // 4) for o in out_size)
-    return (C >= WINOGRAD_MIN_CHANNELS and min(out_size) >= WINOGRAD_MIN_SIDE and tiles >= WINOGRAD_MIN_TILES
+    return (C >= channels and min(out_size) >= side and tiles >= WINOGRAD_MIN_TILES
             and per_sample <= WINOGRAD_MAX_BYTES)
 
 

@@ -17,7 +17,7 @@ from ..layers.reshape import Upsample
 from ..layers.base import Layer
 from ..spec import Node
 from . import blas
-from . import conv, lanes, pool
+from . import conv, lanes, parallel, pool
 from .base import allocates, gather_rows
 from .fusion import defers_relu, folds
 from .memory import size_text
@@ -53,7 +53,7 @@ def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
     itemsize = np.dtype(dtype).itemsize
     n = lanes.count(report, batch)
     per_lane = -(-batch // n)  # (in lanes of samples: each its own activations and scratch)
-    estimator = _MemoryWalk(report, per_lane, itemsize)
+    estimator = _MemoryWalk(report, per_lane, itemsize, n > 1 or not parallel.TWO_CORES)
     peak = estimator.sequence(report.network.root.branches[""], math.prod(report.network.input)) * per_lane * n
     weights = sum(math.prod(shape) for shape, _ in expected_tensors(report).values()) * itemsize
     return Memory((peak + _joined(report, batch, n)) * itemsize, estimator.workspace * n, weights)
@@ -72,9 +72,10 @@ def _joined(report: Report, batch: int, n: int) -> int:
 class _MemoryWalk:
     """Per-sample element counts of what is alive at the worst moment, walking like the pass."""
 
-    def __init__(self, report: Report, batch: int, itemsize: int):
+    def __init__(self, report: Report, batch: int, itemsize: int, one_thread: bool):
         self.rows = {row.path: row for row in report.rows}
         self.batch, self.itemsize = batch, itemsize
+        self.one_thread = one_thread  # each GEMM on one thread (in lanes, or one core): conv.winograd_suits
         self.buffers: dict[str, int] = {}  # scratch buffer -> bytes; the kernels keep and reuse them
         self.relu_first: set[str] = set()  # entries that apply a ReLU deferred to them (fusion.defers_relu)
 
@@ -202,7 +203,7 @@ class _MemoryWalk:
         x_shape, w_shape = (self.batch, *row.input), row.weight
         dtype = np.float32 if self.itemsize == 4 else np.float64  # float64 never takes the path
         if not conv.winograd_suits(x_shape, w_shape, layer.stride, layer.dilation, layer.groups,
-                                      row.output[1:], dtype):
+                                   row.output[1:], dtype, self.one_thread):
             return
         largest = conv.winograd_bytes(x_shape, w_shape, row.output[1:])  # every array it puts in a buffer
         for buffer in ("pad", "cols", "gemm"):

@@ -46,11 +46,16 @@ _lock = threading.Lock()
 _busy = threading.local()  # set while a thread runs a half: halves inside halves run serially
 
 
+def in_half() -> bool:
+    """Whether this thread runs one of two halves (or lanes of samples) now, BLAS single-threaded."""
+    return getattr(_busy, "on", False)
+
+
 def halves(run, n: int) -> None:
     """``run(slice)`` over ``slice(0, n)``, as two halves at once when two cores are free (``run``
     writes only its half of any output), else in one call."""
     global _worker
-    if not TWO_CORES or n < 2 or getattr(_busy, "on", False):
+    if not TWO_CORES or n < 2 or in_half():
         run(slice(0, n))
         return
     with _lock:
