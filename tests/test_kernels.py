@@ -586,6 +586,19 @@ def test_linear_vs_naive():
     assert_close(linear.linear(x[0, 0], w, None), w.astype(np.float64) @ x[0, 0])
 
 
+@pytest.mark.parametrize("rows", [1, 2, 7, linear.SKINNY_ROWS, linear.SKINNY_ROWS + 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_either_gemm_orientation_vs_naive(rows, bias):
+    """From 2 to SKINNY_ROWS rows the GEMM runs as weight @ x.T, transposed back; outside, as x @ weight.T."""
+    x, w = rand(rows, 33, seed=rows), rand(20, 33, seed=1)
+    b = rand(20, seed=2) if bias else None
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + (b if bias else 0)
+    got = linear.linear(x, w, b)
+    assert got.shape == (rows, 20) and got.flags.c_contiguous
+    assert_close(got, want)
+    assert_close(linear.linear(x.reshape(1, rows, 33), w, b), want[None])  # leading axes as rows
+
+
 def test_batch_norm_vs_naive():
     x = rand(2, 3, 4, 5)
     mean, var = rand(3, seed=1), np.abs(rand(3, seed=2)) + 0.1

@@ -11,13 +11,14 @@ from .. import units
 from ..analysis import Report, Row
 from ..errors import SpecError
 from ..layers.conv import Conv, ConvTranspose
+from ..layers.linear import Linear
 from ..layers.attention import MultiheadAttention, PatchMerging, ShiftedWindowAttention
 from ..layers.pool import AdaptiveAvgPool, _AdaptivePool, _Pool
 from ..layers.reshape import Upsample
 from ..layers.base import Layer
 from ..spec import Node
 from . import blas
-from . import conv, lanes, parallel, pool
+from . import conv, lanes, linear, parallel, pool
 from .base import allocates, gather_rows
 from .fusion import defers_relu, folds
 from .memory import size_text
@@ -128,6 +129,11 @@ class _MemoryWalk:
                 for buffer in ("pad", "cols", "gemm") + (() if blas.available() else ("product",)):
                     self._chunk(buffer, per_row * row.output[1], per_row)
             return _padded_size(layer, row.input) if layer.padding_mode != "zeros" else 0
+        if isinstance(layer, Linear):  # a skinny GEMM's transposed result (linear.SKINNY_ROWS)
+            rows = self.batch * math.prod(row.input[:-1])
+            if 2 <= rows <= linear.SKINNY_ROWS and blas.available():
+                self.buffers["linear"] = max(self.buffers.get("linear", 0), rows * row.output[-1] * self.itemsize)
+            return 0
         if isinstance(layer, ConvTranspose):
             self._chunk("cols", layer.out_channels * math.prod(layer.kernel_size) * math.prod(row.input[1:]))
             self._chunk("canvas", 2 * math.prod(row.output))
