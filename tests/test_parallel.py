@@ -184,3 +184,20 @@ def test_lanes_need_two_cores_two_samples_and_long_kernels(monkeypatch):
     assert lanes.count(report, 4) == 1                           # many short kernels
     monkeypatch.setattr(parallel, "TWO_CORES", False)
     assert lanes.count(report, 32) == 1
+
+
+def test_elementwise_kernels_take_longer_blocks_in_a_lane(monkeypatch):
+    """In a lane or half, fewer and longer ufunc calls (LANE_ELEMENTWISE_BYTES): the same values."""
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    x = np.random.default_rng(3).standard_normal(1 << 20, dtype=np.float32)
+    calls = []
+    from cnncalc.forward import activation
+    real = activation._gelu_float32  # the float32 GELU's block function, its calls counted
+    monkeypatch.setattr(activation, "_gelu_float32", lambda v, *rest: (calls.append(len(v)), real(v, *rest))[1])
+    alone = activation.gelu(x)
+    blocks_alone = len(calls)
+    calls.clear()
+    halves_out = {}
+    parallel.halves(lambda part: halves_out.__setitem__(part.start, activation.gelu(x[part])), len(x))
+    assert blocks_alone > len(calls) >= 2
+    np.testing.assert_array_equal(np.concatenate([halves_out[k] for k in sorted(halves_out)]), alone)
