@@ -152,18 +152,21 @@ def test_a_weight_bound_tail_runs_once_on_the_joined_lanes(monkeypatch, two_lane
 
     network = cnncalc.parse("input: 3x16x16\nlayers:\n  - conv2d: {out_channels: 8, kernel_size: 3}\n"
                             "  - adaptiveavgpool2d: {output_size: 2}\n  - flatten\n  - linear: {out_features: 6}\n")
+    from cnncalc.forward import blas
     linear, conv = (_kernel_class(network.root.branches[""][i].layer) for i in (3, 0))
-    seen = {}
+    seen, held = {}, []
     for cls in (conv, linear):
         real = fw.base.KERNELS[cls]
         monkeypatch.setitem(fw.base.KERNELS, cls, lambda layer, x, p, owned, real=real, **o: (
-            seen.setdefault(_kernel_class(layer), []).append(len(x)), real(layer, x, p, owned, **o))[1])
+            seen.setdefault(_kernel_class(layer), []).append(len(x)), held.append(blas.limited()),
+            real(layer, x, p, owned, **o))[2])
     session = fw.Session(network)
     assert lanes.entries(session.report(4), 2) == 1
     progress = []
     data = np.random.default_rng(2).standard_normal((4, 3, 16, 16), dtype=np.float32)
     split = session.run(data, on_layer=lambda done, total, path: progress.append((done, path)))
     assert {cls: sorted(sizes) for cls, sizes in seen.items()} == {conv: [2, 2], linear: [4]}
+    assert all(held) or not blas.available()  # the tail too: no OpenBLAS workers left spinning
     assert progress == [(1, "0"), (2, "1"), (3, "2"), (4, "3")]
     monkeypatch.setattr(parallel, "TWO_CORES", False)
     whole = session.run(data)
@@ -201,3 +204,28 @@ def test_elementwise_kernels_take_longer_blocks_in_a_lane(monkeypatch):
     parallel.halves(lambda part: halves_out.__setitem__(part.start, activation.gelu(x[part])), len(x))
     assert blocks_alone > len(calls) >= 2
     np.testing.assert_array_equal(np.concatenate([halves_out[k] for k in sorted(halves_out)]), alone)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 200])
+def test_a_large_linear_splits_its_features_while_blas_is_held_to_one_thread(monkeypatch, rows):
+    """In a pass's tail after its lanes (BLAS held to one thread, no half running) a large weight is
+    multiplied in two halves of output features on two threads; anywhere else in one call."""
+    from cnncalc.forward import blas, linear
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    monkeypatch.setattr(linear, "SPLIT_WEIGHT_BYTES", 64)
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(shape, dtype=np.float32) for shape in ((rows, 24), (10, 24), (10,)))
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    seen = []
+    real = parallel.halves
+    monkeypatch.setattr(parallel, "halves", lambda run, n: (seen.append(n), real(run, n))[1])
+    np.testing.assert_allclose(linear.linear(x, w, b), want, rtol=1e-5, atol=1e-5)
+    assert seen == []                                   # BLAS free to thread itself
+    with blas.single_threaded():
+        got = linear.linear(x, w, b)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert seen == ([10] if blas.available() else [])
+    monkeypatch.setattr(linear, "SPLIT_WEIGHT_BYTES", 1 << 40)
+    with blas.single_threaded():
+        linear.linear(x, w, b)
+    assert len(seen) == (1 if blas.available() else 0)  # a small weight: one call

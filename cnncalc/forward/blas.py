@@ -122,6 +122,7 @@ def single_threaded(threads: int = 1):
     (``parallel.halves``): two threads each running many small GEMMs get both cores without
     OpenBLAS waking and joining its workers for every one of them.  Does nothing where OpenBLAS's
     controls are not reachable."""
+    global _limits
     if not _THREADS:
         yield
         return
@@ -129,11 +130,22 @@ def single_threaded(threads: int = 1):
     with _threads_lock:
         before = get()
         set_(max(1, threads))
+        _limits += 1
     try:
         yield
     finally:
         with _threads_lock:
             set_(before)
+            _limits -= 1
+
+
+_limits = 0  # single_threaded() contexts open now
+
+
+def limited() -> bool:
+    """Whether a ``single_threaded`` context holds OpenBLAS's threads down now (so that a kernel
+    wanting both cores for a long BLAS call splits it over two Python threads itself)."""
+    return _limits > 0
 
 
 def set_threads(n: int) -> bool:
