@@ -144,7 +144,8 @@ _limits = 0  # single_threaded() contexts open now
 
 def limited() -> bool:
     """Whether a ``single_threaded`` context holds OpenBLAS's threads down now (so that a kernel
-    wanting both cores for a long BLAS call splits it over two Python threads itself)."""
+    wanting every core for a long BLAS call splits it over two Python threads itself, each with
+    the threads the context allows)."""
     return _limits > 0
 
 

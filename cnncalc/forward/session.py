@@ -37,7 +37,7 @@ from ..layers.composite import Concat, Multiply, Residual
 from ..spec import Network, Node
 from . import base, fusion, norm
 from .data import _data_batch, _given_data, _input, _what
-from . import blas, lanes
+from . import blas, lanes, parallel
 from .estimate import Memory, check_memory, default_memory_limit, estimate_memory, parse_size
 from .memory import POOL_IDLE_BYTES, _empty, keep_idle, size_text
 from .parallel import halves
@@ -235,7 +235,7 @@ def _in_lanes(new_pass: Callable[..., "_Pass"], split: int, on_layer: OnLayer | 
     if output is not None and split < len(entries):
         rest = new_pass()
         rest.done = next(p.done for p in passes if p.on_layer is on_layer)
-        with blas.single_threaded():  # (no OpenBLAS workers left spinning into the next pass's lanes)
+        with blas.single_threaded(parallel.CPUS // 2):  # (no OpenBLAS workers left spinning into the next pass's lanes)
             tail = rest.run(output, True, memory, list(warnings), entries[split:])
         output, checks = tail.output, [t if t.actual is not None or t.error else c for c, t in zip(checks, tail.checks)]
     return Result(first.report, checks, output, time.perf_counter() - start, memory, first.warnings)
