@@ -20,7 +20,8 @@ SKINNY_ROWS = 128
 #: output features over two threads (``parallel.halves``): the layer gets both cores without OpenBLAS's
 #: own workers, which spin on a core for about 0.1 s after each threaded GEMM -- into the next
 #: pass's lanes.  alexnet at batch 32, best of 3, four rounds: 0.202-0.253 s with the tail on OpenBLAS's
-#: threads (its stem 29-57 ms in a lane), 0.217-0.222 on one thread, 0.20-0.21 split.
+#: threads (its stem 29-57 ms in a lane), 0.217-0.222 on one thread; split, 20 passes in a row
+#: 0.180-0.201 s (the stem 28-29 ms).
 SPLIT_WEIGHT_BYTES = 1 << 20
 
 

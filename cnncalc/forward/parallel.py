@@ -47,7 +47,8 @@ _busy = threading.local()  # set while a thread runs a half: halves inside halve
 
 
 def in_half() -> bool:
-    """Whether this thread runs one of two halves (or lanes of samples) now, BLAS single-threaded."""
+    """Whether this thread runs one of two halves (or lanes of samples) now, BLAS held to its share
+    of the cores (one thread on two cores)."""
     return getattr(_busy, "on", False)
 
 
