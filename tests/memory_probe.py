@@ -90,9 +90,11 @@ CASES = {
     "transforminput": ("3x512xW", "transforminput"),
     "two lanes: conv 3x3, batch 8": ("32x64xW", "conv2d: {out_channels: 32, kernel_size: 3, padding: 1}"),
     "linear, 64 rows": ("64xW", "linear: {out_features: 1024}"),
+    "two lanes: conv 3x3 winograd, batch 8": ("64x32xW", "conv2d: {out_channels: 64, kernel_size: 3, padding: 1, "
+                                                         "bias: false}"),
 }
 #: Cases run at batch 1 but these (a pass of 2.4 G multiply-adds at --scale 2: two lanes of samples).
-BATCHES = {"two lanes: conv 3x3, batch 8": 8}
+BATCHES = {"two lanes: conv 3x3, batch 8": 8, "two lanes: conv 3x3 winograd, batch 8": 8}
 
 
 _LIBC = ctypes.CDLL("libc.so.6")

@@ -42,7 +42,8 @@ def test_the_estimate_bounds_the_measured_peak(measured, name):
 
 def test_a_pass_in_two_lanes_is_measured_where_two_cores_are(measured):
     from cnncalc.forward import parallel
-    assert measured["two lanes: conv 3x3, batch 8"]["lanes"] == (2 if parallel.TWO_CORES else 1)
+    for name in ("two lanes: conv 3x3, batch 8", "two lanes: conv 3x3 winograd, batch 8"):
+        assert measured[name]["lanes"] == (2 if parallel.TWO_CORES else 1)
 
 
 def test_the_probe_measures_something(measured):

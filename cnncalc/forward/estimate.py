@@ -57,7 +57,7 @@ def estimate_memory(report: Report, batch: int, dtype=np.float32) -> Memory:
     estimator = _MemoryWalk(report, per_lane, itemsize, n > 1 or not parallel.TWO_CORES)
     peak = estimator.sequence(report.network.root.branches[""], math.prod(report.network.input)) * per_lane * n
     weights = sum(math.prod(shape) for shape, _ in expected_tensors(report).values()) * itemsize
-    return Memory((peak + _joined(report, batch, n)) * itemsize, estimator.workspace * n, weights)
+    return Memory((peak + _joined(report, batch, n)) * itemsize, estimator.workspace_in(n), weights)
 
 
 def _joined(report: Report, batch: int, n: int) -> int:
@@ -228,6 +228,12 @@ class _MemoryWalk:
     @property
     def workspace(self) -> int:
         return sum(self.buffers.values())
+
+    def workspace_in(self, lanes: int) -> int:
+        """Scratch of a pass in ``lanes`` lanes of samples: each lane's thread has its own reused
+        buffers; a layer's prepared weights (keyed by its path) are made once for all."""
+        shared = sum(size for name, size in self.buffers.items() if " " in name)
+        return shared + (self.workspace - shared) * lanes
 
 
 def _padded_size(layer, shape: tuple) -> int:
