@@ -181,12 +181,26 @@ def test_lanes_need_two_cores_two_samples_and_long_kernels(monkeypatch):
     leaves = sum(1 for row in report.rows if row.leaf)
     assert lanes.count(report, 2) == 2
     assert lanes.count(report, 1) == 1                           # one sample: nothing to split
+    monkeypatch.setattr(lanes, "ACTIVATION_MIN_MACS", 1 << 62)  # (by MACs alone here)
     monkeypatch.setattr(lanes, "MIN_MACS", 4 * report.totals.macs)
     assert lanes.count(report, 3) == 1 and lanes.count(report, 4) == 2   # too little work in all
     monkeypatch.setattr(lanes, "MIN_LEAF_MACS", report.totals.macs * 4 // leaves + 1)
     assert lanes.count(report, 4) == 1                           # many short kernels
     monkeypatch.setattr(parallel, "TWO_CORES", False)
     assert lanes.count(report, 32) == 1
+
+
+@pytest.mark.parametrize("net, batch, input, two", [
+    ("mobilenet_v2", 2, None, True),                 # 0.60 G MACs, 532 KiB a leaf in a lane
+    ("efficientnet_b0", 2, None, True),              # 0.77 G, 357 KiB
+    ("shufflenet_v2_x1_0", 4, None, False),          # 278 KiB: many short calls
+    ("mobilenet_v2", 4, "3x112x112", False),         # 0.33 G
+    ("resnet18", 4, "3x64x64", False),               # 78 KiB, 4.9 M MACs a leaf in a lane
+    ("alexnet", 2, None, True)])                     # by its MACs: 32 M a leaf in a lane
+def test_lanes_for_the_mobile_networks_by_their_activations(monkeypatch, net, batch, input, two):
+    import cnncalc
+    monkeypatch.setattr(parallel, "TWO_CORES", True)
+    assert lanes.count(cnncalc.analyse(cnncalc.load(net, input)), batch) == (2 if two else 1)
 
 
 def test_elementwise_kernels_take_longer_blocks_in_a_lane(monkeypatch):
