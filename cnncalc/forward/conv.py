@@ -721,9 +721,8 @@ _WINO_FILTER = np.kron(_WINO_G, _WINO_G).astype(np.float32)     # (36, 9): tap (
 
 #: Winograd is used for float32 3x3 stride-1 undilated ungrouped 2-D convolutions with at least
 #: WINOGRAD_MIN_CHANNELS input channels, outputs at least WINOGRAD_MIN_SIDE on each side, at least
-#: WINOGRAD_MIN_TILES 4x4 output tiles per chunk of
-#: samples, and transformed tensors (36 x channels x tiles) of at most WINOGRAD_MAX_BYTES per
-#: sample: past that its transforms run from main memory and the direct GEMM is faster.  Samples go
+#: WINOGRAD_MIN_TILES 4x4 output tiles per chunk of samples, and transformed tensors (36 x channels
+#: x tiles) of at most WINOGRAD_MAX_BYTES per sample: past that its transforms run from main memory and the direct GEMM is faster.  Samples go
 #: through it in chunks of at most WINOGRAD_CHUNK_BYTES of transforms (``winograd_chunk``).  With
 #: fewer channels the transforms cost more than the flops saved; with fewer tiles its 36 GEMMs,
 #: (C_out x C_in) @ (C_in x tiles), are bound by reading the transformed filters (4x the weights).

@@ -4,8 +4,8 @@ one on a worker thread.
 NumPy releases the GIL inside a ufunc's loop and inside matmul, so two Python threads each working
 on half of a kernel's arrays run at once -- when each call is long against the GIL's hand-over
 (hundreds of microseconds, not the few of an elementwise kernel's cached blocks, which measured no
-gain split).  ``halves`` runs a kernel's two halves so, BLAS single-threaded meanwhile (see
-``blas.single_threaded``); with one CPU, or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to 1 (as
+gain split).  ``halves`` runs a kernel's two halves so, each with half the CPUs' BLAS threads (one
+on two cores: see ``blas.single_threaded``); with one CPU, or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to 1 (as
 for a single-threaded comparison), it runs the whole in the calling thread.
 """
 from __future__ import annotations

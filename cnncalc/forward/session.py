@@ -181,7 +181,8 @@ class Session:
             split = 0 if keep_outputs or lanes.count(report, batch) == 1 else lanes.entries(report, -(-batch // 2))
             if not split:
                 return new_pass().run(x, owned, memory, list(self.warnings))
-            return _in_lanes(new_pass, split, on_layer, x, owned, memory, self.warnings)
+            return _in_lanes(new_pass, report.network.root.branches[""], split, on_layer, x, owned, memory,
+                             self.warnings)
         finally:
             keep_idle(None)
 
@@ -206,18 +207,17 @@ def _dtype(dtype) -> type:
     return DTYPES[name]
 
 
-def _in_lanes(new_pass: Callable[..., "_Pass"], split: int, on_layer: OnLayer | None, x: np.ndarray, owned: bool,
-              memory: Memory, warnings: list[str]) -> Result:
+def _in_lanes(new_pass: Callable[..., "_Pass"], entries: list[Node], split: int, on_layer: OnLayer | None,
+              x: np.ndarray, owned: bool, memory: Memory, warnings: list[str]) -> Result:
     """The pass over x's samples in two lanes, one per core (``parallel.halves``), BLAS single-threaded
     in each: every kernel's work splits, not just the GEMMs that OpenBLAS threads itself -- the
     im2col copies, elementwise passes and softmaxes that NumPy runs on one thread.  (At batch 32,
     two lanes took resnet18's pass from 0.76 to 0.55 s, convnext_tiny's from 3.5 to 2.5.)  A lane
-    is a pass of its own over the network's first ``split`` top-level entries, all but its
+    is a pass of its own over the network's first ``split`` top-level ``entries``, all but its
     weight-bound tail (``lanes.entries``: a classifier whose weights both lanes would stream from
     memory), which then runs once on the lanes' outputs joined, with BLAS's threads.  The first lane reports progress;
     each entry's check is the first lane's unless only the second's failed, or the tail's; the
     per-entry seconds are the first lane's."""
-    entries = new_pass().report.network.root.branches[""]
     results: dict[int, Result] = {}
     passes = []
     start = time.perf_counter()
@@ -234,7 +234,7 @@ def _in_lanes(new_pass: Callable[..., "_Pass"], split: int, on_layer: OnLayer | 
         output = np.concatenate(outputs, out=_empty((len(x), *output.shape[1:]), np.result_type(*outputs)))
     if output is not None and split < len(entries):
         rest = new_pass()
-        rest.done = next(p.done for p in passes if p.on_layer is on_layer)
+        rest.done = passes[0].done  # (both lanes ran every entry before the tail)
         with blas.single_threaded(parallel.CPUS // 2):  # (no OpenBLAS workers left spinning into the next pass's lanes)
             tail = rest.run(output, True, memory, list(warnings), entries[split:])
         output, checks = tail.output, [t if t.actual is not None or t.error else c for c, t in zip(checks, tail.checks)]
